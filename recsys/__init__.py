@@ -7,9 +7,12 @@ earlier with the wrong Keras.
 """
 import os
 import sys
+import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# google-api-core warns on every import under Python 3.10, which TFX 1.16 requires.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core.*")
 
 if os.environ["TF_USE_LEGACY_KERAS"] != "1":
     raise ImportError(

@@ -1,0 +1,223 @@
+"""`recsys` command line: run the pipeline, serve, recommend, evaluate.
+
+    recsys run --dataset movielens-100k [--output ./artifacts] [-- <Beam args>]
+    recsys serve [--output ./artifacts] [--port 8500] [--rest_api_port 8501]
+    recsys recommend --user 196 [--server localhost:8501 --protocol rest|grpc]
+    recsys evaluate [--dataset movielens-100k] [--output ./artifacts]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import recsys  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+DEFAULT_DATASET = "movielens-100k"
+DEFAULT_ROOT = "./artifacts"
+
+
+def _layout(args):
+    from tfx_pipeline.layout import Layout
+
+    return Layout(root=os.path.abspath(args.output), dataset=args.dataset)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default=DEFAULT_DATASET,
+                   help="movielens-100k | instacart | files | synthetic (default: %(default)s)")
+    p.add_argument("--output", default=DEFAULT_ROOT, help="artifact root (default: %(default)s)")
+
+
+def cmd_run(args, beam_args: list[str]) -> int:
+    from recsys.data import load_dataset
+    from tfx_pipeline import local_runner
+    from tfx_pipeline.pipeline import DEFAULT_BEAM_ARGS
+
+    layout = _layout(args)
+    t0 = time.time()
+    print(f"[run] dataset {args.dataset}; artifacts under {layout.root}", flush=True)
+    ds = load_dataset(args.dataset, args.data_path or None)
+    print(ds.report.summary(), flush=True)
+    two_tower = {}
+    if args.epochs:
+        two_tower["epochs"] = args.epochs
+    local_runner.run(
+        layout, dataset=args.dataset, data_path=os.path.abspath(args.data_path) if args.data_path else "",
+        fingerprint=ds.fingerprint(), beam_pipeline_args=beam_args or list(DEFAULT_BEAM_ARGS),
+        max_users=args.max_users, two_tower=two_tower, min_lift=args.min_lift,
+        enable_cache=not args.no_cache)
+    print(f"[run] pipeline finished in {time.time() - t0:.0f}s", flush=True)
+    report = publish_metrics(layout)
+    write_models_config(layout)
+    print(f"[run] metrics written to {layout.metrics_path}")
+    from recsys.evaluation.report import format_table
+
+    print(format_table(report["models"], f"{report['dataset']} — {report['protocol']}, full ranking over all items"))
+    return 0
+
+
+def publish_metrics(layout) -> dict:
+    """Copies the evaluator's test-split table to ``metrics/<dataset>.json`` (the documented shape)."""
+    from recsys.evaluation.report import read_report, write_report
+    from tfx_pipeline.artifacts import latest_output_uri
+    from tfx_pipeline.components.evaluator import METRICS_FILE
+
+    with open(os.path.join(latest_output_uri(layout, "RetrievalEvaluator", "evaluation"), METRICS_FILE)) as f:
+        metrics = json.load(f)
+    test = metrics["test"]
+    write_report(layout.metrics_path, test["dataset"], test["protocol"], test["models"],
+                 extra={"validation": metrics["validation"]["models"]})
+    return read_report(layout.metrics_path)
+
+
+def write_models_config(layout) -> str:
+    """A ModelServerConfig for every pushed model under ``serving/``."""
+    from serving.config import build_config, write_config
+    from tfx_pipeline.pipeline import RETRIEVAL, RETRIEVAL_BRUTE_FORCE
+
+    models = [(name, os.path.join(layout.serving_dir, name)) for name in (RETRIEVAL, RETRIEVAL_BRUTE_FORCE)
+              if os.path.isdir(os.path.join(layout.serving_dir, name))]
+    write_config(build_config(models), layout.models_config)
+    return layout.models_config
+
+
+def cmd_serve(args) -> int:
+    from serving import server
+
+    layout = _layout(args)
+    config = args.model_config_file or layout.models_config
+    if not os.path.exists(config):
+        config = write_models_config(layout)
+    return server.main([f"--model_config_file={config}", f"--port={args.port}",
+                        f"--rest_api_port={args.rest_api_port}"])
+
+
+def _recommend_in_process(layout, user: str | None, history: list[str] | None, k: int,
+                          exclude: list[str]) -> list[tuple[str, float]]:
+    import scann  # noqa: F401
+    import tensorflow as tf
+
+    from tfx_pipeline.artifacts import latest_version_dir
+    from tfx_pipeline.pipeline import RETRIEVAL_BRUTE_FORCE
+
+    model = tf.saved_model.load(latest_version_dir(os.path.join(layout.serving_dir, RETRIEVAL_BRUTE_FORCE)))
+    excl = tf.constant([[e.encode() for e in exclude] or [b""]])
+    if user is not None:
+        out = model.signatures["recommend_user"](user_id=tf.constant([user]), k=tf.constant([k]), exclude=excl)
+    else:
+        out = model.signatures["serving_default"](history=tf.constant([history]), k=tf.constant([k]), exclude=excl)
+    return [(i.decode(), float(s)) for i, s in zip(out["item_ids"].numpy()[0], out["scores"].numpy()[0]) if i]
+
+
+def cmd_recommend(args) -> int:
+    if (args.user is None) == (args.history is None):
+        print("recsys recommend: give exactly one of --user or --history", file=sys.stderr)
+        return 2
+    history = args.history.split(",") if args.history else None
+    exclude = args.exclude.split(",") if args.exclude else []
+    if args.server:
+        from serving.client import RecommenderClient
+
+        client = RecommenderClient(args.server, protocol=args.protocol, model_name=args.model, timeout=args.timeout)
+        recs = [(r.item_id, r.score) for r in client.recommend(user_id=args.user, history=history, k=args.k,
+                                                               exclude=exclude)]
+    else:
+        recs = _recommend_in_process(_layout(args), args.user, history, args.k, exclude)
+    titles = _item_titles(args)
+    who = f"user {args.user}" if args.user else f"history {history}"
+    print(f"Top {args.k} for {who}:")
+    for rank, (item, score) in enumerate(recs, 1):
+        print(f"{rank:3d}. {item:>8s}  {score:8.4f}  {titles.get(item, '')}")
+    return 0
+
+
+def _item_titles(args) -> dict[str, str]:
+    try:
+        from recsys.data import load_dataset
+
+        items = load_dataset(args.dataset, getattr(args, "data_path", None) or None).items
+        return {i: (t or c) for i, t, c in zip(items["item_id"], items["title"], items["category"])}
+    except Exception:  # titles are a nicety; never fail a recommendation for them
+        return {}
+
+
+def cmd_evaluate(args) -> int:
+    from recsys.evaluate import evaluate_split
+    from recsys.evaluation.report import format_table, write_report
+    from recsys import features as F
+    from tfx_pipeline.artifacts import ArtifactNotFound, latest_output_uri, latest_version_dir
+    from tfx_pipeline.pipeline import RETRIEVAL, RETRIEVAL_BRUTE_FORCE
+
+    layout = _layout(args)
+    examples_uri = latest_output_uri(layout, "SequenceExampleGen", "examples")
+    protocol = open(os.path.join(examples_uri, "protocol.txt")).read().strip()
+    dirs = {}
+    for label, name in (("two_tower", RETRIEVAL_BRUTE_FORCE), ("two_tower_scann", RETRIEVAL)):
+        try:
+            dirs[label] = latest_version_dir(os.path.join(layout.serving_dir, name))
+        except ArtifactNotFound as e:
+            print(f"[evaluate] {e}", file=sys.stderr)
+    split = F.TEST if args.split == "test" else F.EVAL
+    models = evaluate_split(examples_uri, split, protocol, dirs)
+    title = f"{args.dataset} — {protocol} ({args.split} split), full ranking over all items"
+    print(format_table(models, title))
+    write_report(layout.metrics_path if args.split == "test" else layout.metrics_path.replace(".json", ".validation.json"),
+                 args.dataset, f"{protocol} ({args.split} split)", models)
+    print(f"[evaluate] written to {layout.metrics_path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the TFX pipeline (arguments after -- go to Beam)")
+    _add_common(run)
+    run.add_argument("--data-path", default="", help="directory of events/items files for --dataset files")
+    run.add_argument("--max-users", type=int, default=0, help="keep only the first N users (a real-data slice)")
+    run.add_argument("--epochs", type=int, default=0, help="two-tower epochs (default: the model's)")
+    run.add_argument("--min-lift", type=float, default=0.0,
+                     help="required relative NDCG@10 lift over popularity on validation to push")
+    run.add_argument("--no-cache", action="store_true", help="re-run every component")
+
+    serve = sub.add_parser("serve", help="serve pushed models over TF Serving's REST and gRPC API")
+    _add_common(serve)
+    serve.add_argument("--model_config_file", default="")
+    serve.add_argument("--port", type=int, default=8500)
+    serve.add_argument("--rest_api_port", type=int, default=8501)
+
+    rec = sub.add_parser("recommend", help="top-k items for a user or a history")
+    _add_common(rec)
+    rec.add_argument("--user")
+    rec.add_argument("--history", help="comma-separated item ids, oldest first")
+    rec.add_argument("--exclude", default="", help="comma-separated item ids not to return")
+    rec.add_argument("--k", type=int, default=10)
+    rec.add_argument("--server", default="", help="host:port of a model server (default: load the model in-process)")
+    rec.add_argument("--protocol", choices=("rest", "grpc"), default="rest")
+    rec.add_argument("--model", default="retrieval")
+    rec.add_argument("--timeout", type=float, default=10.0)
+
+    ev = sub.add_parser("evaluate", help="evaluate the pushed models and baselines, print and write the table")
+    _add_common(ev)
+    ev.add_argument("--split", choices=("test", "validation"), default="test")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, beam_args = argv[:cut], argv[cut + 1:]
+    args = build_parser().parse_args(argv)
+    handlers = {"run": lambda: cmd_run(args, beam_args), "serve": lambda: cmd_serve(args),
+                "recommend": lambda: cmd_recommend(args), "evaluate": lambda: cmd_evaluate(args)}
+    return handlers[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,459 @@
+"""Model registry of the local model server: versions on disk -> loaded SavedModels.
+
+Mirrors what TF Serving's ServerCore does for a ``ModelServerConfig``: every model has
+a ``base_path`` whose numeric sub-directories are versions; the version policy
+(``latest {num_versions}`` (default 1), ``all``, ``specific {versions}``) picks the
+versions to serve; ``version_labels`` name versions; a poll re-scans the file system,
+loads new versions (replaying ``assets.extra/tf_serving_warmup_requests``) and unloads
+versions the policy no longer wants, after a wanted version is available. Version
+states follow ``ModelVersionStatus.State`` (LOADING, AVAILABLE, UNLOADING, END).
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import get_model_status_pb2, prediction_log_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving import codec
+from serving import status as st
+
+log = logging.getLogger("serving.models")
+
+DEFAULT_SIGNATURE = "serving_default"
+SERVE_TAG = "serve"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
+State = get_model_status_pb2.ModelVersionStatus.State
+
+_custom_ops_lock = threading.Lock()
+_custom_ops: dict[str, str | None] = {}
+
+
+def import_custom_ops() -> dict[str, str | None]:
+    """Imports the libraries whose TF ops SavedModels may use (ScaNN, TF Text), once.
+
+    Returns {module: None if imported else the error}. A failure is logged, not raised:
+    models that need those ops then fail to load with an error that says why.
+    """
+    with _custom_ops_lock:
+        if not _custom_ops:
+            for module in ("scann", "tensorflow_text"):
+                try:
+                    importlib.import_module(module)
+                    _custom_ops[module] = None
+                    log.info("Imported %s: its TF ops are registered", module)
+                except Exception as err:  # ImportError, or a .so that fails to load
+                    _custom_ops[module] = f"{type(err).__name__}: {err}"
+                    log.error("Could not import %s (%s); SavedModels using its ops will fail "
+                              "to load", module, _custom_ops[module])
+        return dict(_custom_ops)
+
+
+def read_signature_defs(export_dir: str) -> dict[str, meta_graph_pb2.SignatureDef]:
+    """The SignatureDef map of the 'serve' MetaGraph, as TF Serving reports it in metadata."""
+    saved_model = saved_model_pb2.SavedModel()
+    pb_path = os.path.join(export_dir, "saved_model.pb")
+    pbtxt_path = os.path.join(export_dir, "saved_model.pbtxt")
+    if tf.io.gfile.exists(pb_path):
+        with tf.io.gfile.GFile(pb_path, "rb") as f:
+            saved_model.ParseFromString(f.read())
+    elif tf.io.gfile.exists(pbtxt_path):
+        with tf.io.gfile.GFile(pbtxt_path, "r") as f:
+            text_format.Parse(f.read(), saved_model)
+    else:
+        raise st.not_found(f"Could not find SavedModel .pb or .pbtxt at supplied export "
+                           f"directory path: {export_dir}")
+    for meta_graph in saved_model.meta_graphs:
+        if SERVE_TAG in meta_graph.meta_info_def.tags:
+            return dict(meta_graph.signature_def)
+    raise st.not_found(f"Could not find meta graph def matching supplied tags: {{ {SERVE_TAG} }}"
+                       f" in {export_dir}")
+
+
+def _shape_text(shape: Iterable[int]) -> str:
+    return "[" + ",".join("?" if d < 0 else str(d) for d in shape) + "]"
+
+
+class Servable:
+    """One loaded version of a model: its SavedModel, signature functions and defs."""
+
+    def __init__(self, name: str, version: int, path: str):
+        self.name, self.version, self.path = name, int(version), path
+        self.signature_defs: dict[str, meta_graph_pb2.SignatureDef] = {}
+        self.functions: dict = {}
+        self.warmup_records = 0
+
+    def __repr__(self) -> str:
+        return f"Servable(name={self.name!r}, version={self.version}, path={self.path!r})"
+
+    def load(self) -> "Servable":
+        self.signature_defs = read_signature_defs(self.path)
+        try:
+            loaded = tf.saved_model.load(self.path, tags=[SERVE_TAG])
+        except Exception as err:
+            error = st.from_exception(err)
+            if "Op type not registered" in error.message:
+                missing = {m: e for m, e in import_custom_ops().items() if e}
+                hint = (f" (these libraries failed to import, so their ops are missing: "
+                        f"{missing})") if missing else ""
+                error = st.ServerError(error.code, error.message + hint)
+            raise error from None
+        self._loaded = loaded  # keeps variables/tables alive
+        self.functions = dict(loaded.signatures)
+        self.warmup_records = self._warmup()
+        return self
+
+    # -------------------------------------------------------------------- requests
+
+    def signature_def(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
+        name = signature_name or DEFAULT_SIGNATURE
+        if name not in self.signature_defs or name not in self.functions:
+            raise st.failed_precondition(f'Serving signature key "{name}" not found.')
+        return self.signature_defs[name]
+
+    def input_dtypes(self, signature_name: str) -> dict[str, int]:
+        """Input name -> DataType for the REST parser (REST reports a bad signature as 400)."""
+        name = signature_name or DEFAULT_SIGNATURE
+        if name not in self.signature_defs or name not in self.functions:
+            raise st.invalid_argument(
+                f'Serving signature name: "{name}" not found in signature def')
+        return {k: v.dtype for k, v in self.signature_defs[name].inputs.items()}
+
+    def predict(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+                output_filter: Sequence[str] = ()) -> tuple[str, dict[str, np.ndarray]]:
+        """Runs a signature like TF Serving's RunPredict; returns (signature name, outputs)."""
+        name = signature_name or DEFAULT_SIGNATURE
+        signature = self.signature_def(name)
+        expected = sorted(signature.inputs)
+        sent = sorted(inputs)
+        if len(sent) > len(expected) or (len(sent) < len(expected) and not signature.defaults):
+            extra = sorted(set(sent) - set(expected))
+            missing = sorted(set(expected) - set(sent))
+            raise st.invalid_argument(
+                f"input size does not match signature: {len(sent)}!={len(expected)} "
+                f"len({{{','.join(sent)}}}) != len({{{','.join(expected)}}}). "
+                f"Sent extra: {{{','.join(extra)}}}. Missing but required: "
+                f"{{{','.join(missing)}}}.")
+        tensors = {}
+        for key, array in inputs.items():
+            if key not in signature.inputs:
+                raise st.invalid_argument(
+                    f"input tensor alias not found in signature: {key}. Inputs expected to be "
+                    f"in the set {{{','.join(expected)}}}.")
+            info = signature.inputs[key]
+            array = np.asarray(array)
+            if codec.dtype_of_array(array) != info.dtype:
+                raise st.invalid_argument(
+                    f"Expects arg[{expected.index(key)}] ({key}) to be "
+                    f"{codec.dtype_name(info.dtype)} but "
+                    f"{codec.dtype_name(codec.dtype_of_array(array))} is provided")
+            if not info.tensor_shape.unknown_rank:
+                want = [d.size for d in info.tensor_shape.dim]
+                if len(want) != array.ndim or any(
+                        w >= 0 and w != g for w, g in zip(want, array.shape)):
+                    raise st.invalid_argument(
+                        f"input '{key}' has shape {_shape_text(array.shape)}, which is "
+                        f"incompatible with the signature's {_shape_text(want)}")
+            tensors[key] = tf.constant(array, dtype=tf.dtypes.as_dtype(info.dtype))
+        wanted = list(output_filter)
+        for alias in wanted:
+            if alias not in signature.outputs:
+                raise st.invalid_argument(
+                    f"output tensor alias not found in signature: {alias} Outputs expected to "
+                    f"be in the set {{{','.join(sorted(signature.outputs))}}}.")
+        if len(set(wanted)) != len(wanted):
+            dup = next(a for a in wanted if wanted.count(a) > 1)
+            raise st.invalid_argument(f"duplicate output tensor alias: {dup}")
+        try:
+            result = self.functions[name](**tensors)
+        except Exception as err:
+            raise st.from_exception(err) from None
+        names = wanted or list(signature.outputs)
+        return name, {alias: result[alias].numpy() for alias in names}
+
+    # --------------------------------------------------------------------- warm-up
+
+    def _warmup(self) -> int:
+        path = os.path.join(self.path, WARMUP_FILE)
+        if not tf.io.gfile.exists(path):
+            return 0
+        start = time.monotonic()
+        count = 0
+        for record in tf.data.TFRecordDataset(path):
+            entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            kind = entry.WhichOneof("log_type")
+            if kind != "predict_log":
+                log.warning("Skipping warmup record of type %s for %s version %d (only "
+                            "predict_log is replayed)", kind, self.name, self.version)
+                continue
+            count += 1
+            if count > MAX_WARMUP_RECORDS:
+                raise st.invalid_argument(f"Number of warmup records exceeds the maximum "
+                                          f"({MAX_WARMUP_RECORDS}) at {path}")
+            request = entry.predict_log.request
+            inputs = {k: codec.tensor_proto_to_array(v) for k, v in request.inputs.items()}
+            self.predict(request.model_spec.signature_name, inputs, list(request.output_filter))
+        log.info("Finished reading warmup data for model at %s. Number of warmup records read: "
+                 "%d. Elapsed time (microseconds): %d.", path, count,
+                 int((time.monotonic() - start) * 1e6))
+        return count
+
+
+@dataclass
+class VersionState:
+    state: int
+    error_code: grpc.StatusCode = grpc.StatusCode.OK
+    error_message: str = ""
+
+
+class _Model:
+    def __init__(self, config: model_server_config_pb2.ModelConfig):
+        self.servables: dict[int, Servable] = {}
+        self.states: dict[int, VersionState] = {}
+        self.failed: dict[int, object] = {}  # version -> fingerprint of the dir that failed
+        self.waiting: set[int] = set()  # versions without saved_model.pb yet (logged once)
+        self.warned: set[str] = set()  # once-only warnings
+        self.update(config)
+
+    def update(self, config: model_server_config_pb2.ModelConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.base_path = config.base_path
+        self.labels = dict(config.version_labels)
+
+    def aspired(self, on_disk: Iterable[int]) -> set[int]:
+        versions = sorted(on_disk, reverse=True)
+        policy = self.config.model_version_policy
+        choice = policy.WhichOneof("policy_choice")
+        if choice == "all":
+            return set(versions)
+        if choice == "specific":
+            return set(versions) & set(policy.specific.versions)
+        keep = policy.latest.num_versions if choice == "latest" else 0
+        return set(versions[: max(1, keep)])
+
+
+def validate_config(config: model_server_config_pb2.ModelServerConfig) -> None:
+    if config.WhichOneof("config") != "model_config_list":
+        raise st.invalid_argument("ModelServerConfig must have a model_config_list")
+    seen = set()
+    for model in config.model_config_list.config:
+        if not model.name:
+            raise st.invalid_argument("Every model config needs a name")
+        if model.name in seen:
+            raise st.invalid_argument(f"Illegal to list model {model.name} multiple times")
+        seen.add(model.name)
+        if not model.base_path:
+            raise st.invalid_argument(f"Model {model.name} has no base_path")
+        if model.model_platform not in ("", "tensorflow"):
+            raise st.invalid_argument(
+                f"Model {model.name}: unsupported model_platform {model.model_platform!r} "
+                "(this server loads TensorFlow SavedModels only)")
+
+
+class ModelRegistry:
+    """Thread-safe set of models; requests resolve servables, a poller syncs with disk."""
+
+    def __init__(self, config: model_server_config_pb2.ModelServerConfig | None = None):
+        import_custom_ops()
+        self._lock = threading.RLock()
+        self._sync_lock = threading.Lock()
+        self._models: dict[str, _Model] = {}
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        if config is not None:
+            self.configure(config)
+
+    # ---------------------------------------------------------------- configuration
+
+    def configure(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """Applies a (new) config: adds models, drops removed ones, updates labels/policy.
+
+        Call :meth:`poll` afterwards to load/unload versions accordingly.
+        """
+        validate_config(config)
+        with self._lock:
+            wanted = {c.name: c for c in config.model_config_list.config}
+            for name in list(self._models):
+                if name not in wanted:
+                    log.info("Removing model %s (not in the new config)", name)
+                    del self._models[name]
+            for name, model_config in wanted.items():
+                if name in self._models:
+                    self._models[name].update(model_config)
+                else:
+                    self._models[name] = _Model(model_config)
+
+    def model_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._models)
+
+    # -------------------------------------------------------------------- polling
+
+    def poll(self) -> None:
+        """One file-system scan of every model: load new versions, unload unwanted ones."""
+        with self._sync_lock:
+            with self._lock:
+                models = list(self._models.values())
+            for model in models:
+                try:
+                    self._sync(model)
+                except Exception:  # never let one model's trouble stop the poller
+                    log.exception("Error while polling model %s", model.name)
+
+    def start_polling(self, interval_seconds: float) -> None:
+        if interval_seconds <= 0 or self._poller is not None:
+            return
+
+        def run() -> None:
+            while not self._stop.wait(interval_seconds):
+                self.poll()
+
+        self._poller = threading.Thread(target=run, name="model-poller", daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=30)
+            self._poller = None
+
+    def _scan(self, model: _Model) -> dict[int, str] | None:
+        base = model.base_path
+        if not tf.io.gfile.isdir(base):
+            self._warn_once(model, "missing", "File system path %s of model %s does not exist "
+                            "(yet); will keep polling", base, model.name)
+            return None
+        model.warned.discard("missing")
+        versions = {}
+        for entry in tf.io.gfile.listdir(base):
+            entry = entry.rstrip("/")
+            if entry.isdigit():
+                versions[int(entry)] = os.path.join(base, entry)
+        return versions
+
+    @staticmethod
+    def _fingerprint(path: str) -> object:
+        try:
+            stat = tf.io.gfile.stat(os.path.join(path, "saved_model.pb"))
+            return (stat.length, stat.mtime_nsec, sorted(tf.io.gfile.listdir(path)))
+        except tf.errors.OpError:
+            return None
+
+    def _sync(self, model: _Model) -> None:
+        on_disk = self._scan(model)
+        if on_disk is None:
+            return
+        ready = {}
+        for version, path in on_disk.items():
+            if any(tf.io.gfile.exists(os.path.join(path, f))
+                   for f in ("saved_model.pb", "saved_model.pbtxt")):
+                ready[version] = path
+                model.waiting.discard(version)
+            elif version not in model.waiting:
+                model.waiting.add(version)
+                log.info("Version %d of model %s has no saved_model.pb yet; waiting", version,
+                         model.name)
+        if not ready:
+            if not model.servables:
+                self._warn_once(model, "empty", "No versions of servable %s found under base "
+                                "path %s", model.name, model.base_path)
+            return
+        model.warned.discard("empty")
+        aspired = model.aspired(ready)
+        for version in sorted(aspired - set(model.servables), reverse=True):
+            fingerprint = self._fingerprint(ready[version])
+            if model.failed.get(version, object()) == fingerprint:
+                continue  # failed before and unchanged since: don't retry every poll
+            self._load(model, version, ready[version], fingerprint)
+        with self._lock:
+            available = aspired & set(model.servables)
+            stale = sorted(set(model.servables) - aspired) if available else []
+            for version in stale:
+                model.states[version] = VersionState(State.UNLOADING)
+                del model.servables[version]
+                model.states[version] = VersionState(State.END)
+                log.info("Successfully unloaded servable version {name: %s version: %d}",
+                         model.name, version)
+        if not available and set(model.servables) - aspired:
+            self._warn_once(model, f"keep{sorted(aspired)}", "Keeping versions %s of model %s: "
+                            "no version wanted by the policy (%s) is available",
+                            sorted(model.servables), model.name, sorted(aspired))
+
+    @staticmethod
+    def _warn_once(model: _Model, key: str, message: str, *args) -> None:
+        if key not in model.warned:
+            model.warned.add(key)
+            log.warning(message, *args)
+
+    def _load(self, model: _Model, version: int, path: str, fingerprint: object) -> None:
+        with self._lock:
+            model.states[version] = VersionState(State.LOADING)
+        log.info("Loading servable version {name: %s version: %d} from %s", model.name,
+                 version, path)
+        start = time.monotonic()
+        try:
+            servable = Servable(model.name, version, path).load()
+        except Exception as err:
+            error = st.from_exception(err)
+            log.error("Loading servable version {name: %s version: %d} failed: %s", model.name,
+                      version, error)
+            with self._lock:
+                model.failed[version] = fingerprint
+                model.states[version] = VersionState(State.END, error.code, error.message)
+            return
+        with self._lock:
+            model.failed.pop(version, None)
+            model.servables[version] = servable
+            model.states[version] = VersionState(State.AVAILABLE)
+        log.info("Successfully loaded servable version {name: %s version: %d} in %.2fs "
+                 "(signatures: %s; warmup records: %d)", model.name, version,
+                 time.monotonic() - start, ", ".join(sorted(servable.functions)),
+                 servable.warmup_records)
+
+    # ------------------------------------------------------------------- lookups
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+        """The servable a request names (TF Serving's GetServableHandle semantics)."""
+        with self._lock:
+            model = self._models.get(name)
+            if label:
+                if model is None or label not in model.labels:
+                    raise st.invalid_argument(f"Unrecognized servable version label: {label}")
+                version = model.labels[label]
+            servables = model.servables if model is not None else {}
+            if version is None:
+                if servables:
+                    return servables[max(servables)]
+                raise st.not_found(f"Servable not found for request: Latest({name})")
+            if version in servables:
+                return servables[version]
+            raise st.not_found(f"Servable not found for request: Specific({name}, {version})")
+
+    def servable(self, name: str, version: int | None = None) -> Servable:
+        return self.resolve(name, version)
+
+    def status(self, name: str, version: int | None = None) -> list[tuple[int, VersionState]]:
+        """[(version, state)] newest first, like GetModelStatus (labels are not consulted)."""
+        with self._lock:
+            model = self._models.get(name)
+            states = dict(model.states) if model is not None else {}
+        if version is not None:
+            if version not in states:
+                raise st.not_found(f"Could not find version {version} of model {name}")
+            return [(version, states[version])]
+        if not states:
+            raise st.not_found(f"Could not find any versions of model {name}")
+        return sorted(states.items(), reverse=True)

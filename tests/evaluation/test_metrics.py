@@ -1,0 +1,178 @@
+"""Hand-computed checks of top_k, ranking_metrics and evaluate_scorer."""
+import logging
+import math
+
+import numpy as np
+import pytest
+
+from recsys.evaluation.metrics import (
+    ENTROPY_LOG_BASE,
+    count_skipped_users,
+    evaluate_scorer,
+    metric_names,
+    ranking_metrics,
+    top_k,
+)
+
+
+def a(*xs):
+    return np.array(xs, dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- top_k
+def test_top_k_ties_broken_by_lower_index():
+    scores = np.array([[0.5, 0.9, 0.9, 0.1, 0.9, 0.0]])
+    assert top_k(scores, 2).tolist() == [[1, 2]]
+    assert top_k(scores, 4).tolist() == [[1, 2, 4, 0]]
+    assert top_k(np.zeros((2, 5)), 3).tolist() == [[0, 1, 2], [0, 1, 2]]
+
+
+def test_top_k_exclusion():
+    scores = np.array([[0.5, 0.9, 0.9, 0.1, 0.9, 0.0], [1, 2, 3, 4, 5, 6]], dtype=np.float32)
+    out = top_k(scores, 2, [a(2), a(5, 4)])
+    assert out.tolist() == [[1, 4], [3, 2]]
+    assert scores[0, 2] == np.float32(0.9)  # input untouched
+
+
+def test_top_k_excluded_items_come_last_when_needed():
+    assert top_k(np.array([[5.0, 4.0, 3.0]]), 3, [a(0, 1)]).tolist() == [[2, 0, 1]]
+    assert top_k(np.array([[5, 4, 3]]), 2, [np.array([])]).tolist() == [[0, 1]]  # int scores, empty row
+
+
+def test_top_k_matches_lexsort_oracle_with_many_ties():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, size=(40, 30)).astype(np.float64)
+    exclude = [rng.choice(30, size=rng.integers(0, 6), replace=False) for _ in range(40)]
+    got = top_k(scores, 7, exclude)
+    for u in range(40):
+        s = scores[u].copy()
+        s[exclude[u]] = -np.inf
+        oracle = np.lexsort((np.arange(30), -s))[:7]
+        assert got[u].tolist() == oracle.tolist()
+
+
+def test_top_k_rejects_bad_input():
+    with pytest.raises(ValueError):
+        top_k(np.zeros((1, 3)), 4)
+    with pytest.raises(ValueError):
+        top_k(np.array([[0.0, np.nan]]), 1)
+    with pytest.raises(ValueError):
+        top_k(np.zeros((1, 3)), 1, [a(3)])
+    with pytest.raises(ValueError):
+        top_k(np.zeros((2, 3)), 1, [a(0)])
+
+
+# ----------------------------------------------------------------------------- ranking_metrics
+TOPK = np.array([[0, 1, 2], [3, 4, 1], [1, 0, 3], [5, 4, 3]])
+TARGETS = [a(1), a(1, 0), a(2, 2), a()]  # user 3 has no targets -> skipped
+
+
+def test_ranking_metrics_hand_computed():
+    m = ranking_metrics(TOPK, TARGETS, num_items=6, k=3)
+    assert list(m) == ["HR@3", "Recall@3", "NDCG@3", "coverage@3", "entropy@3"]
+    # u0: hit at rank 2 of 1 target; u1: hit at rank 3 of 2 targets; u2: {2}, no hit.
+    ndcg_u0 = 1 / math.log2(3)
+    ndcg_u1 = (1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    assert m["HR@3"] == pytest.approx(2 / 3)
+    assert m["Recall@3"] == pytest.approx((1 + 1 / 2 + 0) / 3)
+    assert m["NDCG@3"] == pytest.approx((ndcg_u0 + ndcg_u1 + 0) / 3)
+    # lists of evaluated users: item counts 0:2, 1:3, 2:1, 3:2, 4:1 (9 slots), item 5 unused.
+    assert m["coverage@3"] == pytest.approx(5 / 6)
+    p = np.array([2, 3, 1, 2, 1]) / 9
+    assert m["entropy@3"] == pytest.approx(-(p * np.log2(p)).sum())
+
+
+def test_skipped_users_are_counted_and_logged(caplog):
+    assert count_skipped_users(TARGETS) == 1
+    with caplog.at_level(logging.WARNING, logger="recsys.evaluation.metrics"):
+        ranking_metrics(TOPK, TARGETS, num_items=6, k=3)
+    assert "skipped 1 users" in caplog.text
+    with pytest.raises(ValueError):
+        ranking_metrics(TOPK[3:], TARGETS[3:], num_items=6, k=3)
+
+
+def test_idcg_is_capped_at_k_and_wider_topk_is_cut():
+    m = ranking_metrics(np.array([[0, 1, 2, 5]]), [a(0, 1, 2, 3)], num_items=6, k=3)
+    assert m["NDCG@3"] == pytest.approx(1.0)
+    assert m["Recall@3"] == pytest.approx(3 / 4)
+    assert m["coverage@3"] == pytest.approx(3 / 6)  # item 5 (rank 4) is beyond k
+    m1 = ranking_metrics(np.array([[4, 0]]), [a(0)], num_items=6, k=2)
+    assert m1["NDCG@2"] == pytest.approx(1 / math.log2(3))
+    with pytest.raises(ValueError):
+        ranking_metrics(np.array([[0, 1]]), [a(0)], num_items=6, k=3)
+
+
+def test_coverage_and_entropy():
+    assert ENTROPY_LOG_BASE == 2.0
+    m = ranking_metrics(np.array([[0, 1], [2, 3]]), [a(0), a(0)], num_items=8, k=2)
+    assert m["entropy@2"] == pytest.approx(2.0)  # uniform over 4 items = 2 bits
+    assert m["coverage@2"] == pytest.approx(4 / 8)
+    m = ranking_metrics(np.array([[0], [0]]), [a(0), a(1)], num_items=8, k=1)
+    assert m["entropy@1"] == 0.0
+    assert m["coverage@1"] == pytest.approx(1 / 8)
+
+
+def test_metric_names():
+    assert metric_names(10) == ["HR@10", "Recall@10", "NDCG@10", "coverage@10", "entropy@10"]
+
+
+# ----------------------------------------------------------------------------- evaluate_scorer
+def _setup(n_users=53, n_items=40, seed=1):
+    rng = np.random.default_rng(seed)
+    table = rng.random((n_users, n_items)).astype(np.float32)
+    histories = [rng.choice(n_items, size=rng.integers(0, 6), replace=False) for _ in range(n_users)]
+    targets = [rng.choice(n_items, size=rng.integers(0, 3)) for _ in range(n_users)]
+    return table, histories, targets
+
+
+def test_evaluate_scorer_batched_equals_single_batch():
+    table, histories, targets = _setup()
+    users = np.arange(len(table))
+    seen_sizes = []
+
+    def score_fn(u, h):
+        assert len(u) == len(h)
+        seen_sizes.append(len(u))
+        return table[u]
+
+    for exclude in (True, False):
+        seen_sizes.clear()
+        batched = evaluate_scorer(score_fn, users, histories, targets, 40, k=5, exclude_history=exclude, batch_size=7)
+        assert max(seen_sizes) <= 7
+        single = evaluate_scorer(score_fn, users, histories, targets, 40, k=5, exclude_history=exclude, batch_size=10_000)
+        assert batched == single
+        keep = [i for i, t in enumerate(targets) if len(t)]
+        ref = ranking_metrics(
+            top_k(table[keep], 5, [histories[i] for i in keep] if exclude else None), [targets[i] for i in keep], 40, 5
+        )
+        assert single == pytest.approx(ref, rel=1e-12)
+
+
+def test_evaluate_scorer_excludes_history_and_skips_empty_targets():
+    histories = [a(0), a(1), a(2)]
+    targets = [a(1), a(), a(0)]
+    scored_users = []
+
+    def score_fn(u, h):  # history items score highest
+        scored_users.extend(u.tolist())
+        s = np.zeros((len(u), 4))
+        for r, items in enumerate(h):
+            s[r, items] = 1.0
+        return s
+
+    users = np.array([10, 11, 12])
+    on = evaluate_scorer(score_fn, users, histories, targets, 4, k=1, exclude_history=True)
+    assert scored_users == [10, 12]
+    # With exclusion: u10 ranks item 1 (hit), u12 ranks item 0 (hit).
+    assert on["HR@1"] == 1.0
+    off = evaluate_scorer(score_fn, users, histories, targets, 4, k=1, exclude_history=False)
+    assert off["HR@1"] == 0.0
+
+
+def test_evaluate_scorer_validates_shapes():
+    with pytest.raises(ValueError):
+        evaluate_scorer(lambda u, h: np.zeros((len(u), 3)), np.arange(2), [a(), a()], [a(0), a(1)], 4, k=1,
+                        exclude_history=False)
+    with pytest.raises(ValueError):
+        evaluate_scorer(lambda u, h: np.zeros((len(u), 4)), np.arange(3), [a(), a()], [a(0), a(1)], 4, k=1,
+                        exclude_history=False)

@@ -1,0 +1,142 @@
+"""Shared trainer plumbing: reading transformed sequence rows and Transform's vocabularies.
+
+Model modules (``two_tower.py`` and later ones) only build models and call
+these helpers; none of them parses examples or vocabulary files itself.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from recsys import features as F
+
+
+@dataclass(frozen=True)
+class Vocabularies:
+    """Transform's vocabularies. Index ``len(x)`` is the OOV index of each."""
+
+    items: tuple[str, ...]
+    item_counts: dict[str, int]
+    users: tuple[str, ...]
+    categories: tuple[str, ...]
+
+    @property
+    def num_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def item_oov(self) -> int:
+        return len(self.items)
+
+    @property
+    def item_pad(self) -> int:
+        """Padding index for histories: one past OOV, masked out by the models."""
+        return len(self.items) + 1
+
+
+def _read_vocab(path: str) -> tuple[str, ...]:
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return tuple(line.rstrip(b"\n").decode("utf-8") for line in f)
+
+
+def load_vocabularies(transform_output_dir: str) -> Vocabularies:
+    """Reads the vocabularies written by ``transform.preprocessing.preprocessing_fn``."""
+    import tensorflow_transform as tft
+
+    tfo = tft.TFTransformOutput(transform_output_dir)
+    counts = {}
+    for line in _read_vocab(tfo.vocabulary_file_by_name(F.ITEM_FREQ_VOCAB)):
+        count, _, item = line.partition(" ")
+        counts[item] = int(count)
+    return Vocabularies(
+        items=_read_vocab(tfo.vocabulary_file_by_name(F.ITEM_VOCAB)),
+        item_counts=counts,
+        users=_read_vocab(tfo.vocabulary_file_by_name(F.USER_VOCAB)),
+        categories=_read_vocab(tfo.vocabulary_file_by_name(F.CATEGORY_VOCAB)),
+    )
+
+
+def split_files(uri_or_pattern: str | list[str], split: str | None = None) -> list[str]:
+    """Files of one split of an Examples artifact (or the given file patterns)."""
+    patterns = [uri_or_pattern] if isinstance(uri_or_pattern, str) else list(uri_or_pattern)
+    if split is not None:
+        patterns = [os.path.join(p, f"Split-{split}", "*") for p in patterns]
+    files = sorted(f for p in patterns for f in glob.glob(p))
+    if not files:
+        raise FileNotFoundError(f"No example files match {patterns}")
+    return files
+
+
+def read_examples(files: list[str], spec: dict, batch_size: int = 4096) -> dict[str, list]:
+    """All examples of ``files`` as python/numpy columns (dense → ndarray, varlen → list of arrays)."""
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
+    cols: dict[str, list] = {k: [] for k in spec}
+    for batch in ds:
+        parsed = tf.io.parse_example(batch, spec)
+        for k, v in parsed.items():
+            if isinstance(v, tf.SparseTensor):
+                rt = tf.RaggedTensor.from_sparse(v)
+                cols[k].extend(np.asarray(x) for x in rt.to_list())
+            else:
+                cols[k].extend(v.numpy().tolist())
+    return cols
+
+
+@dataclass(frozen=True)
+class SequenceArrays:
+    """Transformed sequence rows flattened to one (history, target) pair per row.
+
+    Attributes:
+      history: int32 [N, max_history], right-padded with ``pad``.
+      target: int32 [N] item index of the positive.
+      target_category: int32 [N].
+      target_weight: float32 [N], 1/sqrt(training popularity).
+      row: int32 [N], the source row of each pair (rows with baskets give several pairs).
+    """
+
+    history: np.ndarray
+    target: np.ndarray
+    target_category: np.ndarray
+    target_weight: np.ndarray
+    row: np.ndarray
+
+
+def transformed_spec() -> dict:
+    var = tf.io.VarLenFeature
+    return {
+        F.transformed_name(F.HISTORY_ITEM_ID.name): var(tf.int64),
+        F.transformed_name(F.TARGET_ITEM_ID.name): var(tf.int64),
+        F.transformed_name(F.TARGET_CATEGORY.name): var(tf.int64),
+        F.TARGET_WEIGHT: var(tf.float32),
+    }
+
+
+def pad_histories(histories: list[np.ndarray], max_history: int, pad: int) -> np.ndarray:
+    """Keeps the last ``max_history`` items of each history, right-padded with ``pad``."""
+    out = np.full((len(histories), max_history), pad, dtype=np.int32)
+    for i, h in enumerate(histories):
+        h = np.asarray(h)[-max_history:]
+        out[i, : len(h)] = h
+    return out
+
+
+def load_sequence_arrays(files: list[str], max_history: int, pad: int) -> SequenceArrays:
+    """Reads transformed sequence rows and flattens their targets."""
+    cols = read_examples(files, transformed_spec())
+    hist_key = F.transformed_name(F.HISTORY_ITEM_ID.name)
+    tgt_key = F.transformed_name(F.TARGET_ITEM_ID.name)
+    cat_key = F.transformed_name(F.TARGET_CATEGORY.name)
+    n_targets = np.array([len(t) for t in cols[tgt_key]], dtype=np.int64)
+    row = np.repeat(np.arange(len(n_targets), dtype=np.int32), n_targets)
+    histories = pad_histories(cols[hist_key], max_history, pad)
+    return SequenceArrays(
+        history=histories[row],
+        target=np.concatenate(cols[tgt_key]).astype(np.int32) if len(row) else np.zeros(0, np.int32),
+        target_category=np.concatenate(cols[cat_key]).astype(np.int32) if len(row) else np.zeros(0, np.int32),
+        target_weight=np.concatenate(cols[F.TARGET_WEIGHT]).astype(np.float32) if len(row) else np.zeros(0, np.float32),
+        row=row,
+    )

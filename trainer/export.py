@@ -1,0 +1,241 @@
+"""Serving SavedModels for retrieval: raw item ids in, top-k item ids and scores out.
+
+Two twins are exported from the same towers and catalogue:
+
+* ``retrieval``: a ScaNN index inside the SavedModel (needs the ScaNN ops, i.e.
+  a ScaNN-linked TF Serving build or our local server);
+* ``retrieval_bruteforce``: exact dot-product top-k in plain TF ops, servable by
+  stock TF Serving.
+
+Signatures (the contract ``serving.client.RecommenderClient`` speaks):
+
+* ``serving_default``: ``history`` string [B, L] ("" padding), ``k`` int32 [B],
+  ``exclude`` string [B, E] ("" padding) → ``item_ids`` string [B, K],
+  ``scores`` float32 [B, K], K = min(max(k), max_k, catalogue size).
+* ``recommend_user``: ``user_id`` string [B], ``k``, ``exclude`` → same outputs,
+  using each known user's latest history stored in the model.
+* ``user_embedding``: ``history`` → ``embedding`` float32 [B, D].
+* ``item_embedding``: ``item_id`` string [B] → ``embedding`` float32 [B, D].
+
+Rows with fewer than K eligible items are padded with item id "" and score -inf.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+SCANN = "scann"
+BRUTE_FORCE = "brute_force"
+WARMUP_FILE = "tf_serving_warmup_requests"
+
+
+@dataclass(frozen=True)
+class ScannParams:
+    num_leaves: int
+    num_leaves_to_search: int
+    num_reordering_candidates: int
+
+
+def _string_table(keys, default: int) -> tf.lookup.StaticHashTable:
+    keys = tf.constant(list(keys), dtype=tf.string)
+    values = tf.range(tf.size(keys, out_type=tf.int64), dtype=tf.int64)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=default)
+
+
+class RetrievalModule(tf.Module):
+    """Item-id lookup → query tower → top-k over the catalogue (brute force or ScaNN)."""
+
+    def __init__(self, towers, item_vocab: list[str], catalog_ids: np.ndarray, catalog_embeddings: np.ndarray,
+                 user_ids: list[str], user_histories: list[list[str]], *, index: str, max_k: int = 100,
+                 max_exclude: int = 200, max_history: int = 50, scann_params: ScannParams | None = None):
+        super().__init__()
+        if index not in (SCANN, BRUTE_FORCE):
+            raise ValueError(f"index must be {SCANN!r} or {BRUTE_FORCE!r}, got {index!r}")
+        if len(catalog_ids) != len(catalog_embeddings):
+            raise ValueError(f"{len(catalog_ids)} catalogue ids but {len(catalog_embeddings)} embeddings")
+        self.towers = towers
+        self.index_kind = index
+        self.max_k = min(max_k, len(catalog_ids))
+        self.max_exclude = max_exclude
+        self.max_history = max_history
+        self.pad = len(item_vocab) + 1
+        self.item_table = _string_table(item_vocab, default=len(item_vocab))
+        self.catalog_table = _string_table(catalog_ids, default=-1)
+        self.catalog_ids = tf.constant(catalog_ids.astype(object).astype(bytes))
+        self.catalog_embeddings = tf.Variable(catalog_embeddings.astype(np.float32), trainable=False)
+        self.user_table = _string_table(user_ids, default=len(user_ids))
+        width = max([len(h) for h in user_histories] + [1])
+        hist = np.full((len(user_ids) + 1, min(width, max_history)), b"", dtype=object)
+        for i, h in enumerate(user_histories):
+            tail = [x.encode() for x in h[-max_history:]]
+            hist[i, : len(tail)] = tail
+        self.user_histories = tf.constant(hist.astype(bytes))
+        if index == SCANN:
+            import tensorflow_recommenders as tfrs
+
+            p = scann_params or default_scann_params(len(catalog_ids), self.max_k + max_exclude)
+            self.scann = tfrs.layers.factorized_top_k.ScaNN(
+                k=min(self.max_k + max_exclude, len(catalog_ids)), distance_measure="dot_product",
+                num_leaves=p.num_leaves, num_leaves_to_search=p.num_leaves_to_search,
+                num_reordering_candidates=p.num_reordering_candidates)
+            self.scann.index(tf.constant(catalog_embeddings, tf.float32), tf.constant(catalog_ids.astype(bytes)))
+
+    # -- building blocks ---------------------------------------------------------
+    def _history_indices(self, history: tf.Tensor) -> tf.Tensor:
+        """[B, L] strings → [B, max_history] item indices of the last items, right-padded."""
+        rt = tf.RaggedTensor.from_tensor(history, padding="")
+        idx = tf.ragged.map_flat_values(
+            lambda v: tf.where(tf.equal(v, ""), tf.constant(self.pad, tf.int64), self.item_table.lookup(v)), rt)
+        lengths = idx.row_lengths()
+        start = tf.maximum(lengths - self.max_history, 0)
+        tail = tf.RaggedTensor.from_row_lengths(
+            tf.gather(idx.flat_values, tf.ragged.range(idx.row_starts() + start, idx.row_limits()).flat_values),
+            lengths - start)
+        return tf.cast(tail.to_tensor(default_value=self.pad, shape=[None, self.max_history]), tf.int32)
+
+    def _query(self, history: tf.Tensor) -> tf.Tensor:
+        return self.towers.query_embedding(history=self._history_indices(history))["embedding"]
+
+    def _top_k(self, query: tf.Tensor, k: tf.Tensor, exclude: tf.Tensor) -> dict:
+        kk = tf.clip_by_value(tf.reduce_max(k), 1, self.max_k)
+        if self.index_kind == BRUTE_FORCE:
+            scores = tf.matmul(query, self.catalog_embeddings, transpose_b=True)             # [B, N]
+            pos = self.catalog_table.lookup(exclude)                                            # [B, E]
+            rows = tf.broadcast_to(tf.range(tf.shape(exclude, out_type=tf.int64)[0])[:, None], tf.shape(pos))
+            hit = tf.where(pos >= 0)
+            idx = tf.stack([tf.gather_nd(rows, hit), tf.gather_nd(pos, hit)], axis=1)
+            scores = tf.tensor_scatter_nd_update(
+                scores, idx, tf.fill([tf.shape(idx)[0]], tf.constant(-np.inf, tf.float32)))
+            top = tf.math.top_k(scores, kk)
+            ids = tf.gather(self.catalog_ids, top.indices)
+            values = top.values
+        else:
+            cand_scores, cand_ids = self.scann(query)                                          # [B, K']
+            excluded = tf.reduce_any(tf.equal(cand_ids[:, :, None], exclude[:, None, :]), axis=2)
+            cand_scores = tf.where(excluded, tf.constant(-np.inf, tf.float32), cand_scores)
+            top = tf.math.top_k(cand_scores, tf.minimum(kk, tf.shape(cand_scores)[1]))
+            ids = tf.gather(cand_ids, top.indices, batch_dims=1)
+            values = top.values
+        ids = tf.where(tf.math.is_inf(values), tf.constant(b""), ids)
+        return {"item_ids": ids, "scores": values}
+
+    # -- signatures ----------------------------------------------------------------
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history"),
+                                  tf.TensorSpec([None], tf.int32, name="k"),
+                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    def recommend_history(self, history, k, exclude):
+        return self._top_k(self._query(history), k, exclude)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                  tf.TensorSpec([None], tf.int32, name="k"),
+                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    def recommend_user(self, user_id, k, exclude):
+        history = tf.gather(self.user_histories, self.user_table.lookup(user_id))
+        return self._top_k(self._query(history), k, exclude)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history")])
+    def user_embedding(self, history):
+        return {"embedding": self._query(history)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
+    def item_embedding(self, item_id):
+        pos = self.catalog_table.lookup(item_id)
+        return {"embedding": tf.gather(self.catalog_embeddings, tf.maximum(pos, 0))
+                * tf.cast(pos >= 0, tf.float32)[:, None]}
+
+    def signatures(self) -> dict:
+        return {
+            "serving_default": self.recommend_history,
+            "recommend_user": self.recommend_user,
+            "user_embedding": self.user_embedding,
+            "item_embedding": self.item_embedding,
+        }
+
+
+def default_scann_params(num_items: int, k: int) -> ScannParams:
+    leaves = int(np.clip(round(np.sqrt(num_items)), 1, 2000))
+    return ScannParams(leaves, max(1, leaves // 4), max(k, 200))
+
+
+def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
+    """Mean |approx ∩ exact| / |exact| over queries; arrays [Q, k] of ids."""
+    hits = [len(set(a) & set(e)) / max(len(e), 1) for a, e in zip(approx_ids.tolist(), exact_ids.tolist())]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+@dataclass(frozen=True)
+class ScannTuning:
+    params: ScannParams
+    recall_at_10: float
+    query_ms: float
+    brute_force_ms: float
+    tried: tuple[dict, ...]
+
+
+def tune_scann(embeddings: np.ndarray, ids: np.ndarray, queries: np.ndarray, target_recall: float = 0.95,
+               k: int = 10, final_k: int = 300) -> ScannTuning:
+    """Cheapest ScaNN configuration whose recall@k against brute force reaches ``target_recall``.
+
+    Tries increasing ``num_leaves_to_search`` (the main speed/recall knob) at
+    ~sqrt(N) leaves, reordering with exact dot products; falls back to
+    searching every leaf, which is exact up to quantisation + reordering.
+    """
+    import tensorflow_recommenders as tfrs
+
+    n = len(ids)
+    leaves = int(np.clip(round(np.sqrt(n)), 1, 2000))
+    cand = tf.constant(embeddings, tf.float32)
+    q = tf.constant(queries, tf.float32)
+    t0 = time.perf_counter()
+    exact = tf.math.top_k(tf.matmul(q, cand, transpose_b=True), min(k, n)).indices.numpy()
+    bf_ms = (time.perf_counter() - t0) * 1000 / max(len(queries), 1)
+    exact_ids = ids[exact]
+    tried = []
+    final_k = min(final_k, n)
+    for frac in (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0):
+        p = ScannParams(leaves, max(1, int(round(leaves * frac))), max(final_k, 2 * final_k if n > 4 * final_k else final_k))
+        layer = tfrs.layers.factorized_top_k.ScaNN(
+            k=final_k, distance_measure="dot_product", num_leaves=p.num_leaves,
+            num_leaves_to_search=p.num_leaves_to_search, num_reordering_candidates=min(p.num_reordering_candidates, n))
+        layer.index(cand, tf.constant(ids.astype(bytes)))
+        layer(q[:1])  # build
+        t0 = time.perf_counter()
+        _, got = layer(q)
+        ms = (time.perf_counter() - t0) * 1000 / max(len(queries), 1)
+        got = got.numpy()[:, :k].astype(str)
+        rec = recall_at_k(got, exact_ids.astype(str))
+        tried.append({"num_leaves": p.num_leaves, "num_leaves_to_search": p.num_leaves_to_search,
+                      "recall@10": round(rec, 4), "query_ms": round(ms, 4)})
+        if rec >= target_recall:
+            return ScannTuning(p, rec, ms, bf_ms, tuple(tried))
+    raise RuntimeError(f"ScaNN never reached recall@{k} >= {target_recall} against brute force; tried {tried}")
+
+
+def write_warmup_requests(export_dir: str, model_name: str, histories: list[list[str]], k: int = 10) -> int:
+    """Writes ``assets.extra/tf_serving_warmup_requests`` (PredictionLog TFRecords, TF Serving's format)."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    path = os.path.join(export_dir, "assets.extra", WARMUP_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    n = 0
+    with tf.io.TFRecordWriter(path) as writer:
+        for h in histories:
+            req = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
+            req.inputs["history"].CopyFrom(tf.make_tensor_proto([h or [""]], dtype=tf.string))
+            req.inputs["k"].CopyFrom(tf.make_tensor_proto([k], dtype=tf.int32))
+            req.inputs["exclude"].CopyFrom(tf.make_tensor_proto([[""]], dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
+            writer.write(log.SerializeToString())
+            n += 1
+    return n
+
+
+def save(module: RetrievalModule, export_dir: str) -> None:
+    """Saves with the ScaNN op namespace allowed (a no-op for the brute-force twin)."""
+    tf.saved_model.save(module, export_dir, signatures=module.signatures(),
+                        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
