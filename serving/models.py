@@ -13,6 +13,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is imported anywhere
+
 import threading
 import time
 from dataclasses import dataclass

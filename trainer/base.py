@@ -95,6 +95,7 @@ class SequenceArrays:
       target: int32 [N] item index of the positive.
       target_category: int32 [N].
       target_weight: float32 [N], 1/sqrt(training popularity).
+      target_popularity: float32 [N], training count of the target (0 if never a training target).
       row: int32 [N], the source row of each pair (rows with baskets give several pairs).
     """
 
@@ -102,6 +103,7 @@ class SequenceArrays:
     target: np.ndarray
     target_category: np.ndarray
     target_weight: np.ndarray
+    target_popularity: np.ndarray
     row: np.ndarray
 
 
@@ -112,6 +114,7 @@ def transformed_spec() -> dict:
         F.transformed_name(F.TARGET_ITEM_ID.name): var(tf.int64),
         F.transformed_name(F.TARGET_CATEGORY.name): var(tf.int64),
         F.TARGET_WEIGHT: var(tf.float32),
+        F.TARGET_POPULARITY: var(tf.int64),
     }
 
 
@@ -133,10 +136,15 @@ def load_sequence_arrays(files: list[str], max_history: int, pad: int) -> Sequen
     n_targets = np.array([len(t) for t in cols[tgt_key]], dtype=np.int64)
     row = np.repeat(np.arange(len(n_targets), dtype=np.int32), n_targets)
     histories = pad_histories(cols[hist_key], max_history, pad)
+
+    def flat(key: str, dtype) -> np.ndarray:
+        return np.concatenate(cols[key]).astype(dtype) if len(row) else np.zeros(0, dtype)
+
     return SequenceArrays(
         history=histories[row],
-        target=np.concatenate(cols[tgt_key]).astype(np.int32) if len(row) else np.zeros(0, np.int32),
-        target_category=np.concatenate(cols[cat_key]).astype(np.int32) if len(row) else np.zeros(0, np.int32),
-        target_weight=np.concatenate(cols[F.TARGET_WEIGHT]).astype(np.float32) if len(row) else np.zeros(0, np.float32),
+        target=flat(tgt_key, np.int32),
+        target_category=flat(cat_key, np.int32),
+        target_weight=flat(F.TARGET_WEIGHT, np.float32),
+        target_popularity=flat(F.TARGET_POPULARITY, np.float32),
         row=row,
     )

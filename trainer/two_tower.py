@@ -31,10 +31,11 @@ class TwoTowerConfig:
     embedding_dim: int = 64
     hidden_dim: int = 128
     max_history: int = 50
-    epochs: int = 12
+    epochs: int = 6
     batch_size: int = 1024
     learning_rate: float = 0.003
     temperature: float = 0.1
+    logq_correction: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -110,13 +111,19 @@ class TwoTowerModel(tfrs.Model):
     def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
         query = self.query_tower(features["history"])
         candidate = self.item_tower(features["target"], features["target_category"])
-        return self.task(query, candidate, candidate_ids=features["target"], compute_metrics=False)
+        return self.task(query, candidate, candidate_ids=features["target"],
+                         candidate_sampling_probability=features.get("sampling_probability"), compute_metrics=False)
 
 
-def _dataset(arrays: base.SequenceArrays, batch_size: int, seed: int, shuffle: bool) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices({
-        "history": arrays.history, "target": arrays.target, "target_category": arrays.target_category,
-    })
+def _dataset(arrays: base.SequenceArrays, batch_size: int, seed: int, shuffle: bool,
+             logq_correction: bool) -> tf.data.Dataset:
+    columns = {"history": arrays.history, "target": arrays.target, "target_category": arrays.target_category}
+    if logq_correction:
+        # In-batch negatives are drawn in proportion to popularity; subtracting log q
+        # (Yi et al., RecSys 2019) stops the softmax from simply demoting popular items.
+        pop = np.maximum(arrays.target_popularity, 1.0)
+        columns["sampling_probability"] = (pop / pop.sum()).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         ds = ds.shuffle(len(arrays.target), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size, drop_remainder=shuffle).prefetch(tf.data.AUTOTUNE)
@@ -173,7 +180,8 @@ def train(train_files: list[str], eval_files: list[str], vocab: base.Vocabularie
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     cats = item_categories_from_training(train_arrays, vocab.num_items, len(vocab.categories))
     progress = ValidationHitRate(model, val_arrays, cats)
-    model.fit(_dataset(train_arrays, config.batch_size, config.seed, shuffle=True),
+    model.fit(_dataset(train_arrays, config.batch_size, config.seed, shuffle=True,
+                       logq_correction=config.logq_correction),
               epochs=config.epochs, verbose=0, callbacks=[progress])
     return model, progress.history
 

@@ -107,8 +107,21 @@ def _raise_at(source: str, field: str, bad: np.ndarray, describe: Callable[[int]
     raise DataValidationError(source, first + 1, field, problem)
 
 
-def _raw(values: pd.Series, pos: int) -> Any:
-    return values.iloc[pos]
+_EDGE_SPACE_CHARS = " \t\r\n\f\v\xa0\u3000"
+
+
+def _strip(values: pd.Series) -> pd.Series:
+    """``str.strip`` every element of an all-``str`` Series, skipping the work when nothing needs it."""
+    if len(values) == 0:
+        return values
+    try:
+        joined = "\x00".join(values.to_numpy(dtype=object))
+    except TypeError:  # not all str
+        return values.astype(str).str.strip()
+    padded = "\x00" + joined + "\x00"
+    if not any("\x00" + c in padded or c + "\x00" in padded for c in _EDGE_SPACE_CHARS):
+        return values
+    return values.str.strip()
 
 
 def _number_to_id(v: Any) -> str:
@@ -126,7 +139,7 @@ def as_id_strings(values: pd.Series) -> pd.Series:
         return values.astype(np.int64).astype(str).astype(object)
     kind = pd.api.types.infer_dtype(values, skipna=True)
     if kind in ("string", "empty"):
-        return values.fillna("").astype(str).str.strip().astype(object)
+        return _strip(values.astype(object).fillna("")).astype(object)
     return values.map(_number_to_id).astype(object)
 
 
@@ -134,12 +147,25 @@ def as_text(values: pd.Series) -> pd.Series:
     """Free text as ``str`` with ``""`` where missing (surrounding whitespace removed)."""
     values = pd.Series(values).reset_index(drop=True)
     out = values.astype(object).where(values.notna(), "")
-    return out.astype(str).str.strip().astype(object)
+    if pd.api.types.infer_dtype(out, skipna=False) not in ("string", "empty"):
+        out = out.astype(str)
+    return _strip(out).astype(object)
 
 
-def _strings(values: pd.Series) -> np.ndarray:
-    """Stripped string view of any column (``""`` where missing), for parsing."""
-    return as_text(values).to_numpy(dtype=object)
+def _raw(values: pd.Series, pos: int) -> Any:
+    return values.iloc[pos]
+
+
+def _numeric_text(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(float64 values, empty mask)`` of a text/object column; unparseable non-empty cells are NaN."""
+    obj = values.astype(object)
+    missing = obj.isna().to_numpy()
+    num = pd.to_numeric(obj.where(~missing, ""), errors="coerce").to_numpy(dtype=np.float64)
+    empty = missing.copy()
+    maybe_blank = np.flatnonzero(np.isnan(num) & ~missing)
+    if maybe_blank.size:
+        empty[maybe_blank] = [str(v).strip() == "" for v in obj.to_numpy()[maybe_blank]]
+    return num, empty
 
 
 def parse_numbers(
@@ -159,12 +185,9 @@ def parse_numbers(
         raise DataValidationError(source, None, field, f"expected {what}, got true/false values")
     if pd.api.types.is_numeric_dtype(values.dtype):
         num = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        text = None
         empty = np.isnan(num)
     else:
-        text = _strings(values)
-        empty = text == ""
-        num = pd.to_numeric(pd.Series(text), errors="coerce").to_numpy(dtype=np.float64)
+        num, empty = _numeric_text(values)
     bad = ~empty & ~np.isfinite(num)
     _raise_at(source, field, bad,
               lambda p: f"cannot parse {_raw(values, p)!r} as {what} (write a plain number such as 3.5, "
@@ -209,17 +232,16 @@ def parse_timestamps(
         empty = np.isnan(num)
         iso_ok = np.zeros(n, dtype=bool)
     else:
-        text = _strings(values)
-        empty = text == ""
-        num = pd.to_numeric(pd.Series(text), errors="coerce").to_numpy(dtype=np.float64)
+        num, empty = _numeric_text(values)
         iso_ok = np.zeros(n, dtype=bool)
         candidates = np.flatnonzero(~empty & np.isnan(num))
         if candidates.size:
-            cand_text = text[candidates]
+            cand_text = [str(v).strip() for v in values.to_numpy(dtype=object)[candidates]]
             looks_iso = np.fromiter((bool(_ISO_8601.match(s)) for s in cand_text), dtype=bool, count=len(cand_text))
             idx = candidates[looks_iso]
             if idx.size:
-                parsed = pd.to_datetime(pd.Series(text[idx]), utc=True, errors="coerce")
+                parsed = pd.to_datetime(pd.Series([cand_text[i] for i in np.flatnonzero(looks_iso)]),
+                                        utc=True, errors="coerce")
                 ok = parsed.notna().to_numpy()
                 ns = parsed.to_numpy(dtype="datetime64[ns]").view(np.int64)
                 num[idx[ok]] = (ns[ok] // 10**9).astype(np.float64)
@@ -256,7 +278,7 @@ def _prepare(df: pd.DataFrame, source: str, required: Iterable[str], what: str) 
             raise DataValidationError(
                 source, None, col,
                 f"required column {col!r} is missing; columns found: {found or 'none'}. "
-                f"A {what} file needs the columns {', '.join(required)} (header row, exact lower-case names).")
+                f"The {what} file needs the columns {', '.join(required)} (header row, exact lower-case names).")
     return df
 
 
@@ -409,6 +431,7 @@ class LoadReport:
     event_type_counts: tuple[tuple[str, int], ...] = ()
     n_items_with_category: int = 0
     n_items_with_text: int = 0  # title or description non-empty
+    # Dropped-event counts are per reason; an event with an unknown item and user counts in both.
     n_events_unknown_item: int = 0
     unknown_item_examples: tuple[str, ...] = ()
     n_events_unknown_user: int | None = None  # None: no users table given

@@ -81,15 +81,25 @@ def source_files(path: str | None = None) -> tuple[str, str]:
 
 
 def read_atomic(path: str, required: tuple[str, ...]) -> pd.DataFrame:
-    """Read a RecBole atomic file (tab-separated, ``name:type`` headers) as strings."""
+    """Read a RecBole atomic file (tab-separated, ``name:type`` headers).
+
+    ``token``/``token_seq`` columns are read as text, ``float`` columns are left to
+    pandas (a malformed number keeps the column as text, and validation then
+    names its row).
+    """
     source = os.path.basename(path)
-    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE,
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\r\n").split("\t")
+    names = [h.split(":", 1)[0].strip() for h in header]
+    kinds = [h.split(":", 1)[1].strip() if ":" in h else "token" for h in header]
+    dtype = {h: str for h, kind in zip(header, kinds) if kind != "float"}
+    df = pd.read_csv(path, sep="\t", dtype=dtype, keep_default_na=False, quoting=csv.QUOTE_NONE,
                      encoding="utf-8")
-    df.columns = [str(c).split(":", 1)[0].strip() for c in df.columns]
+    df.columns = names
     for col in required:
         if col not in df.columns:
             raise DataValidationError(source, None, col,
-                                      f"required column {col!r} is missing; columns found: {list(df.columns)}")
+                                      f"required column {col!r} is missing; columns found: {names}")
     return df
 
 
@@ -150,6 +160,12 @@ def items_from_movies(movies: pd.DataFrame, source: str = ITEM_FILE) -> pd.DataF
     return validate_items(raw, source)
 
 
+def params(strict: bool = False) -> dict[str, object]:
+    """Parameters that shape the output (the fingerprint's; ``strict`` does not change the data)."""
+    del strict
+    return {"version": VERSION}
+
+
 def load(path: str | None = None, *, strict: bool = False) -> Dataset:
     """Load MovieLens-100K (from ``path`` or the recbole wheel) in the canonical form.
 
@@ -167,7 +183,7 @@ def load(path: str | None = None, *, strict: bool = False) -> Dataset:
         NAME, events, items,
         protocol=LEAVE_ONE_OUT,
         source_files=(inter_path, item_path),
-        params={"version": VERSION},
+        params=params(),
         events_source=os.path.basename(inter_path),
         items_source=os.path.basename(item_path),
         strict=strict,

@@ -1,0 +1,100 @@
+"""What `make run` shows after the pipeline: served recommendations, the table, how to query.
+
+    python -m recsys.demo --wait localhost:8501            # block until the server is up
+    python -m recsys.demo --output artifacts --rest localhost:8501 --grpc localhost:8500
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import recsys  # noqa: F401
+
+MODEL = "retrieval"
+
+
+def wait_for_server(target: str, model: str = MODEL, timeout: float = 180.0) -> None:
+    """Polls TF Serving's model-status endpoint until ``model`` is AVAILABLE."""
+    deadline = time.time() + timeout
+    last = ""
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{target}/v1/models/{model}", timeout=5) as r:
+                status = json.load(r)
+            if any(v.get("state") == "AVAILABLE" for v in status.get("model_version_status", [])):
+                return
+            last = json.dumps(status)
+        except (urllib.error.URLError, ConnectionError, OSError) as e:
+            last = str(e)
+        time.sleep(1.0)
+    raise TimeoutError(f"Model {model!r} not available at {target} after {timeout:.0f}s (last answer: {last})")
+
+
+def show(output: str, dataset: str, rest: str, grpc: str, users: int = 3, k: int = 10) -> None:
+    from recsys.data import load_dataset
+    from recsys.evaluation.report import format_table, read_report
+    from serving.client import RecommenderClient
+    from tfx_pipeline.layout import Layout
+    from transform.sequences import LEAVE_ONE_OUT
+
+    layout = Layout(os.path.abspath(output), dataset)
+    ds = load_dataset(dataset)
+    titles = {i: (t or c or i) for i, t, c in zip(ds.items["item_id"], ds.items["title"], ds.items["category"])}
+    events = ds.events.sort_values(["user_id", "timestamp"], kind="stable")
+    user_ids = sorted(events["user_id"].unique(), key=lambda u: (len(u), u))[:users]
+    rest_client = RecommenderClient(rest, protocol="rest", model_name=MODEL, timeout=30)
+    grpc_client = RecommenderClient(grpc, protocol="grpc", model_name=MODEL, timeout=30)
+    for user in user_ids:
+        history = events.loc[events["user_id"] == user, "item_id"].tolist()
+        exclude = sorted(set(history)) if ds.protocol == LEAVE_ONE_OUT else []
+        recs = rest_client.recommend(user_id=user, k=k, exclude=exclude)
+        via_grpc = grpc_client.recommend(user_id=user, k=k, exclude=exclude)
+        same = [r.item_id for r in recs] == [r.item_id for r in via_grpc]
+        print(f"\nUser {user}: {len(history)} interactions; most recent: "
+              + "; ".join(titles.get(i, i) for i in history[-3:]))
+        print(f"  top {k} from model '{MODEL}' over REST ({rest}); gRPC ({grpc}) gives the "
+              f"{'same list' if same else 'a DIFFERENT list'}:")
+        for rank, r in enumerate(recs, 1):
+            print(f"  {rank:2d}. {r.item_id:>8s} {r.score:7.3f}  {titles.get(r.item_id, '')}")
+    report = read_report(layout.metrics_path)
+    print()
+    print(format_table(report["models"], f"{report['dataset']} — {report['protocol']}, full ranking over all items"))
+    print(f"(from {layout.metrics_path}; recompute with: recsys evaluate --dataset {dataset} --output {output})")
+    user = user_ids[0]
+    print(f"""
+Query the server yourself:
+  curl -s http://{rest}/v1/models/{MODEL}
+  curl -s -X POST http://{rest}/v1/models/{MODEL}:predict \\
+       -d '{{"signature_name": "recommend_user", "inputs": {{"user_id": ["{user}"], "k": [5], "exclude": [[""]]}}}}'
+  curl -s -X POST http://{rest}/v1/models/{MODEL}:predict \\
+       -d '{{"instances": [{{"history": {json.dumps(events.loc[events["user_id"] == user, "item_id"].tolist()[-5:])}, "k": 5, "exclude": [""]}}]}}'
+From Python:
+  from serving.client import RecommenderClient
+  client = RecommenderClient("{grpc}", protocol="grpc", model_name="{MODEL}", timeout=5.0)
+  client.recommend(user_id="{user}", k=10)
+Stop the server with: make stop""")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m recsys.demo")
+    p.add_argument("--wait", default="", help="host:port: wait until the retrieval model is served, then exit")
+    p.add_argument("--timeout", type=float, default=180.0)
+    p.add_argument("--output", default="artifacts")
+    p.add_argument("--dataset", default="movielens-100k")
+    p.add_argument("--rest", default="localhost:8501")
+    p.add_argument("--grpc", default="localhost:8500")
+    args = p.parse_args(argv)
+    if args.wait:
+        wait_for_server(args.wait, timeout=args.timeout)
+        return 0
+    show(args.output, args.dataset, args.rest, args.grpc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

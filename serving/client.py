@@ -1,0 +1,388 @@
+"""Thin Python client for the recommender models behind TF Serving's API (REST or gRPC).
+
+Works against real TensorFlow Serving and against ``python -m serving.server``::
+
+    client = RecommenderClient("localhost:8501")                  # REST
+    client = RecommenderClient("localhost:8500", protocol="grpc")  # gRPC
+    client.recommend(history=["sku-1", "sku-7"], k=10)   # signature serving_default
+    client.recommend(user_id="u-42", k=10, exclude=["sku-1"])  # signature recommend_user
+
+The REST path needs only the standard library and numpy; the gRPC path imports
+``tensorflow_serving.apis`` (and so TensorFlow) on first use.
+
+Retrieval SavedModel contract: ``serving_default(history: string[B, H], k: int32[B],
+exclude: string[B, E])`` and ``recommend_user(user_id: string[B], k, exclude)``, both
+returning ``item_ids: string[B, K]`` and ``scores: float[B, K]``; lists are padded with "".
+"""
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from serving import codec
+
+USER_SIGNATURE = "recommend_user"
+_METADATA_TTL_S = 30.0
+_NUMPY_BY_NAME = {"DT_" + name.upper(): codec.NUMPY_DTYPES[dt]
+                  for dt, name in codec.DTYPE_NAMES.items() if dt in codec.NUMPY_DTYPES}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    score: float
+
+
+class ServingError(Exception):
+    """The model server refused or failed a request.
+
+    ``code`` is the HTTP status (REST) or the gRPC status code name (gRPC), or
+    "UNAVAILABLE"/"DEADLINE_EXCEEDED" for connection failures and client-side timeouts;
+    ``message`` is the server's error text.
+    """
+
+    def __init__(self, message: str, code: int | str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.message} [{self.code}]" if self.code is not None else self.message
+
+
+class ServingTimeout(ServingError):
+    """The request did not finish within the client's timeout (or the server's deadline)."""
+
+
+def _pad(rows: Sequence[Sequence[str]]) -> np.ndarray:
+    width = max([1] + [len(row) for row in rows])
+    array = np.full((len(rows), width), "", dtype=object)
+    for i, row in enumerate(rows):
+        array[i, : len(row)] = [str(item) for item in row]
+    return array
+
+
+def _cast(value: Any, np_dtype) -> np.ndarray:
+    """Casts client input to the signature dtype when that is safe (lists of ints -> int32)."""
+    array = np.asarray(value, dtype=object if np_dtype is object else None)
+    if np_dtype is object or array.dtype == np.dtype(np_dtype):
+        return array
+    target = np.dtype(np_dtype)
+    if array.dtype.kind in "iub" and target.kind in "iu":
+        info = np.iinfo(target)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            return array  # let the server report the mismatch
+        return array.astype(target)
+    if array.dtype.kind in "iuf" and target.kind == "f":
+        return array.astype(target)
+    return array
+
+
+def _to_json(array: np.ndarray) -> Any:
+    if array.dtype.kind in "OSU":
+        def leaf(v: Any) -> Any:
+            if isinstance(v, bytes):
+                try:
+                    return v.decode("utf-8")
+                except UnicodeDecodeError:
+                    return {"b64": base64.b64encode(v).decode("ascii")}
+            return str(v)
+        return np.vectorize(leaf, otypes=[object])(array).tolist() if array.size else array.tolist()
+    return array.tolist()
+
+
+def _strings(array: np.ndarray, name: str) -> np.ndarray:
+    """String outputs as str (bytes for *_bytes outputs), whatever the protocol gave."""
+    def leaf(v: Any) -> Any:
+        if name.endswith("_bytes"):
+            if isinstance(v, dict):
+                return base64.b64decode(v["b64"])
+            return v if isinstance(v, bytes) else str(v).encode("utf-8")
+        return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+    out = np.empty(array.shape, dtype=object)
+    for index, v in np.ndenumerate(array):
+        out[index] = leaf(v)
+    return out
+
+
+def _object_array(value: Any) -> np.ndarray:
+    shape = []
+    probe = value
+    while isinstance(probe, list):
+        shape.append(len(probe))
+        if not probe:
+            break
+        probe = probe[0]
+    flat: list = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, list):
+            for item in v:
+                walk(item)
+        else:
+            flat.append(v)
+
+    walk(value)
+    array = np.empty(len(flat), dtype=object)
+    array[:] = flat
+    return array.reshape(shape)
+
+
+class RecommenderClient:
+    def __init__(self, target: str, protocol: str = "rest", model_name: str = "retrieval",
+                 signature_name: str = "serving_default", timeout: float = 5.0):
+        if protocol not in ("rest", "grpc"):
+            raise ValueError(f"protocol must be 'rest' or 'grpc', got {protocol!r}")
+        self.target = target.split("://", 1)[-1].rstrip("/")
+        self.protocol = protocol
+        self.model_name = model_name
+        self.signature_name = signature_name
+        self.timeout = timeout
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._channel = None
+        self._lock = threading.Lock()
+        self._signature_cache: dict[tuple, tuple[float, dict]] = {}
+
+    def __repr__(self) -> str:
+        return (f"RecommenderClient({self.target!r}, protocol={self.protocol!r}, "
+                f"model_name={self.model_name!r})")
+
+    def __enter__(self) -> "RecommenderClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+                self._channel = None
+
+    # ------------------------------------------------------------------ public API
+
+    def predict(self, inputs: Mapping[str, Any], signature_name: str | None = None,
+                model_name: str | None = None, version: int | None = None) -> dict[str, np.ndarray]:
+        """Runs a signature; returns {output name: array} (strings as str, *_bytes as bytes)."""
+        model = model_name or self.model_name
+        signature = signature_name or self.signature_name
+        spec = self._signature(model, version, signature)
+        arrays = {}
+        for name, value in inputs.items():
+            dtype = spec["inputs"].get(name) if spec else None
+            arrays[name] = _cast(value, dtype) if dtype is not None else np.asarray(value)
+        if self.protocol == "grpc":
+            outputs = self._grpc_predict(model, version, signature, arrays)
+        else:
+            outputs = self._rest_predict(model, version, signature, arrays, spec)
+        for name, array in outputs.items():
+            if array.dtype.kind in "OSU":
+                outputs[name] = _strings(array, name)
+        return outputs
+
+    def recommend(self, user_id: str | None = None, history: Sequence[str] | None = None,
+                  k: int = 10, exclude: Sequence[str] = ()) -> list[Recommendation]:
+        """Top-k items for one user id (``recommend_user``) or one history (``serving_default``)."""
+        if (user_id is None) == (history is None):
+            raise ValueError("give exactly one of user_id or history")
+        if isinstance(history, str) or isinstance(exclude, str):
+            raise ValueError("history and exclude must be sequences of item ids, not strings")
+        batch = self.recommend_batch(
+            user_ids=None if user_id is None else [user_id],
+            histories=None if history is None else [history], k=k, exclude=[exclude])
+        return batch[0]
+
+    def recommend_batch(self, user_ids: Sequence[str] | None = None,
+                        histories: Sequence[Sequence[str]] | None = None,
+                        k: int | Sequence[int] = 10,
+                        exclude: Sequence[Sequence[str]] | None = None
+                        ) -> list[list[Recommendation]]:
+        """One request for several users (or histories); one list per row."""
+        if (user_ids is None) == (histories is None):
+            raise ValueError("give exactly one of user_ids or histories")
+        rows = list(user_ids) if user_ids is not None else [list(h) for h in histories]
+        if not rows:
+            return []
+        ks = [k] * len(rows) if isinstance(k, (int, np.integer)) else list(k)
+        if len(ks) != len(rows) or any(int(v) < 1 for v in ks):
+            raise ValueError("k must be a positive int, or one positive int per row")
+        excludes = [list(e) for e in exclude] if exclude is not None else [[] for _ in rows]
+        if len(excludes) == 1 and len(rows) > 1:
+            excludes = excludes * len(rows)
+        if len(excludes) != len(rows):
+            raise ValueError("exclude must have one list per row")
+        inputs: dict[str, np.ndarray] = {"k": np.asarray(ks, dtype=np.int32),
+                                         "exclude": _pad(excludes)}
+        if user_ids is not None:
+            inputs["user_id"] = np.asarray([str(u) for u in rows], dtype=object)
+            signature = USER_SIGNATURE
+        else:
+            inputs["history"] = _pad(rows)
+            signature = self.signature_name
+        outputs = self.predict(inputs, signature_name=signature)
+        results = []
+        for row, (ids, scores) in enumerate(zip(outputs["item_ids"], outputs["scores"])):
+            skip = set(excludes[row]) | {""}
+            recs = [Recommendation(str(item), float(np.float32(score)))
+                    for item, score in zip(ids, scores) if item not in skip]
+            results.append(recs[: int(ks[row])])
+        return results
+
+    def model_status(self, model_name: str | None = None) -> list[dict]:
+        """[{"version": "1", "state": "AVAILABLE", "status": {...}}, ...] like TF Serving's REST."""
+        model = model_name or self.model_name
+        if self.protocol == "rest":
+            return self._http("GET", self._url(model, None))["model_version_status"]
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model
+        response = self._grpc_call("model", "GetModelStatus", request)
+        return json_format.MessageToDict(response, including_default_value_fields=True,
+                                         preserving_proto_field_name=True)["model_version_status"]
+
+    def metadata(self, model_name: str | None = None, version: int | None = None) -> dict:
+        """TF Serving's REST metadata document: {"model_spec": ..., "metadata": {"signature_def":
+        {"signature_def": {name: {"inputs": ..., "outputs": ..., "method_name": ...}}}}}."""
+        model = model_name or self.model_name
+        if self.protocol == "rest":
+            return self._http("GET", self._url(model, version) + "/metadata")
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = model
+        if version is not None:
+            request.model_spec.version.value = int(version)
+        response = self._grpc_call("prediction", "GetModelMetadata", request)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+        options = dict(including_default_value_fields=True, preserving_proto_field_name=True)
+        return {"model_spec": json_format.MessageToDict(response.model_spec, **options),
+                "metadata": {"signature_def": json_format.MessageToDict(signature_map, **options)}}
+
+    def signature_defs(self, model_name: str | None = None, version: int | None = None) -> dict:
+        """{signature name: {"inputs": ..., "outputs": ..., "method_name": ...}}."""
+        return self.metadata(model_name, version)["metadata"]["signature_def"]["signature_def"]
+
+    # ------------------------------------------------------------------- internals
+
+    def _signature(self, model: str, version: int | None, signature: str) -> dict | None:
+        """{"inputs": {name: np dtype}, "outputs": {name: np dtype}} for casting, cached."""
+        key = (model, version, signature)
+        cached = self._signature_cache.get(key)
+        if cached and time.monotonic() - cached[0] < _METADATA_TTL_S:
+            return cached[1]
+        defs = self.signature_defs(model, version)
+        spec = None
+        if signature in defs:
+            spec = {side: {name: _NUMPY_BY_NAME.get(info.get("dtype"))
+                           for name, info in defs[signature].get(side, {}).items()}
+                    for side in ("inputs", "outputs")}
+        self._signature_cache[key] = (time.monotonic(), spec)
+        return spec
+
+    def _url(self, model: str, version: int | None) -> str:
+        url = f"http://{self.target}/v1/models/{urllib.parse.quote(model, safe='')}"
+        return url + (f"/versions/{int(version)}" if version is not None else "")
+
+    def _rest_predict(self, model, version, signature, arrays, spec) -> dict[str, np.ndarray]:
+        body = {"signature_name": signature,
+                "inputs": {name: _to_json(array) for name, array in arrays.items()}}
+        outputs = self._http("POST", self._url(model, version) + ":predict", body)["outputs"]
+        names = list(spec["outputs"]) if spec else []
+        if len(names) == 1:
+            outputs = {names[0]: outputs}
+        elif not isinstance(outputs, dict):
+            outputs = {"outputs": outputs}
+        result = {}
+        for name, value in outputs.items():
+            dtype = spec["outputs"].get(name) if spec else None
+            if dtype is None:  # no metadata: strings stay objects, numbers as JSON gave them
+                probe = _object_array(value)
+                dtype = object if any(isinstance(v, (str, dict)) for v in probe.ravel()) else None
+            result[name] = _object_array(value) if dtype is object else np.asarray(value, dtype)
+        return result
+
+    def _http(self, method: str, url: str, body: Any = None) -> dict:
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            try:
+                message = json.loads(raw).get("error", raw.decode("utf-8", "replace"))
+            except (ValueError, AttributeError):
+                message = raw.decode("utf-8", "replace") or str(err.reason)
+            error_class = ServingTimeout if err.code == 504 else ServingError
+            raise error_class(message, code=err.code) from None
+        except urllib.error.URLError as err:
+            raise self._connection_error(err.reason) from None
+        except (TimeoutError, socket.timeout, ConnectionError, OSError) as err:
+            raise self._connection_error(err) from None
+
+    def _connection_error(self, reason: Any) -> ServingError:
+        if isinstance(reason, (TimeoutError, socket.timeout)) or "timed out" in str(reason):
+            return ServingTimeout(f"no answer from the model server at {self.target} within "
+                                  f"{self.timeout}s", code="DEADLINE_EXCEEDED")
+        return ServingError(
+            f"cannot reach the model server at {self.target} over {self.protocol.upper()} "
+            f"({reason}); is it running? Start one with `recsys serve` (or TF Serving).",
+            code="UNAVAILABLE")
+
+    def _stubs(self):
+        import grpc
+        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+        with self._lock:
+            if self._channel is None:
+                self._channel = grpc.insecure_channel(
+                    self.target, options=[("grpc.max_receive_message_length", -1),
+                                          ("grpc.max_send_message_length", -1),
+                                          ("grpc.enable_http_proxy", 0)])
+                self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+                self._model = model_service_pb2_grpc.ModelServiceStub(self._channel)
+            return self._prediction, self._model
+
+    def _grpc_call(self, service: str, method: str, request):
+        import grpc
+
+        prediction, model = self._stubs()
+        stub = prediction if service == "prediction" else model
+        try:
+            return getattr(stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            code, details = err.code(), err.details() or ""
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise ServingTimeout(f"no answer from the model server at {self.target} within "
+                                     f"{self.timeout}s ({details})", code=code.name) from None
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise self._connection_error(details) from None
+            raise ServingError(details, code=code.name) from None
+
+    def _grpc_predict(self, model, version, signature, arrays) -> dict[str, np.ndarray]:
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        request.model_spec.signature_name = signature
+        if version is not None:
+            request.model_spec.version.value = int(version)
+        for name, array in arrays.items():
+            request.inputs[name].CopyFrom(codec.array_to_tensor_proto(array))
+        response = self._grpc_call("prediction", "Predict", request)
+        return {name: codec.tensor_proto_to_array(proto) for name, proto in response.outputs.items()}

@@ -1,0 +1,298 @@
+"""Local model server speaking TensorFlow Serving's gRPC and REST APIs.
+
+TF Serving's own binary is not available everywhere (no pip package, and the stock
+image lacks the ScaNN ops), so this server loads the same SavedModels with
+``tf.saved_model.load`` and answers the same requests with the same responses:
+
+    python -m serving.server --model_config_file=serving/models.config \\
+        --base_path_rewrite=/models=artifacts/serving --port=8500 --rest_api_port=8501
+    python -m serving.server --model_name=retrieval --model_base_path=artifacts/serving/retrieval
+
+From Python (tests, the ``recsys`` CLI)::
+
+    server = ModelServer(model_server_config([("retrieval", "/abs/path")]),
+                         grpc_port=0, rest_port=0, poll_seconds=1.0).start()
+    ... server.grpc_port, server.rest_port ...
+    server.stop()
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import logging
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # same Keras as the rest of the stack
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import signal
+import sys
+import threading
+from typing import Iterable, Mapping, Sequence
+
+import grpc
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving import grpc_service
+from serving.models import ModelRegistry, State, validate_config
+from serving.rest import RestApi, RestServer
+
+log = logging.getLogger("serving.server")
+
+_GRPC_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1),
+                 ("grpc.so_reuseport", 0)]
+
+
+def model_server_config(
+    models: Iterable[tuple[str, str]] | Mapping[str, str],
+) -> model_server_config_pb2.ModelServerConfig:
+    """A ModelServerConfig serving each (name, base_path) with the default (latest 1) policy."""
+    pairs = models.items() if isinstance(models, Mapping) else models
+    config = model_server_config_pb2.ModelServerConfig()
+    for name, base_path in pairs:
+        config.model_config_list.config.add(name=name, base_path=str(base_path),
+                                            model_platform="tensorflow")
+    return config
+
+
+def rewrite_base_paths(config: model_server_config_pb2.ModelServerConfig,
+                       rewrites: Sequence[tuple[str, str]]) -> None:
+    """Replaces base_path prefixes in place, e.g. ('/models', 'artifacts/serving')."""
+    for model in config.model_config_list.config:
+        for old, new in rewrites:
+            old = old.rstrip("/")
+            if model.base_path == old or model.base_path.startswith(old + "/"):
+                model.base_path = os.path.abspath(new) + model.base_path[len(old):]
+                break
+
+
+def load_model_server_config(
+    path: str, base_path_rewrites: Sequence[tuple[str, str]] = ()
+) -> model_server_config_pb2.ModelServerConfig:
+    """Reads a ModelServerConfig text proto (TF Serving's --model_config_file).
+
+    Relative base paths are resolved against the config file's directory (TF Serving
+    itself wants absolute paths); ``base_path_rewrites`` then map container paths such
+    as /models to local directories.
+    """
+    config = model_server_config_pb2.ModelServerConfig()
+    with open(path, encoding="utf-8") as f:
+        text_format.Parse(f.read(), config)
+    root = os.path.dirname(os.path.abspath(path))
+    for model in config.model_config_list.config:
+        if model.base_path and "://" not in model.base_path and not os.path.isabs(model.base_path):
+            model.base_path = os.path.normpath(os.path.join(root, model.base_path))
+    rewrite_base_paths(config, base_path_rewrites)
+    validate_config(config)
+    return config
+
+
+class ModelServer:
+    """gRPC + REST model server over a :class:`ModelRegistry`.
+
+    ``grpc_port``/``rest_port`` 0 pick free ports (read them back from the attributes
+    after :meth:`start`); ``rest_port=None`` disables REST. ``poll_seconds`` <= 0 loads
+    once at start and never re-scans.
+    """
+
+    def __init__(self, config: model_server_config_pb2.ModelServerConfig, grpc_port: int = 8500,
+                 rest_port: int | None = 8501, poll_seconds: float = 1.0, *,
+                 host: str = "0.0.0.0", rest_timeout_ms: int = 30000, grpc_max_workers: int = 16,
+                 rest_compute_threads: int = 16, config_file: str | None = None,
+                 config_poll_seconds: float = 0.0,
+                 base_path_rewrites: Sequence[tuple[str, str]] = ()):
+        validate_config(config)
+        self.config = config
+        self.host = host
+        self.grpc_port = grpc_port
+        self.rest_port = rest_port
+        self.poll_seconds = poll_seconds
+        self.rest_timeout_ms = rest_timeout_ms
+        self.grpc_max_workers = grpc_max_workers
+        self.rest_compute_threads = rest_compute_threads
+        self.config_file = config_file
+        self.config_poll_seconds = config_poll_seconds
+        self.base_path_rewrites = list(base_path_rewrites)
+        self.registry: ModelRegistry | None = None
+        self._grpc: grpc.Server | None = None
+        self._rest: RestServer | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._stopped = threading.Event()
+        self._config_lock = threading.Lock()
+        self._config_thread: threading.Thread | None = None
+
+    def __enter__(self) -> "ModelServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> "ModelServer":
+        """Loads the models, then listens; returns once both ports accept requests."""
+        self.registry = ModelRegistry(self.config)
+        self.registry.poll()
+        for name in self.registry.model_names():
+            try:
+                versions = [v for v, s in self.registry.status(name) if s.state == State.AVAILABLE]
+            except Exception:
+                versions = []
+            if not versions:
+                log.warning("Model %s has no available version yet", name)
+        try:
+            self._start_grpc()
+            if self.rest_port is not None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    self.rest_compute_threads, thread_name_prefix="rest-compute")
+                api = RestApi(self.registry, self.rest_timeout_ms, self._executor)
+                self._rest = RestServer(api, self.host, self.rest_port)
+                self.rest_port = self._rest.port
+                self._rest.start()
+                log.info("Exporting HTTP/REST API at:%s:%d ...", self.host, self.rest_port)
+        except Exception:
+            self.stop()
+            raise
+        self.registry.start_polling(self.poll_seconds)
+        if self.config_file and self.config_poll_seconds > 0:
+            self._config_thread = threading.Thread(target=self._watch_config, daemon=True,
+                                                   name="config-poller")
+            self._config_thread.start()
+        return self
+
+    def _start_grpc(self) -> None:
+        self._grpc = grpc.server(
+            concurrent.futures.ThreadPoolExecutor(self.grpc_max_workers,
+                                                  thread_name_prefix="grpc"),
+            options=_GRPC_OPTIONS)
+        grpc_service.add_services(self._grpc, self.registry, self.reload_config)
+        address = f"{self.host}:{self.grpc_port}"
+        try:
+            port = self._grpc.add_insecure_port(address)
+        except RuntimeError as err:
+            raise OSError(f"could not bind the gRPC port {address}: {err}") from None
+        if not port:
+            raise OSError(f"could not bind the gRPC port {address}")
+        self.grpc_port = port
+        self._grpc.start()
+        log.info("Running gRPC ModelServer at %s:%d ...", self.host, self.grpc_port)
+
+    def reload_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """Applies a new ModelServerConfig (ModelService.HandleReloadConfigRequest)."""
+        with self._config_lock:
+            self.registry.configure(config)
+            self.config = config
+            self.registry.poll()
+
+    def _watch_config(self) -> None:
+        last = text_format.MessageToString(self.config)
+        while not self._stopped.wait(self.config_poll_seconds):
+            try:
+                config = load_model_server_config(self.config_file, self.base_path_rewrites)
+            except Exception as err:
+                log.error("Could not re-read %s: %s", self.config_file, err)
+                continue
+            text = text_format.MessageToString(config)
+            if text != last:
+                log.info("Model config file %s changed; reloading", self.config_file)
+                self.reload_config(config)
+                last = text
+
+    def stop(self, grace: float = 1.0) -> None:
+        self._stopped.set()
+        if self._rest is not None:
+            self._rest.stop()
+            self._rest = None
+        if self._grpc is not None:
+            self._grpc.stop(grace).wait()
+            self._grpc = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if self.registry is not None:
+            self.registry.stop()
+
+    def wait(self) -> None:
+        """Blocks until :meth:`stop` is called (e.g. by a signal handler)."""
+        while not self._stopped.wait(0.5):
+            pass
+
+
+def _rewrite(text: str) -> tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not sep or not old or not new:
+        raise argparse.ArgumentTypeError(f"expected OLD_PREFIX=NEW_PREFIX, got {text!r}")
+    return old, new
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m serving.server",
+        description="Serve SavedModels over TensorFlow Serving's gRPC and REST APIs.")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (0: pick a free one)")
+    p.add_argument("--rest_api_port", type=int, default=8501, help="REST port (0: no REST)")
+    p.add_argument("--host", default="0.0.0.0", help="address to bind both APIs to")
+    p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
+    p.add_argument("--rest_api_num_threads", type=int, default=16,
+                   help="threads running REST model calls")
+    p.add_argument("--grpc_max_threads", type=int, default=16)
+    p.add_argument("--model_config_file", help="ModelServerConfig text proto")
+    p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
+                   help="re-read --model_config_file this often (0: never)")
+    p.add_argument("--model_name", default="default")
+    p.add_argument("--model_base_path", help="directory holding numeric version dirs")
+    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1,
+                   help="re-scan base paths this often (0: load once)")
+    p.add_argument("--base_path_rewrite", type=_rewrite, action="append", default=[],
+                   metavar="OLD=NEW", help="map base_path prefixes of the config file, e.g. "
+                   "/models=artifacts/serving (repeatable; not a TF Serving flag)")
+    p.add_argument("--log_level", default="INFO")
+    for flag in ("--enable_batching", "--allow_version_labels_for_unavailable_models"):
+        p.add_argument(flag, nargs="?", const="true", help="accepted for compatibility; ignored")
+    for flag in ("--batching_parameters_file", "--monitoring_config_file"):
+        p.add_argument(flag, help="accepted for compatibility; ignored")
+    return p
+
+
+def server_from_args(args: argparse.Namespace) -> ModelServer:
+    if args.model_config_file:
+        config = load_model_server_config(args.model_config_file, args.base_path_rewrite)
+    elif args.model_base_path:
+        config = model_server_config([(args.model_name, os.path.abspath(args.model_base_path))])
+    else:
+        raise SystemExit("error: give --model_config_file or --model_base_path")
+    for flag in ("enable_batching", "allow_version_labels_for_unavailable_models",
+                 "batching_parameters_file", "monitoring_config_file"):
+        if getattr(args, flag):
+            log.warning("--%s is accepted for compatibility with TF Serving and ignored", flag)
+    return ModelServer(
+        config, grpc_port=args.port, rest_port=args.rest_api_port or None,
+        poll_seconds=args.file_system_poll_wait_seconds, host=args.host,
+        rest_timeout_ms=args.rest_api_timeout_in_ms, grpc_max_workers=args.grpc_max_threads,
+        rest_compute_threads=args.rest_api_num_threads, config_file=args.model_config_file,
+        config_poll_seconds=args.model_config_file_poll_wait_seconds,
+        base_path_rewrites=args.base_path_rewrite)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname).1s %(name)s] %(message)s")
+    server = server_from_args(args)
+    try:
+        server.start()
+    except OSError as err:
+        log.error("%s", err)
+        return 1
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: server._stopped.set())
+    try:
+        server.wait()
+    finally:
+        log.info("Shutting down")
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
