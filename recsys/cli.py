@@ -32,21 +32,22 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args, beam_args: list[str]) -> int:
-    from recsys.data import load_dataset
+    from recsys.data import dataset_fingerprint
     from tfx_pipeline import local_runner
     from tfx_pipeline.pipeline import DEFAULT_BEAM_ARGS
 
     layout = _layout(args)
     t0 = time.time()
     print(f"[run] dataset {args.dataset}; artifacts under {layout.root}", flush=True)
-    ds = load_dataset(args.dataset, args.data_path or None)
-    print(ds.report.summary(), flush=True)
+    options = {"protocol": args.protocol} if args.protocol else {}
+    data_path = os.path.abspath(args.data_path) if args.data_path else ""
+    fingerprint = dataset_fingerprint(args.dataset, data_path or None, **options)
     two_tower = {}
     if args.epochs:
         two_tower["epochs"] = args.epochs
     local_runner.run(
-        layout, dataset=args.dataset, data_path=os.path.abspath(args.data_path) if args.data_path else "",
-        fingerprint=ds.fingerprint(), beam_pipeline_args=beam_args or list(DEFAULT_BEAM_ARGS),
+        layout, dataset=args.dataset, data_path=data_path, dataset_options=options,
+        fingerprint=fingerprint, beam_pipeline_args=beam_args or list(DEFAULT_BEAM_ARGS),
         max_users=args.max_users, two_tower=two_tower, min_lift=args.min_lift,
         enable_cache=not args.no_cache)
     print(f"[run] pipeline finished in {time.time() - t0:.0f}s", flush=True)
@@ -75,12 +76,21 @@ def publish_metrics(layout) -> dict:
 
 def write_models_config(layout) -> str:
     """A ModelServerConfig for every pushed model under ``serving/``."""
-    from serving.config import build_config, write_config
+    from google.protobuf import text_format
+
+    from serving.server import model_server_config
     from tfx_pipeline.pipeline import RETRIEVAL, RETRIEVAL_BRUTE_FORCE
 
-    models = [(name, os.path.join(layout.serving_dir, name)) for name in (RETRIEVAL, RETRIEVAL_BRUTE_FORCE)
+    # Relative base paths: our server resolves them against this file's directory;
+    # real TF Serving wants absolute ones (see serving/models.config for a container).
+    models = [(name, name) for name in (RETRIEVAL, RETRIEVAL_BRUTE_FORCE)
               if os.path.isdir(os.path.join(layout.serving_dir, name))]
-    write_config(build_config(models), layout.models_config)
+    if not models:
+        raise SystemExit(f"No pushed model under {layout.serving_dir}: the evaluator did not bless the model "
+                         f"(see its verdict above), so there is nothing to serve.")
+    os.makedirs(layout.serving_dir, exist_ok=True)
+    with open(layout.models_config, "w", encoding="utf-8") as f:
+        f.write(text_format.MessageToString(model_server_config(models)))
     return layout.models_config
 
 
@@ -178,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the TFX pipeline (arguments after -- go to Beam)")
     _add_common(run)
     run.add_argument("--data-path", default="", help="directory of events/items files for --dataset files")
+    run.add_argument("--protocol", choices=("leave_one_out", "leave_last_order_out"), default=None,
+                     help="evaluation protocol of --dataset files (default leave_one_out)")
     run.add_argument("--max-users", type=int, default=0, help="keep only the first N users (a real-data slice)")
     run.add_argument("--epochs", type=int, default=0, help="two-tower epochs (default: the model's)")
     run.add_argument("--min-lift", type=float, default=0.0,

@@ -1,0 +1,13 @@
+"""Serving: a local model server speaking TF Serving's gRPC/REST APIs, and its client.
+
+* :mod:`serving.server`  -- ``ModelServer`` and ``python -m serving.server`` (TF Serving flags)
+* :mod:`serving.client`  -- ``RecommenderClient`` for backends (REST or gRPC)
+* :mod:`serving.models` / :mod:`serving.servable` -- versions on disk -> loaded SavedModels
+* :mod:`serving.rest`, :mod:`serving.grpc_service` -- the two front ends
+* :mod:`serving.codec`, :mod:`serving.tensors` -- JSON and TensorProto <-> numpy
+"""
+import os
+
+# The rest of the stack uses Keras 2 (tf_keras); TensorFlow picks its Keras when first
+# imported, so set the default before any serving module imports it.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -29,12 +29,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from serving import codec
+from serving import tensors
 
 USER_SIGNATURE = "recommend_user"
 _METADATA_TTL_S = 30.0
-_NUMPY_BY_NAME = {"DT_" + name.upper(): codec.NUMPY_DTYPES[dt]
-                  for dt, name in codec.DTYPE_NAMES.items() if dt in codec.NUMPY_DTYPES}
+_NUMPY_BY_NAME = {"DT_" + name.upper(): tensors.NUMPY_DTYPES[dt]
+                  for dt, name in tensors.DTYPE_NAMES.items() if dt in tensors.NUMPY_DTYPES}
 
 
 @dataclass(frozen=True)
@@ -383,6 +383,6 @@ class RecommenderClient:
         if version is not None:
             request.model_spec.version.value = int(version)
         for name, array in arrays.items():
-            request.inputs[name].CopyFrom(codec.array_to_tensor_proto(array))
+            request.inputs[name].CopyFrom(tensors.array_to_tensor_proto(array))
         response = self._grpc_call("prediction", "Predict", request)
-        return {name: codec.tensor_proto_to_array(proto) for name, proto in response.outputs.items()}
+        return {name: tensors.tensor_proto_to_array(proto) for name, proto in response.outputs.items()}

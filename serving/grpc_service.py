@@ -20,7 +20,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import codec
+from serving import tensors
 from serving import status as st
 from serving.models import ModelRegistry, Servable
 
@@ -39,7 +39,7 @@ def predict(registry: ModelRegistry, request: predict_pb2.PredictRequest) -> pre
     if not request.HasField("model_spec"):
         raise st.invalid_argument("Missing ModelSpec")
     servable = _resolve(registry, request.model_spec)
-    inputs = {name: codec.tensor_proto_to_array(proto) for name, proto in request.inputs.items()}
+    inputs = {name: tensors.tensor_proto_to_array(proto) for name, proto in request.inputs.items()}
     signature_name, outputs = servable.predict(
         request.model_spec.signature_name, inputs, list(request.output_filter))
     response = predict_pb2.PredictResponse()
@@ -47,7 +47,7 @@ def predict(registry: ModelRegistry, request: predict_pb2.PredictRequest) -> pre
     response.model_spec.version.value = servable.version
     response.model_spec.signature_name = signature_name
     for name, array in outputs.items():
-        response.outputs[name].CopyFrom(codec.array_to_tensor_proto(array))
+        response.outputs[name].CopyFrom(tensors.array_to_tensor_proto(array))
     return response
 
 

@@ -10,208 +10,24 @@ states follow ``ModelVersionStatus.State`` (LOADING, AVAILABLE, UNLOADING, END).
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is imported anywhere
-
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable
 
 import grpc
-import numpy as np
 import tensorflow as tf
-from google.protobuf import text_format
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
-from tensorflow_serving.apis import get_model_status_pb2, prediction_log_pb2
+from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import codec
 from serving import status as st
+from serving.servable import Servable, import_custom_ops  # noqa: F401 - re-exported
 
 log = logging.getLogger("serving.models")
 
-DEFAULT_SIGNATURE = "serving_default"
-SERVE_TAG = "serve"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
 State = get_model_status_pb2.ModelVersionStatus.State
-
-_custom_ops_lock = threading.Lock()
-_custom_ops: dict[str, str | None] = {}
-
-
-def import_custom_ops() -> dict[str, str | None]:
-    """Imports the libraries whose TF ops SavedModels may use (ScaNN, TF Text), once.
-
-    Returns {module: None if imported else the error}. A failure is logged, not raised:
-    models that need those ops then fail to load with an error that says why.
-    """
-    with _custom_ops_lock:
-        if not _custom_ops:
-            for module in ("scann", "tensorflow_text"):
-                try:
-                    importlib.import_module(module)
-                    _custom_ops[module] = None
-                    log.info("Imported %s: its TF ops are registered", module)
-                except Exception as err:  # ImportError, or a .so that fails to load
-                    _custom_ops[module] = f"{type(err).__name__}: {err}"
-                    log.error("Could not import %s (%s); SavedModels using its ops will fail "
-                              "to load", module, _custom_ops[module])
-        return dict(_custom_ops)
-
-
-def read_signature_defs(export_dir: str) -> dict[str, meta_graph_pb2.SignatureDef]:
-    """The SignatureDef map of the 'serve' MetaGraph, as TF Serving reports it in metadata."""
-    saved_model = saved_model_pb2.SavedModel()
-    pb_path = os.path.join(export_dir, "saved_model.pb")
-    pbtxt_path = os.path.join(export_dir, "saved_model.pbtxt")
-    if tf.io.gfile.exists(pb_path):
-        with tf.io.gfile.GFile(pb_path, "rb") as f:
-            saved_model.ParseFromString(f.read())
-    elif tf.io.gfile.exists(pbtxt_path):
-        with tf.io.gfile.GFile(pbtxt_path, "r") as f:
-            text_format.Parse(f.read(), saved_model)
-    else:
-        raise st.not_found(f"Could not find SavedModel .pb or .pbtxt at supplied export "
-                           f"directory path: {export_dir}")
-    for meta_graph in saved_model.meta_graphs:
-        if SERVE_TAG in meta_graph.meta_info_def.tags:
-            return dict(meta_graph.signature_def)
-    raise st.not_found(f"Could not find meta graph def matching supplied tags: {{ {SERVE_TAG} }}"
-                       f" in {export_dir}")
-
-
-def _shape_text(shape: Iterable[int]) -> str:
-    return "[" + ",".join("?" if d < 0 else str(d) for d in shape) + "]"
-
-
-class Servable:
-    """One loaded version of a model: its SavedModel, signature functions and defs."""
-
-    def __init__(self, name: str, version: int, path: str):
-        self.name, self.version, self.path = name, int(version), path
-        self.signature_defs: dict[str, meta_graph_pb2.SignatureDef] = {}
-        self.functions: dict = {}
-        self.warmup_records = 0
-
-    def __repr__(self) -> str:
-        return f"Servable(name={self.name!r}, version={self.version}, path={self.path!r})"
-
-    def load(self) -> "Servable":
-        self.signature_defs = read_signature_defs(self.path)
-        try:
-            loaded = tf.saved_model.load(self.path, tags=[SERVE_TAG])
-        except Exception as err:
-            error = st.from_exception(err)
-            if "Op type not registered" in error.message:
-                missing = {m: e for m, e in import_custom_ops().items() if e}
-                hint = (f" (these libraries failed to import, so their ops are missing: "
-                        f"{missing})") if missing else ""
-                error = st.ServerError(error.code, error.message + hint)
-            raise error from None
-        self._loaded = loaded  # keeps variables/tables alive
-        self.functions = dict(loaded.signatures)
-        self.warmup_records = self._warmup()
-        return self
-
-    # -------------------------------------------------------------------- requests
-
-    def signature_def(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
-        name = signature_name or DEFAULT_SIGNATURE
-        if name not in self.signature_defs or name not in self.functions:
-            raise st.failed_precondition(f'Serving signature key "{name}" not found.')
-        return self.signature_defs[name]
-
-    def input_dtypes(self, signature_name: str) -> dict[str, int]:
-        """Input name -> DataType for the REST parser (REST reports a bad signature as 400)."""
-        name = signature_name or DEFAULT_SIGNATURE
-        if name not in self.signature_defs or name not in self.functions:
-            raise st.invalid_argument(
-                f'Serving signature name: "{name}" not found in signature def')
-        return {k: v.dtype for k, v in self.signature_defs[name].inputs.items()}
-
-    def predict(self, signature_name: str, inputs: Mapping[str, np.ndarray],
-                output_filter: Sequence[str] = ()) -> tuple[str, dict[str, np.ndarray]]:
-        """Runs a signature like TF Serving's RunPredict; returns (signature name, outputs)."""
-        name = signature_name or DEFAULT_SIGNATURE
-        signature = self.signature_def(name)
-        expected = sorted(signature.inputs)
-        sent = sorted(inputs)
-        if len(sent) > len(expected) or (len(sent) < len(expected) and not signature.defaults):
-            extra = sorted(set(sent) - set(expected))
-            missing = sorted(set(expected) - set(sent))
-            raise st.invalid_argument(
-                f"input size does not match signature: {len(sent)}!={len(expected)} "
-                f"len({{{','.join(sent)}}}) != len({{{','.join(expected)}}}). "
-                f"Sent extra: {{{','.join(extra)}}}. Missing but required: "
-                f"{{{','.join(missing)}}}.")
-        tensors = {}
-        for key, array in inputs.items():
-            if key not in signature.inputs:
-                raise st.invalid_argument(
-                    f"input tensor alias not found in signature: {key}. Inputs expected to be "
-                    f"in the set {{{','.join(expected)}}}.")
-            info = signature.inputs[key]
-            array = np.asarray(array)
-            if codec.dtype_of_array(array) != info.dtype:
-                raise st.invalid_argument(
-                    f"Expects arg[{expected.index(key)}] ({key}) to be "
-                    f"{codec.dtype_name(info.dtype)} but "
-                    f"{codec.dtype_name(codec.dtype_of_array(array))} is provided")
-            if not info.tensor_shape.unknown_rank:
-                want = [d.size for d in info.tensor_shape.dim]
-                if len(want) != array.ndim or any(
-                        w >= 0 and w != g for w, g in zip(want, array.shape)):
-                    raise st.invalid_argument(
-                        f"input '{key}' has shape {_shape_text(array.shape)}, which is "
-                        f"incompatible with the signature's {_shape_text(want)}")
-            tensors[key] = tf.constant(array, dtype=tf.dtypes.as_dtype(info.dtype))
-        wanted = list(output_filter)
-        for alias in wanted:
-            if alias not in signature.outputs:
-                raise st.invalid_argument(
-                    f"output tensor alias not found in signature: {alias} Outputs expected to "
-                    f"be in the set {{{','.join(sorted(signature.outputs))}}}.")
-        if len(set(wanted)) != len(wanted):
-            dup = next(a for a in wanted if wanted.count(a) > 1)
-            raise st.invalid_argument(f"duplicate output tensor alias: {dup}")
-        try:
-            result = self.functions[name](**tensors)
-        except Exception as err:
-            raise st.from_exception(err) from None
-        names = wanted or list(signature.outputs)
-        return name, {alias: result[alias].numpy() for alias in names}
-
-    # --------------------------------------------------------------------- warm-up
-
-    def _warmup(self) -> int:
-        path = os.path.join(self.path, WARMUP_FILE)
-        if not tf.io.gfile.exists(path):
-            return 0
-        start = time.monotonic()
-        count = 0
-        for record in tf.data.TFRecordDataset(path):
-            entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-            kind = entry.WhichOneof("log_type")
-            if kind != "predict_log":
-                log.warning("Skipping warmup record of type %s for %s version %d (only "
-                            "predict_log is replayed)", kind, self.name, self.version)
-                continue
-            count += 1
-            if count > MAX_WARMUP_RECORDS:
-                raise st.invalid_argument(f"Number of warmup records exceeds the maximum "
-                                          f"({MAX_WARMUP_RECORDS}) at {path}")
-            request = entry.predict_log.request
-            inputs = {k: codec.tensor_proto_to_array(v) for k, v in request.inputs.items()}
-            self.predict(request.model_spec.signature_name, inputs, list(request.output_filter))
-        log.info("Finished reading warmup data for model at %s. Number of warmup records read: "
-                 "%d. Elapsed time (microseconds): %d.", path, count,
-                 int((time.monotonic() - start) * 1e6))
-        return count
 
 
 @dataclass

@@ -21,10 +21,6 @@ import argparse
 import concurrent.futures
 import logging
 import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # same Keras as the rest of the stack
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import signal
 import sys
 import threading

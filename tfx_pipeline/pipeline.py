@@ -6,6 +6,7 @@ Trainer → IndexBuilder → RetrievalEvaluator → Pusher (ScaNN model) + Pushe
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Sequence
 
@@ -31,6 +32,7 @@ def create_pipeline(
     dataset: str,
     data_path: str = "",
     fingerprint: str = "",
+    dataset_options: dict | None = None,
     max_users: int = 0,
     max_history: int = F.DEFAULT_MAX_HISTORY,
     two_tower: dict | None = None,
@@ -44,7 +46,7 @@ def create_pipeline(
     """Builds the retrieval pipeline for one dataset."""
     example_gen = SequenceExampleGen(
         dataset=dataset, data_path=data_path, fingerprint=fingerprint,
-        max_history=max_history, max_users=max_users)
+        options_json=json.dumps(dataset_options or {}, sort_keys=True), max_history=max_history, max_users=max_users)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False, exclude_splits=[F.CATALOG])

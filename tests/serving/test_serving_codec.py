@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import codec
+from serving import codec, tensors
 from serving.status import ServerError
 
 RETRIEVAL_INPUTS = {"history": codec.DT_STRING, "k": codec.DT_INT32, "exclude": codec.DT_STRING}
@@ -146,9 +146,9 @@ def test_parse_errors_are_invalid_argument_with_tf_serving_messages(body, infos,
     np.array([0.5, 2.0], np.float16), np.zeros((2, 0), np.float32),
 ])
 def test_tensor_proto_round_trip_uses_typed_fields(array):
-    proto = codec.array_to_tensor_proto(array)
+    proto = tensors.array_to_tensor_proto(array)
     assert proto.tensor_content == b""
-    back = codec.tensor_proto_to_array(proto)
+    back = tensors.tensor_proto_to_array(proto)
     assert back.shape == array.shape and back.dtype == array.dtype
     assert back.tolist() == array.tolist()
     assert tf.make_ndarray(proto).tolist() == array.tolist()

@@ -16,7 +16,8 @@ from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.models import ModelRegistry, Servable
+from serving.models import ModelRegistry
+from serving.servable import Servable
 from serving.server import ModelServer
 
 OK_STATUS = {"error_code": "OK", "error_message": ""}
@@ -282,3 +283,15 @@ def test_polling_loads_a_new_version_and_unloads_the_old_one(server, model_root,
     assert code == 200 and np.array_equal(np.array(body["predictions"], np.float32),
                                           expected["y"])
     assert call(server, "POST", "/v1/models/growing/versions/1:predict", {"instances": x})[0] == 404
+
+
+def test_a_port_in_use_fails_start_cleanly(server, model_root):
+    config = model_server_config_pb2.ModelServerConfig()
+    config.model_config_list.config.add(name="toy", base_path=os.path.join(model_root, "toy"))
+    with pytest.raises(OSError, match="could not bind the gRPC port 127.0.0.1:"):
+        ModelServer(config, grpc_port=server.grpc_port, rest_port=0, poll_seconds=0,
+                    host="127.0.0.1").start()
+    with pytest.raises(OSError):
+        ModelServer(config, grpc_port=0, rest_port=server.rest_port, poll_seconds=0,
+                    host="127.0.0.1").start()
+    assert_alive(server)

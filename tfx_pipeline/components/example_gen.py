@@ -41,6 +41,7 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
     dataset: Parameter[str],
     data_path: Parameter[str] = "",
     fingerprint: Parameter[str] = "",
+    options_json: Parameter[str] = "{}",
     max_history: Parameter[int] = F.DEFAULT_MAX_HISTORY,
     max_users: Parameter[int] = 0,
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
@@ -48,14 +49,17 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
     """Reads ``dataset`` (a registry name; ``data_path`` for user files) and writes the splits.
 
     ``max_users`` > 0 keeps only the first users by id (a real-data slice for tests).
+    ``options_json`` holds adapter options (e.g. ``{"protocol": ...}`` for user files).
     ``fingerprint`` is unused by the body: it is there to key the cache.
     """
     del fingerprint
+    import json
+
     from recsys.data import load_dataset  # heavy pandas import only inside the executor
 
     start = time.time()
-    ds = load_dataset(dataset, data_path or None)
-    _log.info("Loaded %s: %s", ds.name, ds.report.summary().replace("\n", "; "))
+    ds = load_dataset(dataset, data_path or None, **json.loads(options_json))
+    print(f"[example_gen] {ds.report.summary()}", flush=True)
     events = ds.events
     if max_users > 0:
         keep = sorted(events["user_id"].unique())[:max_users]

@@ -1,0 +1,94 @@
+"""TF DataTypes for numpy arrays, and TensorProto <-> numpy (the gRPC encoding).
+
+Importing this module does not import TensorFlow; the TensorProto helpers import the
+protos (and so TensorFlow) on first use.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from serving.status import invalid_argument
+
+# tensorflow/core/framework/types.proto (kept here so that this module stays TF-free).
+DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING = 1, 2, 3, 4, 5, 6, 7
+DT_INT64, DT_BOOL, DT_UINT16, DT_HALF, DT_UINT32, DT_UINT64 = 9, 10, 17, 19, 22, 23
+
+DTYPE_NAMES = {  # DataTypeString()
+    DT_FLOAT: "float", DT_DOUBLE: "double", DT_INT32: "int32", DT_UINT8: "uint8",
+    DT_INT16: "int16", DT_INT8: "int8", DT_STRING: "string", DT_INT64: "int64",
+    DT_BOOL: "bool", DT_UINT16: "uint16", DT_HALF: "half", DT_UINT32: "uint32",
+    DT_UINT64: "uint64", 8: "complex64", 14: "bfloat16", 18: "complex128",
+    20: "resource", 21: "variant",
+}
+NUMPY_DTYPES = {
+    DT_FLOAT: np.float32, DT_DOUBLE: np.float64, DT_INT32: np.int32, DT_UINT8: np.uint8,
+    DT_INT16: np.int16, DT_INT8: np.int8, DT_STRING: object, DT_INT64: np.int64,
+    DT_BOOL: np.bool_, DT_UINT16: np.uint16, DT_HALF: np.float16, DT_UINT32: np.uint32,
+    DT_UINT64: np.uint64,
+}
+def dtype_name(dtype: int) -> str:
+    return DTYPE_NAMES.get(int(dtype), f"DataType({int(dtype)})")
+
+
+def dtype_of_array(array: np.ndarray) -> int:
+    """TF DataType enum for a numpy array (object/bytes/str arrays are DT_STRING)."""
+    if array.dtype.kind in "OSU":
+        return DT_STRING
+    for dtype, np_dtype in NUMPY_DTYPES.items():
+        if np_dtype is not object and array.dtype == np.dtype(np_dtype):
+            return dtype
+    raise invalid_argument(f"unsupported numpy dtype {array.dtype}")
+
+
+def tensor_proto_to_array(proto) -> np.ndarray:
+    """TensorProto -> numpy via tf.make_ndarray (strings come back as object arrays of bytes)."""
+    import tensorflow as tf
+
+    if proto.dtype not in NUMPY_DTYPES:
+        raise invalid_argument(f"Unsupported tensor dtype in request: {dtype_name(proto.dtype)}")
+    try:
+        return tf.make_ndarray(proto)
+    except Exception as err:  # malformed protos: wrong number of values, bad content size...
+        raise invalid_argument(f"Cannot parse tensor from proto: {err}") from None
+
+
+def array_to_tensor_proto(array: Any, dtype: int | None = None):
+    """numpy -> TensorProto, values in the typed repeated fields (Tensor::AsProtoField)."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
+
+    array = np.asarray(array)
+    if dtype is None:
+        dtype = dtype_of_array(array)
+    if dtype == DT_STRING:
+        values = [v.encode("utf-8") if isinstance(v, str) else bytes(v)
+                  for v in array.ravel().tolist()]
+    else:
+        array = array.astype(NUMPY_DTYPES[dtype], copy=False)
+        values = array.ravel()
+    proto = tensor_pb2.TensorProto(
+        dtype=dtype,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in array.shape]))
+    if dtype == DT_STRING:
+        proto.string_val.extend(values)
+    elif dtype == DT_FLOAT:
+        proto.float_val.extend(values.tolist())
+    elif dtype == DT_DOUBLE:
+        proto.double_val.extend(values.tolist())
+    elif dtype in (DT_INT32, DT_INT16, DT_INT8, DT_UINT8, DT_UINT16):
+        proto.int_val.extend(values.tolist())
+    elif dtype == DT_INT64:
+        proto.int64_val.extend(values.tolist())
+    elif dtype == DT_BOOL:
+        proto.bool_val.extend(values.tolist())
+    elif dtype == DT_HALF:
+        proto.half_val.extend(values.view(np.uint16).tolist())
+    elif dtype == DT_UINT32:
+        proto.uint32_val.extend(values.tolist())
+    elif dtype == DT_UINT64:
+        proto.uint64_val.extend(values.tolist())
+    else:
+        raise invalid_argument(f"Unsupported output dtype {dtype_name(dtype)}")
+    return proto
