@@ -11,3 +11,4 @@ import os
 # The rest of the stack uses Keras 2 (tf_keras); TensorFlow picks its Keras when first
 # imported, so set the default before any serving module imports it.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines

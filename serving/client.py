@@ -17,6 +17,7 @@ returning ``item_ids: string[B, K]`` and ``scores: float[B, K]``; lists are padd
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import socket
 import threading
@@ -321,7 +322,12 @@ class RecommenderClient:
                                          headers={"Content-Type": "application/json"})
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
+                raw = response.read()
+            try:
+                return json.loads(raw)
+            except ValueError:
+                raise ServingError(f"the server at {self.target} answered with invalid JSON: "
+                                   f"{raw[:200]!r}", code=response.status) from None
         except urllib.error.HTTPError as err:
             raw = err.read()
             try:
@@ -332,7 +338,7 @@ class RecommenderClient:
             raise error_class(message, code=err.code) from None
         except urllib.error.URLError as err:
             raise self._connection_error(err.reason) from None
-        except (TimeoutError, socket.timeout, ConnectionError, OSError) as err:
+        except (TimeoutError, socket.timeout, OSError, http.client.HTTPException) as err:
             raise self._connection_error(err) from None
 
     def _connection_error(self, reason: Any) -> ServingError:

@@ -139,8 +139,9 @@ class RestApi:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"  # keep-alive; also answers "Expect: 100-continue" (curl)
     server_version = "recsys-model-server"
+    timeout = 300  # seconds a kept-alive connection may sit idle before it is closed
     api: RestApi  # set on the subclass built by make_http_server
 
     def _dispatch(self) -> None:

@@ -143,7 +143,7 @@ class Servable:
                 f"len({{{','.join(sent)}}}) != len({{{','.join(expected)}}}). "
                 f"Sent extra: {{{','.join(extra)}}}. Missing but required: "
                 f"{{{','.join(missing)}}}.")
-        tensors = {}
+        feeds = {}
         for key, array in inputs.items():
             if key not in signature.inputs:
                 raise st.invalid_argument(
@@ -163,7 +163,7 @@ class Servable:
                     raise st.invalid_argument(
                         f"input '{key}' has shape {_shape_text(array.shape)}, which is "
                         f"incompatible with the signature's {_shape_text(want)}")
-            tensors[key] = tf.constant(array, dtype=tf.dtypes.as_dtype(info.dtype))
+            feeds[key] = tf.constant(array, dtype=tf.dtypes.as_dtype(info.dtype))
         wanted = list(output_filter)
         for alias in wanted:
             if alias not in signature.outputs:
@@ -174,7 +174,7 @@ class Servable:
             dup = next(a for a in wanted if wanted.count(a) > 1)
             raise st.invalid_argument(f"duplicate output tensor alias: {dup}")
         try:
-            result = self.functions[name](**tensors)
+            result = self.functions[name](**feeds)
         except Exception as err:
             raise st.from_exception(err) from None
         names = wanted or list(signature.outputs)

@@ -26,3 +26,27 @@ def ml_slice(tmp_path_factory):
                   max_users=SLICE_USERS, two_tower={"epochs": 2, "batch_size": 256}, min_lift=-1.0)
     local_runner.run(layout, **kwargs)
     return layout, kwargs
+
+
+@pytest.fixture
+def fresh_process(tmp_path):
+    """Runs a python snippet in a new interpreter (nothing shared with this one); returns its JSON output.
+
+    The snippet must assign a JSON-serialisable value to ``result``.
+    """
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    def run(code: str, timeout: float = 300.0):
+        script = tmp_path / "fresh.py"
+        out = tmp_path / "fresh.json"
+        script.write_text("import os\nos.environ['TF_USE_LEGACY_KERAS'] = '1'\nimport recsys\n"
+                          + textwrap.dedent(code)
+                          + f"\nimport json\njson.dump(result, open({str(out)!r}, 'w'))\n")
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(out.read_text())
+
+    return run

@@ -31,6 +31,7 @@ import tensorflow as tf
 SCANN = "scann"
 BRUTE_FORCE = "brute_force"
 WARMUP_FILE = "tf_serving_warmup_requests"
+MIN_SCANN_ITEMS = 16
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,13 @@ class ScannParams:
 
 
 def _string_table(keys, default: int) -> tf.lookup.StaticHashTable:
-    keys = tf.constant(list(keys), dtype=tf.string)
-    values = tf.range(tf.size(keys, out_type=tf.int64), dtype=tf.int64)
+    """key → its position; unknown keys → ``default``."""
+    keys = list(keys)
+    values = list(range(len(keys)))
+    if not keys:  # TF tables cannot be empty: one key no real id can take
+        keys, values = ["\x00"], [default]
+    keys = tf.constant(keys, dtype=tf.string)
+    values = tf.constant(values, dtype=tf.int64)
     return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=default)
 
 
@@ -55,6 +61,9 @@ class RetrievalModule(tf.Module):
         super().__init__()
         if index not in (SCANN, BRUTE_FORCE):
             raise ValueError(f"index must be {SCANN!r} or {BRUTE_FORCE!r}, got {index!r}")
+        if index == SCANN and len(catalog_ids) < MIN_SCANN_ITEMS:
+            raise ValueError(f"ScaNN's asymmetric hashing needs at least {MIN_SCANN_ITEMS} catalogue items, got "
+                             f"{len(catalog_ids)}; export this catalogue with index={BRUTE_FORCE!r}.")
         if len(catalog_ids) != len(catalog_embeddings):
             raise ValueError(f"{len(catalog_ids)} catalogue ids but {len(catalog_embeddings)} embeddings")
         self.towers = towers

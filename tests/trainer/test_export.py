@@ -1,0 +1,141 @@
+"""Retrieval SavedModels on a hand-made 5-item catalogue: exact top-k, exclusions, k, round trip."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import export
+
+VOCAB = ["a", "b", "c", "d"]            # training items; OOV index 4, padding index 5
+# "e" is a cold item; f0..f14 are far-away fillers (ScaNN's hashing needs >= 16 points) that
+# score below every real item for the queries used here
+CATALOG = np.array(["a", "b", "c", "d", "e"] + [f"f{i}" for i in range(15)], dtype=object)
+ITEM_EMB = np.array([[1, 0], [0.8, 0.6], [0, 1], [-1, 0], [0.6, 0.8]]
+                    + [[-5 - i / 10, -5] for i in range(15)], dtype=np.float32)
+# the query tower: mean of per-index vectors; OOV and padding rows are zero
+INDEX_EMB = np.array([[1, 0], [0, 1], [1, 1], [-1, 0], [0, 0], [0, 0]], dtype=np.float32)
+
+
+class FakeTowers(tf.Module):
+    def __init__(self):
+        super().__init__()
+        self.table = tf.constant(INDEX_EMB)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    def query_embedding(self, history):
+        emb = tf.gather(self.table, history)
+        mask = tf.cast(history < 4, tf.float32)[..., None]
+        return {"embedding": tf.reduce_sum(emb * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)}
+
+
+def module(index, max_history=3, max_k=4, max_exclude=2):
+    return export.RetrievalModule(
+        FakeTowers(), VOCAB, CATALOG, ITEM_EMB, ["u1", "u2"], [["a"], ["b", "c", "d", "a"]],
+        index=index, max_k=max_k, max_exclude=max_exclude, max_history=max_history,
+        scann_params=export.ScannParams(num_leaves=2, num_leaves_to_search=2, num_reordering_candidates=5))
+
+
+def call(fn, history=None, user=None, k=3, exclude=(("",),)):
+    exclude = tf.constant([list(e) for e in exclude])
+    if user is not None:
+        out = fn(user_id=tf.constant(user), k=tf.constant([k] * len(user), tf.int32), exclude=exclude)
+    else:
+        out = fn(history=tf.constant(history), k=tf.constant([k] * len(history), tf.int32), exclude=exclude)
+    return [[i.decode() for i in row] for row in out["item_ids"].numpy()], out["scores"].numpy()
+
+
+def test_history_is_cut_to_its_last_items_and_unknown_ids_are_oov():
+    m = module(export.BRUTE_FORCE, max_history=2)
+    idx = m._history_indices(tf.constant([["a", "b", "c"], ["zz", "", ""]])).numpy().tolist()
+    assert idx == [[1, 2], [4, 5]]
+
+
+@pytest.mark.parametrize("index", [export.BRUTE_FORCE, export.SCANN])
+def test_top_k_is_exact_dot_product_order(index):
+    m = module(index)  # keep a reference: tf.function methods hold their module weakly
+    ids, scores = call(m.recommend_history, history=[["a", "", ""], ["b", "c", ""]], k=3)
+    # query a = (1, 0): a 1.0, b 0.8, e 0.6 ; query mean(b, c) = (0.5, 1): c 1.0, e 1.1, b 1.0 -> e, then b/c tie
+    assert ids[0] == ["a", "b", "e"]
+    np.testing.assert_allclose(scores[0], [1.0, 0.8, 0.6], rtol=1e-6)
+    assert ids[1][0] == "e" and set(ids[1][1:]) == {"b", "c"}
+    np.testing.assert_allclose(scores[1], [1.1, 1.0, 1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("index", [export.BRUTE_FORCE, export.SCANN])
+def test_exclusions_and_k(index):
+    m = module(index)
+    ids, _ = call(m.recommend_history, history=[["a"]], k=2, exclude=[["a", "b"]])
+    assert ids == [["e", "c"]]
+    ids, _ = call(m.recommend_history, history=[["a"]], k=99)  # clipped to max_k
+    assert len(ids[0]) == 4
+
+
+def test_rows_with_too_few_eligible_items_are_padded():
+    m = export.RetrievalModule(FakeTowers(), VOCAB, CATALOG[:5], ITEM_EMB[:5], [], [], index=export.BRUTE_FORCE)
+    ids, scores = call(m.recommend_history, history=[["a"]], k=5, exclude=[["a", "b", "c", "d"]])
+    assert ids == [["e", "", "", "", ""]]
+    assert np.isneginf(scores[0, 1:]).all()
+
+
+def test_scann_refuses_a_catalogue_too_small_to_hash():
+    with pytest.raises(ValueError, match="at least 16"):
+        export.RetrievalModule(FakeTowers(), VOCAB, CATALOG[:5], ITEM_EMB[:5], [], [], index=export.SCANN)
+
+
+def test_recommend_user_uses_the_stored_history_and_unknown_users_get_a_neutral_query():
+    m = module(export.BRUTE_FORCE)
+    by_user, _ = call(m.recommend_user, user=["u2"], k=2)
+    by_history, _ = call(m.recommend_history, history=[["c", "d", "a"]], k=2)  # last max_history=3 items
+    assert by_user == by_history
+    unknown, scores = call(m.recommend_user, user=["nobody"], k=2)
+    np.testing.assert_allclose(scores, [[0.0, 0.0]])
+
+
+def test_item_embedding_signature():
+    m = module(export.BRUTE_FORCE)
+    out = m.item_embedding(item_id=tf.constant(["e", "zz"]))["embedding"].numpy()
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])
+    assert m.max_k == 4
+
+
+@pytest.mark.parametrize("index", [export.BRUTE_FORCE, export.SCANN])
+def test_saved_model_round_trip_in_a_fresh_process(index, tmp_path, fresh_process):
+    m = module(index)
+    path = str(tmp_path / "model")
+    export.save(m, path)
+    n = export.write_warmup_requests(path, "retrieval", [["a", "b"], []])
+    assert n == 2
+    expected_ids, expected_scores = call(m.recommend_history, history=[["a", "b", ""]], k=3, exclude=[["c"]])
+    got = fresh_process(f"""
+        import scann, tensorflow as tf
+        loaded = tf.saved_model.load({path!r})
+        sigs = loaded.signatures
+        out = sigs["serving_default"](history=tf.constant([["a", "b", ""]]), k=tf.constant([3]),
+                                      exclude=tf.constant([["c"]]))
+        result = {{
+            "signatures": sorted(sigs.keys()),
+            "inputs": {{name: sorted(sigs[name].structured_input_signature[1]) for name in sigs.keys()}},
+            "outputs": sorted(sigs["serving_default"].structured_outputs),
+            "ids": [[i.decode() for i in r] for r in out["item_ids"].numpy()],
+            "scores": out["scores"].numpy().tolist(),
+        }}
+    """)
+    assert got["signatures"] == ["item_embedding", "recommend_user", "serving_default", "user_embedding"]
+    assert got["inputs"]["serving_default"] == ["exclude", "history", "k"]
+    assert got["inputs"]["recommend_user"] == ["exclude", "k", "user_id"]
+    assert got["outputs"] == ["item_ids", "scores"]
+    assert got["ids"] == expected_ids
+    np.testing.assert_allclose(got["scores"], expected_scores, rtol=1e-6)
+
+
+def test_scann_tuning_reaches_the_target_recall_on_random_vectors():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(2000, 16)).astype(np.float32)
+    queries = rng.normal(size=(100, 16)).astype(np.float32)
+    tuning = export.tune_scann(emb, np.array([str(i) for i in range(2000)], dtype=object), queries,
+                               target_recall=0.95, final_k=50)
+    assert tuning.recall_at_10 >= 0.95
+    assert tuning.tried[-1]["recall@10"] == round(tuning.recall_at_10, 4)
+
+
+def test_recall_at_k():
+    assert export.recall_at_k(np.array([["a", "b"], ["c", "d"]]), np.array([["a", "x"], ["d", "c"]])) == 0.75

@@ -1,0 +1,68 @@
+"""Two-tower model: config validation, padding, learning a known pattern, SavedModel round trip."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import base, two_tower
+
+
+def test_config_rejects_unknown_and_bad_values():
+    with pytest.raises(ValueError, match="Unknown two-tower hyperparameters"):
+        two_tower.TwoTowerConfig.from_dict({"epoch": 3})
+    with pytest.raises(ValueError, match="epochs must be positive"):
+        two_tower.TwoTowerConfig.from_dict({"epochs": 0})
+    assert two_tower.TwoTowerConfig.from_dict({"epochs": 3}).epochs == 3
+
+
+def test_pad_histories_keeps_the_most_recent_items():
+    out = base.pad_histories([np.array([1, 2, 3, 4]), np.array([7]), np.array([], dtype=int)], 3, pad=9)
+    assert out.tolist() == [[2, 3, 4], [7, 9, 9], [9, 9, 9]]
+
+
+def _cyclic_arrays(n_items=20, n=4000, seed=0):
+    """Histories of consecutive items; the target is always the next one (mod n_items)."""
+    rng = np.random.default_rng(seed)
+    last = rng.integers(0, n_items, n)
+    hist = np.stack([(last - 2) % n_items, (last - 1) % n_items, last], axis=1).astype(np.int32)
+    target = ((last + 1) % n_items).astype(np.int32)
+    return base.SequenceArrays(hist, target, (target % 2).astype(np.int32), np.ones(n, np.float32),
+                               np.full(n, n / n_items, np.float32), np.arange(n, dtype=np.int32))
+
+
+def test_learns_a_deterministic_next_item_pattern():
+    n_items = 20
+    arrays = _cyclic_arrays(n_items)
+    config = two_tower.TwoTowerConfig(embedding_dim=16, hidden_dim=32, max_history=3, epochs=15, batch_size=128,
+                                      learning_rate=0.01)
+    tf.keras.utils.set_random_seed(0)
+    model = two_tower.TwoTowerModel(n_items, 2, config)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    model.fit(two_tower._dataset(arrays, 128, 0, True, logq_correction=True), epochs=config.epochs, verbose=0)
+    items = model.item_tower(tf.range(n_items), tf.range(n_items) % 2).numpy()
+    test = _cyclic_arrays(n_items, n=200, seed=1)
+    top1 = np.argmax(model.query_tower(tf.constant(test.history)).numpy() @ items.T, axis=1)
+    assert np.mean(top1 == test.target) > 0.9
+
+
+def test_towers_round_trip_in_a_fresh_process(tmp_path, fresh_process):
+    config = two_tower.TwoTowerConfig(embedding_dim=8, hidden_dim=8, max_history=3, epochs=1)
+    model = two_tower.TwoTowerModel(10, 3, config)
+    hist = np.array([[1, 2, 11], [11, 11, 11]], np.int32)  # 11 = padding
+    model.query_tower(tf.constant(hist))
+    model.item_tower(tf.constant([0]), tf.constant([0]))
+    path = str(tmp_path / "towers")
+    tf.io.gfile.makedirs(path + "/assets.extra")
+    two_tower.save_towers(model, config, path, train_log=[])
+    expected_q = model.query_tower(tf.constant(hist)).numpy()
+    expected_i = model.item_tower(tf.constant([0, 10]), tf.constant([1, 3])).numpy()
+    got = fresh_process(f"""
+        import tensorflow as tf
+        m = tf.saved_model.load({path!r})
+        q = m.signatures["query_embedding"](history=tf.constant({hist.tolist()}, tf.int32))["embedding"]
+        i = m.signatures["item_embedding"](item=tf.constant([0, 10]), category=tf.constant([1, 3]))["embedding"]
+        result = {{"q": q.numpy().tolist(), "i": i.numpy().tolist(), "sigs": sorted(m.signatures.keys())}}
+    """)
+    assert got["sigs"] == ["item_embedding", "query_embedding"]
+    np.testing.assert_allclose(got["q"], expected_q, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["i"], expected_i, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(expected_q, axis=1), 1.0, rtol=1e-5)  # L2-normalised
