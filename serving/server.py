@@ -33,6 +33,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving import grpc_service
 from serving.models import ModelRegistry, State, validate_config
 from serving.rest import RestApi, RestServer
+from serving.status import ServerError
 
 log = logging.getLogger("serving.server")
 
@@ -273,7 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_arg_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname).1s %(name)s] %(message)s")
-    server = server_from_args(args)
+    try:
+        server = server_from_args(args)
+    except (OSError, text_format.ParseError, ServerError) as err:
+        log.error("Invalid model server configuration: %s", err)
+        return 2
     try:
         server.start()
     except OSError as err:
