@@ -1,0 +1,81 @@
+"""The pushed models behind the model server: client over REST and gRPC == the model called in-process."""
+import os
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def served(ml_slice):
+    from serving.server import ModelServer, model_server_config
+
+    layout, _ = ml_slice
+    config = model_server_config({name: os.path.join(layout.serving_dir, name)
+                                  for name in ("retrieval", "retrieval_bruteforce")})
+    server = ModelServer(config, grpc_port=0, rest_port=0, poll_seconds=0, host="127.0.0.1").start()
+    yield layout, server
+    server.stop()
+
+
+def _in_process(layout, model, signature, **inputs):
+    import scann  # noqa: F401
+    import tensorflow as tf
+
+    from tfx_pipeline.artifacts import latest_version_dir
+
+    loaded = tf.saved_model.load(latest_version_dir(os.path.join(layout.serving_dir, model)))
+    out = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+    return [(i.decode(), float(s)) for i, s in zip(out["item_ids"].numpy()[0], out["scores"].numpy()[0]) if i]
+
+
+def _real_user_and_history(layout):
+    import glob
+
+    from recsys import features as F
+    from recsys import sequences_io
+
+    examples = sorted(glob.glob(os.path.join(layout.pipeline_root, "SequenceExampleGen", "examples", "*")))[-1]
+    rows = sequences_io.read_rows(examples, F.TEST)
+    return rows.user_ids[0], rows.histories[0]
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+@pytest.mark.parametrize("model", ["retrieval", "retrieval_bruteforce"])
+def test_client_matches_in_process_model(served, protocol, model):
+    from serving.client import RecommenderClient
+
+    layout, server = served
+    port = server.rest_port if protocol == "rest" else server.grpc_port
+    client = RecommenderClient(f"127.0.0.1:{port}", protocol=protocol, model_name=model, timeout=30)
+    user, history = _real_user_and_history(layout)
+    exclude = history[:5]
+
+    got = [(r.item_id, r.score) for r in client.recommend(user_id=user, k=10, exclude=exclude)]
+    want = _in_process(layout, model, "recommend_user", user_id=[user], k=np.array([10], np.int32),
+                       exclude=[exclude])
+    assert [i for i, _ in got] == [i for i, _ in want] and len(got) == 10
+    np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=1e-5)
+    assert not set(exclude) & {i for i, _ in got}
+
+    got = [(r.item_id, r.score) for r in client.recommend(history=history, k=5)]
+    want = _in_process(layout, model, "serving_default", history=[history], k=np.array([5], np.int32),
+                       exclude=[[""]])
+    assert [i for i, _ in got] == [i for i, _ in want] and len(got) == 5
+
+
+def test_status_metadata_and_errors_over_the_wire(served):
+    from serving.client import RecommenderClient, ServingError
+
+    layout, server = served
+    for protocol, port in (("rest", server.rest_port), ("grpc", server.grpc_port)):
+        client = RecommenderClient(f"127.0.0.1:{port}", protocol=protocol, model_name="retrieval", timeout=30)
+        status = client.model_status()
+        assert [s["state"] for s in status] == ["AVAILABLE"]
+        sigs = client.metadata()["metadata"]["signature_def"]["signature_def"]
+        assert set(sigs) >= {"serving_default", "recommend_user", "user_embedding", "item_embedding"}
+        assert set(sigs["serving_default"]["inputs"]) == {"history", "k", "exclude"}
+        with pytest.raises(ServingError):
+            RecommenderClient(f"127.0.0.1:{port}", protocol=protocol, model_name="no_such_model",
+                              timeout=30).recommend(user_id="1", k=3)
