@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Sequence
 
 from tfx import v1 as tfx
@@ -11,10 +12,40 @@ from tfx_pipeline.layout import Layout
 from tfx_pipeline.pipeline import DEFAULT_BEAM_ARGS, create_pipeline
 
 
+class _ComponentProgress(logging.Filter):
+    """Turns the runner's INFO lines about components into short progress lines, drops the rest."""
+
+    _KEEP = ("Component %s is running.", "Component %s is finished.", "A cached execution %d is used.")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._start = time.time()
+        self._since: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        if record.msg not in self._KEEP:
+            return False
+        now = time.time()
+        if record.msg.endswith("is running."):
+            self._since[record.args[0]] = now
+            print(f"[pipeline {now - self._start:6.0f}s] {record.args[0]} running", flush=True)
+        elif record.msg.endswith("is finished."):
+            took = now - self._since.get(record.args[0], now)
+            print(f"[pipeline {now - self._start:6.0f}s] {record.args[0]} finished in {took:.0f}s", flush=True)
+        else:
+            print(f"[pipeline {now - self._start:6.0f}s]   cache hit: reusing execution {record.args[0]}", flush=True)
+        return False
+
+
 def run(layout: Layout, *, dataset: str, data_path: str = "", fingerprint: str = "",
         beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_ARGS, **pipeline_kwargs) -> None:
     layout.makedirs()
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    absl_logger = logging.getLogger("absl")
+    absl_logger.setLevel(logging.INFO)
+    progress = _ComponentProgress()
+    absl_logger.addFilter(progress)
     pipeline = create_pipeline(
         pipeline_name=layout.pipeline_name,
         pipeline_root=os.path.abspath(layout.pipeline_root),
@@ -22,4 +53,7 @@ def run(layout: Layout, *, dataset: str, data_path: str = "", fingerprint: str =
         serving_dir=os.path.abspath(layout.serving_dir),
         dataset=dataset, data_path=data_path, fingerprint=fingerprint,
         beam_pipeline_args=beam_pipeline_args, **pipeline_kwargs)
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    finally:
+        absl_logger.removeFilter(progress)

@@ -156,7 +156,7 @@ class ValidationHitRate(tf.keras.callbacks.Callback):
         self.history.append(entry)
         _log.info("epoch %(epoch)d  loss %(loss).4f  val HR@10 (training items) %(val_HR@10).4f  %(elapsed_s).1fs", entry)
         print(f"[two_tower] epoch {entry['epoch']}: loss={entry['loss']:.4f} "
-              f"val_HR@10={hr:.4f} elapsed={entry['elapsed_s']}s", flush=True)
+              f"val_pair_HR@10={hr:.4f} elapsed={entry['elapsed_s']}s", flush=True)
 
 
 def item_categories_from_training(arrays: base.SequenceArrays, num_items: int, oov_category: int) -> np.ndarray:

@@ -73,21 +73,28 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
     ]
     items = ds.items.to_dict("records")
     uri = examples.uri
-    with beam_pipeline as p:
-        rows = (
-            p
-            | "CreateEvents" >> beam.Create(records, reshuffle=False)
-            | "Sequences" >> sequences.BuildSequenceRows(item_category, ds.protocol, max_history)
-        )
-        for split, pcoll in rows.items():
-            _write(pcoll, uri, split)
-        catalog = (
-            p
-            | "CreateItems" >> beam.Create(items, reshuffle=False)
-            | "CatalogRows" >> beam.Map(
-                lambda it: sequences.to_example(sequences.catalog_row(it), F.CATALOG_FEATURES).SerializeToString())
-        )
-        _write(catalog, uri, F.CATALOG)
+    p = beam_pipeline
+    rows = (
+        p
+        | "CreateEvents" >> beam.Create(records, reshuffle=False)
+        | "Sequences" >> sequences.BuildSequenceRows(item_category, ds.protocol, max_history)
+    )
+    for split, pcoll in rows.items():
+        _write(pcoll, uri, split)
+    catalog = (
+        p
+        | "CreateItems" >> beam.Create(items, reshuffle=False)
+        | "CatalogRows" >> beam.Map(
+            lambda it: sequences.to_example(sequences.catalog_row(it), F.CATALOG_FEATURES).SerializeToString())
+    )
+    _write(catalog, uri, F.CATALOG)
+    result = p.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
+                if c.key.metric.namespace == "recsys"}
+    print("[example_gen] " + ", ".join(f"{name} {counters.get(name, 0):,}" for name in
+                                      ["users"] + [f"rows_{s}" for s in F.SEQUENCE_SPLITS])
+          + f", catalogue items {len(items):,} ({time.time() - start:.0f}s)", flush=True)
 
     examples.split_names = artifact_utils.encode_split_names(list(F.ALL_SPLITS))
     examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
