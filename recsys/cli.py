@@ -1,7 +1,7 @@
 """`recsys` command line: run the pipeline, serve, recommend, evaluate.
 
     recsys run --dataset movielens-100k [--output ./artifacts] [-- <Beam args>]
-    recsys serve [--output ./artifacts] [--port 8500] [--rest_api_port 8501]
+    recsys serve [--output ./artifacts] [--port 8500] [--rest_api_port 8501] [-- <server flags>]
     recsys recommend --user 196 [--server localhost:8501 --protocol rest|grpc]
     recsys evaluate [--dataset movielens-100k] [--output ./artifacts]
 """
@@ -26,8 +26,10 @@ def _layout(args):
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=DEFAULT_DATASET,
-                   help="movielens-100k | instacart | files | synthetic (default: %(default)s)")
+    from recsys.data import DATASET_NAMES
+
+    p.add_argument("--dataset", default=DEFAULT_DATASET, choices=DATASET_NAMES,
+                   help="(default: %(default)s)")
     p.add_argument("--output", default=DEFAULT_ROOT, help="artifact root (default: %(default)s)")
 
 
@@ -94,7 +96,7 @@ def write_models_config(layout) -> str:
     return layout.models_config
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(args, extra: list[str]) -> int:
     from serving import server
 
     layout = _layout(args)
@@ -102,7 +104,7 @@ def cmd_serve(args) -> int:
     if not os.path.exists(config):
         config = write_models_config(layout)
     return server.main([f"--model_config_file={config}", f"--port={args.port}",
-                        f"--rest_api_port={args.rest_api_port}"])
+                        f"--rest_api_port={args.rest_api_port}", *extra])
 
 
 def _recommend_in_process(layout, user: str | None, history: list[str] | None, k: int,
@@ -196,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="required relative NDCG@10 lift over popularity on validation to push")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
 
-    serve = sub.add_parser("serve", help="serve pushed models over TF Serving's REST and gRPC API")
+    serve = sub.add_parser("serve", help="serve pushed models over TF Serving's REST and gRPC API "
+                                         "(arguments after -- go to the server, e.g. --file_system_poll_wait_seconds=5)")
     _add_common(serve)
     serve.add_argument("--model_config_file", default="")
     serve.add_argument("--port", type=int, default=8500)
@@ -221,14 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    beam_args: list[str] = []
+    beam_args: list[str] = []  # after "--": Beam's arguments for run, the server's for serve
     if "--" in argv:
         cut = argv.index("--")
         argv, beam_args = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
-    handlers = {"run": lambda: cmd_run(args, beam_args), "serve": lambda: cmd_serve(args),
+    handlers = {"run": lambda: cmd_run(args, beam_args), "serve": lambda: cmd_serve(args, beam_args),
                 "recommend": lambda: cmd_recommend(args), "evaluate": lambda: cmd_evaluate(args)}
-    return handlers[args.command]()
+    from recsys.data import DataValidationError, DatasetNotFoundError
+    from tfx_pipeline.artifacts import ArtifactNotFound
+
+    try:
+        return handlers[args.command]()
+    except (DataValidationError, DatasetNotFoundError, ArtifactNotFound) as e:
+        # the user's input or set-up is wrong: say what, without a traceback
+        print(f"recsys {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 
 from recsys import features as F
-
-SERVING_SUBDIR = "Format-Serving"
+from tfx_pipeline.components.index_builder import SERVING_SUBDIR
 METRICS_FILE = "metrics.json"
 GATE_MODEL = "two_tower"
 GATE_BASELINE = "popularity"
