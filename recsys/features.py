@@ -82,6 +82,9 @@ PRICE = Feature("price", "float32", False, "Price (NaN when unknown).")
 
 CATALOG_FEATURES = (ITEM_ID, TITLE, DESCRIPTION, CATEGORY, BRAND, PRICE)
 
+EMBEDDING = Feature("embedding", "float32", True, "Content embedding of the item (one fixed dimension per run).")
+CONTENT_FEATURES = (ITEM_ID, CATEGORY, EMBEDDING)  # rows of the ContentEmbedder's catalog split
+
 CATEGORY_SEPARATOR = " > "
 
 # --- TF Transform outputs ------------------------------------------------------

@@ -76,3 +76,29 @@ def training_interactions(examples_uri: str) -> dict[str, list[str]]:
             out[u] = list(rows.histories[i])  # the earliest row's history is the user's first unit
         out[u].extend(rows.targets[i])
     return out
+
+
+def content_example(item_id: str, category: str, vector) -> bytes:
+    """A serialized content row (``recsys.features.CONTENT_FEATURES``)."""
+    from transform.sequences import to_example
+
+    row = {F.ITEM_ID.name: item_id, F.CATEGORY.name: category, F.EMBEDDING.name: [float(x) for x in vector]}
+    return to_example(row, F.CONTENT_FEATURES).SerializeToString()
+
+
+@dataclass(frozen=True)
+class ContentRows:
+    item_ids: np.ndarray     # str [N]
+    categories: np.ndarray   # str [N]
+    vectors: np.ndarray      # float32 [N, D]
+
+
+def read_content(embeddings_uri: str) -> ContentRows:
+    """The ContentEmbedder's rows, sorted by item id (Beam writes them in no particular order)."""
+    from trainer import base
+
+    cols = base.read_examples(base.split_files(embeddings_uri, F.CATALOG), F.feature_spec(F.CONTENT_FEATURES))
+    ids = np.array(_decode(cols[F.ITEM_ID.name]), dtype=object)
+    order = np.argsort(ids, kind="stable")
+    vectors = np.stack(cols[F.EMBEDDING.name]).astype(np.float32)
+    return ContentRows(ids[order], np.array(_decode(cols[F.CATEGORY.name]), dtype=object)[order], vectors[order])
