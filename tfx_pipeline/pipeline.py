@@ -3,6 +3,9 @@
 SequenceExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform →
 Trainer → IndexBuilder → RetrievalEvaluator → Pusher (ScaNN model) + Pusher
 (brute-force twin). The Pushers only push a model the evaluator blessed.
+
+Content space (``semantic_ids=True``): SequenceExampleGen → ContentEmbedder →
+Trainer (RQ-VAE Semantic IDs) → Pusher (``item_encoder``).
 """
 from __future__ import annotations
 
@@ -14,12 +17,14 @@ from tfx import v1 as tfx
 from tfx.proto import transform_pb2
 
 from recsys import features as F
+from tfx_pipeline.components.content_embedder import ContentEmbedder
 from tfx_pipeline.components.evaluator import RetrievalEvaluator
 from tfx_pipeline.components.example_gen import SequenceExampleGen
 from tfx_pipeline.components.index_builder import IndexBuilder
 
 RETRIEVAL = "retrieval"
 RETRIEVAL_BRUTE_FORCE = "retrieval_bruteforce"
+ITEM_ENCODER = "item_encoder"
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
@@ -40,6 +45,9 @@ def create_pipeline(
     max_exclude: int = 500,
     scann_target_recall: float = 0.95,
     min_lift: float = 0.0,
+    semantic_ids: bool = False,
+    item_embeddings_path: str = "",
+    rqvae: dict | None = None,
     beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_ARGS,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
@@ -85,11 +93,30 @@ def create_pipeline(
             ("bruteforce_model", RETRIEVAL_BRUTE_FORCE, "PushRetrievalBruteForce"),
         )
     ]
+    content_space = []
+    if semantic_ids:
+        content_embedder = ContentEmbedder(examples=example_gen.outputs["examples"],
+                                           precomputed_path=item_embeddings_path)
+        semantic_trainer = tfx.components.Trainer(
+            run_fn="trainer.semantic_id_trainer.run_fn",
+            examples=content_embedder.outputs["embeddings"],
+            train_args=tfx.proto.TrainArgs(splits=[F.CATALOG]),
+            eval_args=tfx.proto.EvalArgs(splits=[F.CATALOG]),
+            custom_config={"rqvae": dict(rqvae or {})},
+        ).with_id("SemanticIdTrainer")
+        # No blessing: the trainer itself refuses to export IDs that are not unique.
+        push_encoder = tfx.components.Pusher(
+            model=semantic_trainer.outputs["model"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(
+                    base_directory=os.path.join(serving_dir, ITEM_ENCODER))),
+        ).with_id("PushItemEncoder")
+        content_space = [content_embedder, semantic_trainer, push_encoder]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-                    index_builder, evaluator, *pushers],
+                    index_builder, evaluator, *pushers, *content_space],
         enable_cache=enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
         beam_pipeline_args=list(beam_pipeline_args),

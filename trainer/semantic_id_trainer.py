@@ -1,0 +1,90 @@
+"""TFX Trainer entry point for Semantic IDs: RQ-VAE on content embeddings → ID table + item encoder.
+
+Input: the ContentEmbedder's ``catalog`` split (item id, category, embedding).
+Output (the Trainer's model artifact):
+
+* ``Format-Serving/``: the ``item_encoder`` SavedModel (``trainer/item_encoder.py``);
+* ``Format-Serving/assets.extra/semantic_ids.tsv``: the item ↔ Semantic ID table;
+* ``<model_run_dir>/semantic_id_report.json``: quality metrics of this run.
+
+The run fails (nothing to push) if any two items end up with the same ID.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from recsys import sequences_io
+from trainer import rqvae, semantic_ids
+
+REPORT_FILE = "semantic_id_report.json"
+TABLE_FILE = "semantic_ids.tsv"
+CONTENT_REPORT = "content_report.json"
+
+
+def _artifact_root(files: list[str]) -> str:
+    """The Examples artifact directory behind a Trainer's ``Split-*`` file patterns."""
+    return os.path.dirname(os.path.dirname(files[0]))
+
+
+def category_labels(categories: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Category path → label index (-1 for items without a category) and the label vocabulary."""
+    vocab = sorted({c for c in categories.tolist() if c})
+    index = {c: i for i, c in enumerate(vocab)}
+    return np.array([index.get(c, -1) for c in categories.tolist()], dtype=np.int32), vocab
+
+
+def build_item_encoder(model: rqvae.RQVAE, item_ids: np.ndarray, ids: np.ndarray, text: bool):
+    """The served module: RQ-VAE codes (+ the text encoder when the embeddings came from text)."""
+    from trainer.item_encoder import ItemEncoderModule
+
+    codes = rqvae.SemanticIdEncoder(model)
+    text_encoder = text_fn = None
+    if text:
+        from trainer.text_encoder import item_text_tf, load_text_encoder
+
+        text_encoder, text_fn = load_text_encoder(), item_text_tf
+    return ItemEncoderModule(codes.codes_from_embedding, model.config.input_dim, item_ids, ids,
+                             text_encoder=text_encoder, text_fn=text_fn, trackables={"rqvae": codes})
+
+
+def train_semantic_ids(embeddings_uri: str, serving_dir: str, run_dir: str, config_overrides: dict | None) -> dict:
+    start = time.time()
+    rows = sequences_io.read_content(embeddings_uri)
+    with open(os.path.join(embeddings_uri, CONTENT_REPORT)) as f:
+        source = json.load(f)["source"]
+    labels, vocab = category_labels(rows.categories)
+    config = rqvae.RQVAEConfig.from_dict(dict(
+        {"input_dim": int(rows.vectors.shape[1]), "num_categories": len(vocab)}, **(config_overrides or {})))
+    print(f"[semantic_ids] RQ-VAE on {len(rows.item_ids):,} items × {rows.vectors.shape[1]}-d {source} embeddings, "
+          f"L={config.num_levels}, K={config.codebook_size}, {len(vocab)} categories", flush=True)
+    model, history = rqvae.train_rqvae(rows.vectors, labels if vocab else None, config)
+    codes = model.encode(rows.vectors).numpy()
+    ids = semantic_ids.disambiguate(codes)
+    table = semantic_ids.SemanticIdTable(rows.item_ids.tolist(), ids)
+    report = semantic_ids.semantic_id_report(rows.vectors, codes, model.reconstruct(rows.vectors).numpy(),
+                                             labels if vocab else None)
+    report.update({"source": source, "items": int(len(rows.item_ids)), "config": config.to_dict(),
+                   "epochs": history, "elapsed_s": round(time.time() - start, 1)})
+    if len(set(map(tuple, ids.tolist()))) != len(ids):
+        raise RuntimeError("Semantic IDs are not unique after disambiguation; refusing to export.")
+    module = build_item_encoder(model, rows.item_ids, ids, text=(source == "text"))
+    tf.saved_model.save(module, serving_dir, signatures=module.signatures())
+    tf.io.gfile.makedirs(os.path.join(serving_dir, "assets.extra"))
+    table.save(os.path.join(serving_dir, "assets.extra", TABLE_FILE))
+    rqvae.save_rqvae(model, os.path.join(run_dir, "rqvae"))
+    with tf.io.gfile.GFile(os.path.join(run_dir, REPORT_FILE), "w") as f:
+        json.dump(report, f, indent=1, default=float)
+    summary = {k: v for k, v in report.items() if not isinstance(v, (dict, list))}
+    print(f"[semantic_ids] {json.dumps(summary, default=float)}", flush=True)
+    return report
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point (GenericExecutor)."""
+    train_semantic_ids(_artifact_root(fn_args.train_files), fn_args.serving_model_dir, fn_args.model_run_dir,
+                       (fn_args.custom_config or {}).get("rqvae"))
