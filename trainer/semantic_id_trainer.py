@@ -45,9 +45,9 @@ def build_item_encoder(model: rqvae.RQVAE, item_ids: np.ndarray, ids: np.ndarray
     codes = rqvae.SemanticIdEncoder(model)
     text_encoder = text_fn = None
     if text:
-        from trainer.text_encoder import item_text_tf, load_text_encoder
+        from trainer.text_encoder import item_text_tensor, load_text_encoder
 
-        text_encoder, text_fn = load_text_encoder(), item_text_tf
+        text_encoder, text_fn = load_text_encoder(), item_text_tensor
     return ItemEncoderModule(codes.codes_from_embedding, model.config.input_dim, item_ids, ids,
                              text_encoder=text_encoder, text_fn=text_fn, trackables={"rqvae": codes})
 
