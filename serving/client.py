@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -42,6 +42,18 @@ _NUMPY_BY_NAME = {"DT_" + name.upper(): tensors.NUMPY_DTYPES[dt]
 class Recommendation:
     item_id: str
     score: float
+
+
+ITEM_ENCODER_MODEL = "item_encoder"
+ITEM_TEXT_FIELDS = ("title", "description", "category", "brand")
+
+
+@dataclass(frozen=True)
+class EncodedItem:
+    """An item in content space: its Semantic ID (L codes + disambiguation) and content embedding."""
+
+    semantic_id: tuple[int, ...]
+    embedding: np.ndarray | None = field(default=None, compare=False)
 
 
 class ServingError(Exception):
@@ -238,6 +250,34 @@ class RecommenderClient:
                     for item, score in zip(ids, scores) if item not in skip]
             results.append(recs[: int(ks[row])])
         return results
+
+    def encode_items(self, items: Sequence[Mapping[str, str]] | None = None,
+                     embeddings: Sequence[Sequence[float]] | None = None, item_ids: Sequence[str] | None = None,
+                     model_name: str = ITEM_ENCODER_MODEL) -> list[EncodedItem]:
+        """Content embedding and Semantic ID per item, from the served ``item_encoder``.
+
+        Give exactly one of: ``items`` (dicts with any of title / description /
+        category / brand; signature ``encode_text``), ``embeddings`` (precomputed
+        content vectors; ``encode_embedding``) or ``item_ids`` (known catalogue
+        items; ``lookup``, Semantic ID -1s for unknown ids).
+        """
+        if sum(x is not None for x in (items, embeddings, item_ids)) != 1:
+            raise ValueError("give exactly one of items, embeddings or item_ids")
+        if items is not None:
+            unknown = {k for it in items for k in it} - set(ITEM_TEXT_FIELDS)
+            if unknown:
+                raise ValueError(f"unknown item fields {sorted(unknown)}; expected {ITEM_TEXT_FIELDS}")
+            inputs = {f: np.asarray([str(it.get(f) or "") for it in items], dtype=object) for f in ITEM_TEXT_FIELDS}
+            out = self.predict(inputs, signature_name="encode_text", model_name=model_name)
+        elif embeddings is not None:
+            out = self.predict({"embedding": np.asarray(embeddings, dtype=np.float32)},
+                               signature_name="encode_embedding", model_name=model_name)
+        else:
+            out = self.predict({"item_id": np.asarray([str(i) for i in item_ids], dtype=object)},
+                               signature_name="lookup", model_name=model_name)
+        vectors = out.get("embedding")
+        return [EncodedItem(tuple(int(c) for c in sid), None if vectors is None else np.asarray(vectors[i]))
+                for i, sid in enumerate(out["semantic_id"])]
 
     def model_status(self, model_name: str | None = None) -> list[dict]:
         """[{"version": "1", "state": "AVAILABLE", "status": {...}}, ...] like TF Serving's REST."""
