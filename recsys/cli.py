@@ -47,13 +47,18 @@ def cmd_run(args, beam_args: list[str]) -> int:
     two_tower = {}
     if args.epochs:
         two_tower["epochs"] = args.epochs
+    rqvae = {"epochs": args.rqvae_epochs} if args.rqvae_epochs else {}
     local_runner.run(
         layout, dataset=args.dataset, data_path=data_path, dataset_options=options,
         fingerprint=fingerprint, beam_pipeline_args=beam_args or list(DEFAULT_BEAM_ARGS),
         max_users=args.max_users, two_tower=two_tower, min_lift=args.min_lift,
+        semantic_ids=not args.no_semantic_ids, rqvae=rqvae,
+        item_embeddings_path=os.path.abspath(args.item_embeddings) if args.item_embeddings else "",
         enable_cache=not args.no_cache)
     print(f"[run] pipeline finished in {time.time() - t0:.0f}s", flush=True)
     report = publish_metrics(layout)
+    if not args.no_semantic_ids:
+        publish_semantic_id_metrics(layout)
     write_models_config(layout)
     print(f"[run] metrics written to {layout.metrics_path}")
     from recsys.evaluation.report import format_table
@@ -76,16 +81,48 @@ def publish_metrics(layout) -> dict:
     return read_report(layout.metrics_path)
 
 
+def publish_semantic_id_metrics(layout) -> dict:
+    """Copies the Semantic-ID run's quality report to ``metrics/<dataset>.semantic_ids.json`` and prints it."""
+    from tfx_pipeline.artifacts import latest_output_uri
+    from trainer.semantic_id_trainer import REPORT_FILE
+
+    run_dir = latest_output_uri(layout, "SemanticIdTrainer", "model_run")
+    with open(os.path.join(run_dir, REPORT_FILE)) as f:
+        report = json.load(f)
+    path = layout.metrics_path.replace(".json", ".semantic_ids.json")
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(format_semantic_id_report(report))
+    print(f"[run] Semantic-ID metrics written to {path}")
+    return report
+
+
+def format_semantic_id_report(r: dict) -> str:
+    usage = ", ".join(f"{lv['usage']:.0%}" if lv.get("usage") is not None else str(lv["codes_used"])
+                      for lv in r["levels"])
+    perplexity = ", ".join(f"{lv['perplexity']:.0f}" for lv in r["levels"])
+    return "\n".join([
+        f"Semantic IDs ({r['source']} embeddings, {r['items']:,} items):",
+        f"  reconstruction: MSE {r['reconstruction_mse']:.5f}, mean cosine {r['reconstruction_cosine']:.3f}",
+        f"  codebook usage per level: {usage}; perplexity per level: {perplexity}",
+        f"  collision rate: {r['collision_rate']:.2%} before disambiguation, "
+        f"{r['collision_rate_disambiguated']:.2%} after",
+        f"  first-level category purity: {r['category_purity']:.3f} (random assignment {r['random_category_purity']:.3f})"
+        if r.get("category_purity") is not None else "  category purity: no categories",
+        f"  kNN recall@10 of decoded vs original embeddings: {r['knn_recall@10']:.3f}",
+    ])
+
+
 def write_models_config(layout) -> str:
     """A ModelServerConfig for every pushed model under ``serving/``."""
     from google.protobuf import text_format
 
     from serving.server import model_server_config
-    from tfx_pipeline.pipeline import RETRIEVAL, RETRIEVAL_BRUTE_FORCE
+    from tfx_pipeline.pipeline import ITEM_ENCODER, RETRIEVAL, RETRIEVAL_BRUTE_FORCE
 
     # Relative base paths: our server resolves them against this file's directory;
     # real TF Serving wants absolute ones (see serving/models.config for a container).
-    models = [(name, name) for name in (RETRIEVAL, RETRIEVAL_BRUTE_FORCE)
+    models = [(name, name) for name in (RETRIEVAL, RETRIEVAL_BRUTE_FORCE, ITEM_ENCODER)
               if os.path.isdir(os.path.join(layout.serving_dir, name))]
     if not models:
         raise SystemExit(f"No pushed model under {layout.serving_dir}: the evaluator did not bless the model "
@@ -197,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--min-lift", type=float, default=0.0,
                      help="required relative NDCG@10 lift over popularity on validation to push")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
+    run.add_argument("--no-semantic-ids", action="store_true", help="skip the content space (embeddings, RQ-VAE)")
+    run.add_argument("--item-embeddings", default="",
+                     help="precomputed item embeddings (.npz/.parquet/.csv with item_id + vectors) instead of text")
+    run.add_argument("--rqvae-epochs", type=int, default=0, help="RQ-VAE epochs (default: the model's)")
 
     serve = sub.add_parser("serve", help="serve pushed models over TF Serving's REST and gRPC API "
                                          "(arguments after -- go to the server, e.g. --file_system_poll_wait_seconds=5)")

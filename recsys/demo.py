@@ -65,6 +65,7 @@ def show(output: str, dataset: str, rest: str, grpc: str, users: int = 3, k: int
     print()
     print(format_table(report["models"], f"{report['dataset']} — {report['protocol']}, full ranking over all items"))
     print(f"(from {layout.metrics_path}; recompute with: recsys evaluate --dataset {dataset} --output {output})")
+    show_semantic_ids(layout, titles, ds, rest)
     user = user_ids[0]
     print(f"""
 Query the server yourself:
@@ -78,6 +79,52 @@ From Python:
   client = RecommenderClient("{grpc}", protocol="grpc", model_name="{MODEL}", timeout=5.0)
   client.recommend(user_id="{user}", k=10)
 Stop the server with: make stop""")
+
+
+KOREAN_EXAMPLES = (
+    {"title": "유기농 바나나 1kg", "category": "식품 > 과일"},
+    {"title": "서울우유 1급A 우유 1L", "category": "식품 > 유제품"},
+    {"title": "토이 스토리", "description": "애니메이션 가족 코미디 영화", "category": "Movies > Animation"},
+)
+
+
+def show_semantic_ids(layout, titles: dict[str, str], ds, rest: str, n_items: int = 3) -> None:
+    """A few catalogue items with their Semantic IDs and the items sharing their code prefix,
+    then brand-new (Korean) items encoded by the served item_encoder alone."""
+    from serving.client import ITEM_ENCODER_MODEL, RecommenderClient
+    from tfx_pipeline.artifacts import ArtifactNotFound, latest_version_dir
+    from trainer.semantic_id_trainer import TABLE_FILE
+    from trainer.semantic_ids import SemanticIdTable
+
+    try:
+        version = latest_version_dir(os.path.join(layout.serving_dir, ITEM_ENCODER_MODEL))
+    except ArtifactNotFound:
+        print("\n(no item_encoder pushed: the run skipped Semantic IDs)")
+        return
+    table = SemanticIdTable.load(os.path.join(version, "assets.extra", TABLE_FILE))
+    popular = ds.events["item_id"].value_counts().index.tolist()[:n_items]
+    print("\nSemantic IDs (coarse → fine, last code disambiguates) and items sharing the first two codes:")
+    for item in popular:
+        sid = table.id_of(item)
+        near = [i for i in table.neighbours(item, 2) if i != item][:4]
+        print(f"  {item:>6s} {str(sid):18s} {titles.get(item, '')[:40]}")
+        for other in near:
+            print(f"         {str(table.id_of(other)):18s}   ↳ {titles.get(other, '')[:60]}")
+    client = RecommenderClient(rest, protocol="rest", model_name=ITEM_ENCODER_MODEL, timeout=60)
+    try:
+        encoded = client.encode_items(items=list(KOREAN_EXAMPLES))
+    except Exception as e:  # e.g. a model trained on precomputed/structural embeddings has no encode_text
+        print(f"  (encode_text not available from this item_encoder: {e})")
+        return
+    print("\nNew items encoded by the served item_encoder (no retraining), with catalogue items sharing codes:")
+    for item, enc in zip(KOREAN_EXAMPLES, encoded):
+        best = []
+        for length in range(len(enc.semantic_id) - 1, 0, -1):
+            best = table.items_with_prefix(enc.semantic_id[:length])
+            if best:
+                break
+        print(f"  {item['title']:24s} {str(enc.semantic_id):18s} shares {length} code(s) with: "
+              + "; ".join(titles.get(i, i)[:30] for i in best[:3]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,8 @@ def ml_slice(tmp_path_factory):
 
     layout = Layout(str(tmp_path_factory.mktemp("artifacts")), "movielens-100k")
     kwargs = dict(dataset="movielens-100k", fingerprint=dataset_fingerprint("movielens-100k"),
-                  max_users=SLICE_USERS, two_tower={"epochs": 2, "batch_size": 256}, min_lift=-1.0)
+                  max_users=SLICE_USERS, two_tower={"epochs": 2, "batch_size": 256}, min_lift=-1.0,
+                  semantic_ids=True, rqvae={"epochs": 5})
     local_runner.run(layout, **kwargs)
     return layout, kwargs
 

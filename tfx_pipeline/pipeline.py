@@ -45,7 +45,7 @@ def create_pipeline(
     max_exclude: int = 500,
     scann_target_recall: float = 0.95,
     min_lift: float = 0.0,
-    semantic_ids: bool = False,
+    semantic_ids: bool = True,
     item_embeddings_path: str = "",
     rqvae: dict | None = None,
     beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_ARGS,

@@ -67,7 +67,7 @@ def train_semantic_ids(embeddings_uri: str, serving_dir: str, run_dir: str, conf
     ids = semantic_ids.disambiguate(codes)
     table = semantic_ids.SemanticIdTable(rows.item_ids.tolist(), ids)
     report = semantic_ids.semantic_id_report(rows.vectors, codes, model.reconstruct(rows.vectors).numpy(),
-                                             labels if vocab else None)
+                                             labels if vocab else None, codebook_size=config.codebook_size)
     report.update({"source": source, "items": int(len(rows.item_ids)), "config": config.to_dict(),
                    "epochs": history, "elapsed_s": round(time.time() - start, 1)})
     if len(set(map(tuple, ids.tolist()))) != len(ids):

@@ -208,8 +208,8 @@ class SemanticIdTable:
         items = [str(i) for i in item_ids]
         if len(items) != len(ids):
             raise ValueError(f"{len(items)} item ids but {len(ids)} Semantic IDs")
-        position: dict[str, int] = {}
-        duplicates = sorted({i for i in items if i in position or position.setdefault(i, len(position)) is None})
+        seen: set[str] = set()
+        duplicates = sorted({i for i in items if i in seen or seen.add(i)})
         if duplicates:
             raise ValueError(f"duplicate item ids {duplicates[:10]} ({len(duplicates)} in all); "
                              "each item must appear once")
