@@ -56,6 +56,10 @@ class ItemEncoderModule(tf.Module):
                                                 tf.range(len(item_ids), dtype=tf.int64)), -1)
         self.semantic_ids = tf.constant(semantic_ids.astype(np.int32))
         self.levels = levels
+        if text_encoder is not None:
+            # only a text-trained encoder gets the text signature (saving traces every tf.function)
+            self.encode_text = tf.function(self._encode_text, input_signature=[
+                tf.TensorSpec([None], tf.string, name=name) for name in ("title", "description", "category", "brand")])
 
     def _semantic_id(self, embedding: tf.Tensor) -> tf.Tensor:
         codes = tf.cast(self._codes_fn(embedding), tf.int32)                  # [B, L]
@@ -72,11 +76,7 @@ class ItemEncoderModule(tf.Module):
         found = tf.gather(self.semantic_ids, tf.maximum(row, 0))
         return {"semantic_id": tf.where((row >= 0)[:, None], found, -tf.ones_like(found))}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="title"),
-                                  tf.TensorSpec([None], tf.string, name="description"),
-                                  tf.TensorSpec([None], tf.string, name="category"),
-                                  tf.TensorSpec([None], tf.string, name="brand")])
-    def encode_text(self, title, description, category, brand):
+    def _encode_text(self, title, description, category, brand):
         embedding = self.text_encoder(self._text_fn(title, description, category, brand))
         return {"embedding": embedding, "semantic_id": self._semantic_id(embedding)}
 

@@ -61,3 +61,13 @@ def test_text_signature_joins_fields_like_the_pipeline_and_round_trips(tmp_path,
     assert got["sigs"] == ["encode_embedding", "encode_text", "lookup", "serving_default"]
     assert got["inputs"] == ["brand", "category", "description", "title"]
     assert got["ids"] == [[1, 0, 2], [0, 0, 0]]
+
+
+def test_an_encoder_without_text_saves_and_has_no_text_signature(tmp_path):
+    m = ItemEncoderModule(codes_fn, 2, ITEMS, IDS)
+    path = str(tmp_path / "enc")
+    tf.saved_model.save(m, path, signatures=m.signatures())
+    loaded = tf.saved_model.load(path)
+    assert sorted(loaded.signatures.keys()) == ["encode_embedding", "lookup", "serving_default"]
+    out = loaded.signatures["serving_default"](embedding=tf.constant([[1.0, -1.0]]))
+    assert out["semantic_id"].numpy().tolist() == [[1, 0, 2]]
