@@ -29,6 +29,20 @@ def ml_slice(tmp_path_factory):
     return layout, kwargs
 
 
+def latest_match(pattern: str) -> str:
+    """The last path matching ``pattern`` (TFX names artifact directories by execution id)."""
+    import glob
+
+    found = sorted(glob.glob(pattern))
+    assert found, f"nothing matches {pattern}"
+    return found[-1]
+
+
+@pytest.fixture
+def latest():
+    return latest_match
+
+
 @pytest.fixture
 def fresh_process(tmp_path):
     """Runs a python snippet in a new interpreter (nothing shared with this one); returns its JSON output.

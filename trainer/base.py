@@ -38,6 +38,18 @@ class Vocabularies:
         return len(self.items) + 1
 
 
+def config_from_dict(cls, values: dict | None, what: str):
+    """A frozen config dataclass from a (possibly partial) dict; unknown keys are an error, not ignored."""
+    from dataclasses import fields
+
+    values = dict(values or {})
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"Unknown {what} hyperparameters {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**values)
+
+
 def _read_vocab(path: str) -> tuple[str, ...]:
     with tf.io.gfile.GFile(path, "rb") as f:
         return tuple(line.rstrip(b"\n").decode("utf-8") for line in f)

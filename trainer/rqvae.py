@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -113,14 +113,11 @@ class RQVAEConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RQVAEConfig":
         """Config from a dict (e.g. JSON); unknown keys are an error, not ignored."""
-        values = dict(values)
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"Unknown RQ-VAE hyperparameters {sorted(unknown)}; known: {sorted(known)}")
+        from trainer.base import config_from_dict
+
         if "input_dim" not in values:
             raise ValueError("RQVAEConfig needs input_dim (the dimension of the item embeddings)")
-        return cls(**values)
+        return config_from_dict(cls, values, "RQ-VAE")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; ``from_dict(to_dict())`` gives back an equal config."""

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -48,12 +48,7 @@ class TwoTowerConfig:
     @classmethod
     def from_dict(cls, values: dict | None) -> "TwoTowerConfig":
         """Config from a (possibly partial) dict; unknown keys are an error, not ignored."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"Unknown two-tower hyperparameters {sorted(unknown)}; known: {sorted(known)}")
-        return replace(cls(), **values)
+        return base.config_from_dict(cls, values, "two-tower")
 
 
 class QueryTower(tf.keras.layers.Layer):

@@ -1,5 +1,4 @@
 """Content space on the real MovieLens slice: text embeddings, RQ-VAE Semantic IDs, the item encoder."""
-import glob
 import json
 import os
 
@@ -9,17 +8,12 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def _one(pattern):
-    found = sorted(glob.glob(pattern))
-    assert found, f"nothing matches {pattern}"
-    return found[-1]
 
-
-def test_every_catalogue_item_is_embedded_from_its_text(ml_slice):
+def test_every_catalogue_item_is_embedded_from_its_text(ml_slice, latest):
     layout, _ = ml_slice
     from recsys import sequences_io
 
-    uri = _one(os.path.join(layout.pipeline_root, "ContentEmbedder", "embeddings", "*"))
+    uri = latest(os.path.join(layout.pipeline_root, "ContentEmbedder", "embeddings", "*"))
     report = json.load(open(os.path.join(uri, "content_report.json")))
     assert report["source"] == "text" and report["items"] == 1682
     rows = sequences_io.read_content(uri)
@@ -27,9 +21,9 @@ def test_every_catalogue_item_is_embedded_from_its_text(ml_slice):
     np.testing.assert_allclose(np.linalg.norm(rows.vectors, axis=1), 1.0, rtol=1e-4)
 
 
-def test_semantic_ids_are_unique_and_follow_the_taxonomy(ml_slice):
+def test_semantic_ids_are_unique_and_follow_the_taxonomy(ml_slice, latest):
     layout, _ = ml_slice
-    report = json.load(open(_one(os.path.join(layout.pipeline_root, "SemanticIdTrainer", "model_run", "*",
+    report = json.load(open(latest(os.path.join(layout.pipeline_root, "SemanticIdTrainer", "model_run", "*",
                                               "semantic_id_report.json"))))
     assert report["collision_rate_disambiguated"] == 0.0
     assert report["category_purity"] > report["random_category_purity"]

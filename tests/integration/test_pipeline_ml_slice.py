@@ -10,15 +10,10 @@ from recsys import features as F
 pytestmark = pytest.mark.integration
 
 
-def _one(pattern):
-    found = sorted(glob.glob(pattern))
-    assert found, f"nothing matches {pattern}"
-    return found[-1]
 
-
-def test_example_gen_writes_every_split_and_the_protocol(ml_slice):
+def test_example_gen_writes_every_split_and_the_protocol(ml_slice, latest):
     layout, _ = ml_slice
-    examples = _one(os.path.join(layout.pipeline_root, "SequenceExampleGen", "examples", "*"))
+    examples = latest(os.path.join(layout.pipeline_root, "SequenceExampleGen", "examples", "*"))
     for split in F.ALL_SPLITS:
         assert glob.glob(os.path.join(examples, f"Split-{split}", "*.gz")), split
     assert open(os.path.join(examples, "protocol.txt")).read().strip() == "leave_one_out"
@@ -35,11 +30,11 @@ def test_example_gen_writes_every_split_and_the_protocol(ml_slice):
         assert h == eval_rows.histories[i] + eval_rows.targets[i]  # test history = eval history + eval target
 
 
-def test_transform_vocabularies_and_schema(ml_slice):
+def test_transform_vocabularies_and_schema(ml_slice, latest):
     layout, _ = ml_slice
     from trainer import base
 
-    vocab = base.load_vocabularies(_one(os.path.join(layout.pipeline_root, "Transform", "transform_graph", "*")))
+    vocab = base.load_vocabularies(latest(os.path.join(layout.pipeline_root, "Transform", "transform_graph", "*")))
     assert 0 < vocab.num_items <= 1682
     assert len(vocab.users) == 40
     # popularity = number of times an item is a training target, counted from the raw rows
@@ -47,18 +42,18 @@ def test_transform_vocabularies_and_schema(ml_slice):
 
     from recsys import sequences_io
 
-    examples = _one(os.path.join(layout.pipeline_root, "SequenceExampleGen", "examples", "*"))
+    examples = latest(os.path.join(layout.pipeline_root, "SequenceExampleGen", "examples", "*"))
     expected = Counter(t for ts in sequences_io.read_rows(examples, F.TRAIN).targets for t in ts)
     assert vocab.item_counts == dict(expected)
-    schema = _one(os.path.join(layout.pipeline_root, "SchemaGen", "schema", "*", "schema.pbtxt"))
+    schema = latest(os.path.join(layout.pipeline_root, "SchemaGen", "schema", "*", "schema.pbtxt"))
     text = open(schema).read()
     for feature in F.SEQUENCE_FEATURES:
         assert f'name: "{feature.name}"' in text
 
 
-def test_evaluator_table_and_gate(ml_slice):
+def test_evaluator_table_and_gate(ml_slice, latest):
     layout, _ = ml_slice
-    ev = _one(os.path.join(layout.pipeline_root, "RetrievalEvaluator", "evaluation", "*"))
+    ev = latest(os.path.join(layout.pipeline_root, "RetrievalEvaluator", "evaluation", "*"))
     metrics = json.load(open(os.path.join(ev, "metrics.json")))
     for split in ("validation", "test"):
         models = metrics[split]["models"]
@@ -66,13 +61,13 @@ def test_evaluator_table_and_gate(ml_slice):
         for m in models.values():
             assert set(m) == {"HR@10", "Recall@10", "NDCG@10", "coverage@10", "entropy@10"}
             assert 0.0 <= m["HR@10"] <= 1.0 and 0.0 < m["coverage@10"] <= 1.0
-    blessing = _one(os.path.join(layout.pipeline_root, "RetrievalEvaluator", "blessing", "*"))
+    blessing = latest(os.path.join(layout.pipeline_root, "RetrievalEvaluator", "blessing", "*"))
     assert os.path.exists(os.path.join(blessing, "BLESSED"))
 
 
-def test_scann_index_reaches_target_recall(ml_slice):
+def test_scann_index_reaches_target_recall(ml_slice, latest):
     layout, _ = ml_slice
-    report = json.load(open(_one(os.path.join(layout.pipeline_root, "IndexBuilder", "scann_model", "*",
+    report = json.load(open(latest(os.path.join(layout.pipeline_root, "IndexBuilder", "scann_model", "*",
                                               "index_report.json"))))
     assert report["scann"]["recall@10_vs_brute_force"] >= 0.95
     assert report["catalog_items"] == 1682
