@@ -184,13 +184,15 @@ def cmd_recommend(args) -> int:
 
 
 def _item_titles(args) -> dict[str, str]:
-    try:
-        from recsys.data import load_dataset
+    from recsys.data import DataValidationError, DatasetNotFoundError, load_dataset
 
+    try:
         items = load_dataset(args.dataset, getattr(args, "data_path", None) or None).items
-        return {i: (t or c) for i, t, c in zip(items["item_id"], items["title"], items["category"])}
-    except Exception:  # titles are a nicety; never fail a recommendation for them
+    except (DataValidationError, DatasetNotFoundError, ValueError) as e:
+        # titles only decorate the list; say why they are missing instead of failing the request
+        print(f"(no item titles: {e})", file=sys.stderr)
         return {}
+    return {i: (t or c) for i, t, c in zip(items["item_id"], items["title"], items["category"])}
 
 
 def cmd_evaluate(args) -> int:
