@@ -205,8 +205,10 @@ def tune_scann(embeddings: np.ndarray, ids: np.ndarray, queries: np.ndarray, tar
     exact_ids = ids[exact]
     tried = []
     final_k = min(final_k, n)
+    # re-score twice the final candidates exactly when the catalogue is large enough to make that cheap
+    reorder = 2 * final_k if n > 4 * final_k else final_k
     for frac in (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0):
-        p = ScannParams(leaves, max(1, int(round(leaves * frac))), max(final_k, 2 * final_k if n > 4 * final_k else final_k))
+        p = ScannParams(leaves, max(1, int(round(leaves * frac))), reorder)
         layer = tfrs.layers.factorized_top_k.ScaNN(
             k=final_k, distance_measure="dot_product", num_leaves=p.num_leaves,
             num_leaves_to_search=p.num_leaves_to_search, num_reordering_candidates=min(p.num_reordering_candidates, n))
