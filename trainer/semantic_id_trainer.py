@@ -24,6 +24,13 @@ from trainer import rqvae, semantic_ids
 REPORT_FILE = "semantic_id_report.json"
 TABLE_FILE = "semantic_ids.tsv"
 CONTENT_REPORT = "content_report.json"
+CONTENT_FILE = "content_embeddings.npz"  # the embeddings the IDs were trained on, for the dual-head trainer
+
+
+def save_content(rows: sequences_io.ContentRows, path: str) -> None:
+    """Item ids and content vectors [N, D] next to the model (outside Format-Serving: not pushed)."""
+    with tf.io.gfile.GFile(path, "wb") as f:
+        np.savez(f, item_ids=rows.item_ids.astype(str), vectors=rows.vectors)
 
 
 def _artifact_root(files: list[str]) -> str:
@@ -77,6 +84,7 @@ def train_semantic_ids(embeddings_uri: str, serving_dir: str, run_dir: str, conf
     tf.io.gfile.makedirs(os.path.join(serving_dir, "assets.extra"))
     table.save(os.path.join(serving_dir, "assets.extra", TABLE_FILE))
     rqvae.save_rqvae(model, os.path.join(run_dir, "rqvae"))
+    save_content(rows, os.path.join(os.path.dirname(serving_dir.rstrip("/")), CONTENT_FILE))
     with tf.io.gfile.GFile(os.path.join(run_dir, REPORT_FILE), "w") as f:
         json.dump(report, f, indent=1, default=float)
     summary = {k: v for k, v in report.items() if not isinstance(v, (dict, list))}

@@ -1,0 +1,202 @@
+"""Serving SavedModels of the dual-head model: ``dual_retrieval`` (+ brute-force twin) and ``generative``.
+
+Both take raw item ids. Requests carry histories oldest first, right-padded
+with ""; only the last ``max_history`` items are read. Without order
+positions every item is its own order (leave-one-out data); basket clients
+send ``order_pos`` (the order each item was bought in; any increasing
+integers). Behaviour types, when not sent, are the most frequent training one.
+
+``dual_retrieval`` (``export.RetrievalModule`` contract, plus):
+
+* ``recommend_orders``: ``history`` string [B, L], ``order_pos`` int64 [B, L],
+  ``k`` int32 [B], ``exclude`` string [B, E] → ``item_ids`` [B, K], ``scores`` [B, K];
+* ``embed_content``: ``content`` float32 [B, Dc] (the content space's item
+  embedding, e.g. from the ``item_encoder`` or the text encoder) → ``embedding``
+  float32 [B, D]: a new item's vector for the index, no retraining.
+
+``generative`` (constrained beam search, ``beam_width`` beams, K ≤ beam width):
+
+* ``serving_default`` (``history``, ``k``, ``exclude``), ``recommend_orders``
+  (+ ``order_pos``), ``recommend_user`` (``user_id``, ``k``, ``exclude``) →
+  ``item_ids`` string [B, K] and ``scores`` float32 [B, K] = log P(item | history).
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import export
+from trainer.dual_head import EVENT_TYPES, DualHeadModel, ItemSpace
+
+GENERATIVE = "generative"
+
+
+class HistoryInput(tf.Module):
+    """Raw request tensors → model inputs: item indices, orders-before-target, behaviour [B, max_history]."""
+
+    def __init__(self, items: ItemSpace, max_history: int, max_orders: int, order_positions: bool,
+                 default_event: str):
+        super().__init__()
+        self.num_items = items.num_items
+        self.pad = items.pad
+        self.max_history = max_history
+        self.max_orders = max_orders
+        self.order_positions = order_positions
+        self.item_table = export._string_table(items.item_ids.tolist(), default=items.oov)
+        self.event_table = export._string_table(list(EVENT_TYPES), default=0)
+        self.default_event = tf.constant(EVENT_TYPES.index(default_event), tf.int64)
+
+    def __call__(self, history, order_pos=None, events=None):
+        batch = tf.shape(history)[0]
+        history = tf.concat([history, tf.fill([batch, 1], "")], axis=1)          # never zero columns
+        width = tf.shape(history)[1]
+        valid = tf.not_equal(history, "")
+        if order_pos is None or not self.order_positions:
+            order_pos = tf.broadcast_to(tf.range(width, dtype=tf.int64)[None], [batch, width])
+        else:
+            order_pos = tf.concat([tf.cast(order_pos, tf.int64), tf.zeros([batch, 1], tf.int64)], axis=1)
+        lengths = tf.reduce_sum(tf.cast(valid, tf.int32), axis=1)
+        start = tf.maximum(lengths - self.max_history, 0)
+        cols = start[:, None] + tf.range(self.max_history)[None]                  # [B, H]
+        inside = cols < lengths[:, None]
+        cols = tf.minimum(cols, width - 1)
+        items = tf.gather(self.item_table.lookup(history), cols, batch_dims=1)
+        items = tf.where(inside, tf.cast(items, tf.int32), self.pad)
+        pos = tf.gather(order_pos, cols, batch_dims=1)
+        target = tf.reduce_max(tf.where(inside, pos, tf.constant(-(2 ** 62), tf.int64)), axis=1, keepdims=True) + 1
+        rel = tf.clip_by_value(target - pos, 1, self.max_orders - 1)
+        rel = tf.where(inside, tf.cast(rel, tf.int32), 0)
+        if events is None:
+            ev = tf.fill(tf.shape(items), self.default_event)
+        else:
+            ev = tf.gather(self.event_table.lookup(events), cols, batch_dims=1)
+        ev = tf.where(inside, tf.cast(ev, tf.int32), 0)
+        return items, rel, ev
+
+
+def _user_table(users: list[str], histories: list[list[str]], order_pos: list[list[int]], max_history: int):
+    """Stored latest histories: ids string [U+1, H] and order positions int64 [U+1, H] (last row: unknown user)."""
+    width = max(1, min(max_history, max([len(h) for h in histories] + [1])))
+    ids = np.full((len(users) + 1, width), b"", dtype=object)
+    pos = np.zeros((len(users) + 1, width), np.int64)
+    for i, (h, p) in enumerate(zip(histories, order_pos)):
+        h, p = h[-width:], p[-width:]
+        ids[i, : len(h)] = [x.encode() for x in h]
+        pos[i, : len(p)] = p
+    return export._string_table(users, default=len(users)), tf.constant(ids.astype(bytes)), tf.constant(pos)
+
+
+class UserEncoder(tf.Module):
+    """The retrieval head's query side for ``export.RetrievalModule``: raw history → user vector."""
+
+    def __init__(self, model: DualHeadModel, inputs: HistoryInput):
+        super().__init__()
+        self.model = model
+        self.inputs = inputs
+
+    def __call__(self, history, order_pos=None):
+        items, rel, ev = self.inputs(history, order_pos)
+        states, mask = self.model.encode(items, rel, ev)
+        return self.model.user_vector(states, mask)
+
+
+class DualRetrievalModule(export.RetrievalModule):
+    """``export.RetrievalModule`` over the student's vectors, with order positions and cold-start embedding."""
+
+    def __init__(self, model: DualHeadModel, inputs: HistoryInput, items: ItemSpace, catalog_embeddings: np.ndarray,
+                 users: list[str], histories: list[list[str]], order_pos: list[list[int]], **kwargs):
+        super().__init__(UserEncoder(model, inputs), items.item_ids.tolist(), items.item_ids, catalog_embeddings,
+                         users, histories, max_history=inputs.max_history, **kwargs)
+        self.model = model
+        self.content_dim = model.content_dim
+        self.user_lookup, self.user_history_ids, self.user_order_pos = _user_table(
+            users, histories, order_pos, inputs.max_history)
+
+    def _query(self, history, order_pos=None):
+        return self.towers(history, order_pos)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history"),
+                                  tf.TensorSpec([None, None], tf.int64, name="order_pos"),
+                                  tf.TensorSpec([None], tf.int32, name="k"),
+                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    def recommend_orders(self, history, order_pos, k, exclude):
+        return self._top_k(self._query(history, order_pos), k, exclude)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                  tf.TensorSpec([None], tf.int32, name="k"),
+                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    def recommend_user(self, user_id, k, exclude):
+        row = self.user_lookup.lookup(user_id)
+        query = self._query(tf.gather(self.user_history_ids, row), tf.gather(self.user_order_pos, row))
+        return self._top_k(query, k, exclude)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="content")])
+    def embed_content(self, content):
+        return {"embedding": self.model.map_content(content)}
+
+    def signatures(self) -> dict:
+        sigs = super().signatures()
+        sigs.update({"recommend_orders": self.recommend_orders, "embed_content": self.embed_content})
+        return sigs
+
+
+class GenerativeModule(tf.Module):
+    """History → top-K items with log-likelihoods by constrained beam search over Semantic IDs."""
+
+    def __init__(self, model: DualHeadModel, inputs: HistoryInput, items: ItemSpace, users: list[str],
+                 histories: list[list[str]], order_pos: list[list[int]], beam_width: int):
+        super().__init__()
+        if not model.generative:
+            raise ValueError("this model was trained without a generative head")
+        self.model = model
+        self.inputs = inputs
+        self.beam_width = beam_width
+        self.max_k = min(beam_width, items.num_items)
+        self.catalog_ids = tf.constant([i.encode() for i in items.item_ids.tolist()], tf.string)
+        self.catalog_table = export._string_table(items.item_ids.tolist(), default=-1)
+        self.user_lookup, self.user_history_ids, self.user_order_pos = _user_table(
+            users, histories, order_pos, inputs.max_history)
+
+    def _recommend(self, history, order_pos, k, exclude):
+        items, rel, ev = self.inputs(history, order_pos)
+        states, mask = self.model.encode(items, rel, ev)
+        batch = tf.shape(history)[0]
+        pos = self.catalog_table.lookup(exclude)                                     # [B, E]
+        rows = tf.broadcast_to(tf.range(tf.cast(batch, tf.int64))[:, None], tf.shape(pos))
+        hit = tf.where(pos >= 0)
+        idx = tf.stack([tf.gather_nd(rows, hit), tf.gather_nd(pos, hit)], axis=1)
+        allowed = tf.tensor_scatter_nd_update(
+            tf.ones([batch, self.model.num_items], tf.bool), idx, tf.zeros([tf.shape(idx)[0]], tf.bool))
+        top, scores = self.model.beam_search(self.model.memory(states, mask), allowed, self.beam_width)
+        kk = tf.clip_by_value(tf.reduce_max(k), 1, self.max_k)
+        top, scores = top[:, :kk], scores[:, :kk]
+        ids = tf.where(top >= 0, tf.gather(self.catalog_ids, tf.maximum(top, 0)), tf.constant(b""))
+        return {"item_ids": ids, "scores": scores}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history"),
+                                  tf.TensorSpec([None], tf.int32, name="k"),
+                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    def recommend_history(self, history, k, exclude):
+        return self._recommend(history, None, k, exclude)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history"),
+                                  tf.TensorSpec([None, None], tf.int64, name="order_pos"),
+                                  tf.TensorSpec([None], tf.int32, name="k"),
+                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    def recommend_orders(self, history, order_pos, k, exclude):
+        return self._recommend(history, order_pos, k, exclude)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                  tf.TensorSpec([None], tf.int32, name="k"),
+                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    def recommend_user(self, user_id, k, exclude):
+        row = self.user_lookup.lookup(user_id)
+        return self._recommend(tf.gather(self.user_history_ids, row), tf.gather(self.user_order_pos, row), k, exclude)
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.recommend_history, "recommend_orders": self.recommend_orders,
+                "recommend_user": self.recommend_user}
+
+
+def save_generative(module: GenerativeModule, export_dir: str) -> None:
+    tf.saved_model.save(module, export_dir, signatures=module.signatures())
