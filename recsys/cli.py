@@ -48,11 +48,13 @@ def cmd_run(args, beam_args: list[str]) -> int:
     if args.epochs:
         two_tower["epochs"] = args.epochs
     rqvae = {"epochs": args.rqvae_epochs} if args.rqvae_epochs else {}
+    dual_head = {"epochs": args.dual_head_epochs} if args.dual_head_epochs else {}
     local_runner.run(
         layout, dataset=args.dataset, data_path=data_path, dataset_options=options,
         fingerprint=fingerprint, beam_pipeline_args=beam_args or list(DEFAULT_BEAM_ARGS),
         max_users=args.max_users, two_tower=two_tower, min_lift=args.min_lift,
         semantic_ids=not args.no_semantic_ids, rqvae=rqvae,
+        dual_head=not (args.no_semantic_ids or args.no_dual_head), dual_head_config=dual_head,
         item_embeddings_path=os.path.abspath(args.item_embeddings) if args.item_embeddings else "",
         enable_cache=not args.no_cache)
     print(f"[run] pipeline finished in {time.time() - t0:.0f}s", flush=True)
@@ -70,11 +72,16 @@ def cmd_run(args, beam_args: list[str]) -> int:
 def publish_metrics(layout) -> dict:
     """Copies the evaluator's test-split table to ``metrics/<dataset>.json`` (the documented shape)."""
     from recsys.evaluation.report import read_report, write_report
-    from tfx_pipeline.artifacts import latest_output_uri
+    from tfx_pipeline.artifacts import ArtifactNotFound, latest_output_uri
     from tfx_pipeline.components.evaluator import METRICS_FILE
 
     with open(os.path.join(latest_output_uri(layout, "RetrievalEvaluator", "evaluation"), METRICS_FILE)) as f:
         metrics = json.load(f)
+    try:  # the dual-head models, when this run trained them (their table includes the spine's rows)
+        with open(os.path.join(latest_output_uri(layout, "DualHeadEvaluator", "evaluation"), METRICS_FILE)) as f:
+            metrics = json.load(f)
+    except ArtifactNotFound:
+        pass
     test = metrics["test"]
     write_report(layout.metrics_path, test["dataset"], test["protocol"], test["models"],
                  extra={"validation": metrics["validation"]["models"]})
@@ -118,11 +125,11 @@ def write_models_config(layout) -> str:
     from google.protobuf import text_format
 
     from serving.server import model_server_config
-    from tfx_pipeline.pipeline import ITEM_ENCODER, RETRIEVAL, RETRIEVAL_BRUTE_FORCE
+    from tfx_pipeline.pipeline import SERVED_MODELS
 
     # Relative base paths: our server resolves them against this file's directory;
     # real TF Serving wants absolute ones (see serving/models.config for a container).
-    models = [(name, name) for name in (RETRIEVAL, RETRIEVAL_BRUTE_FORCE, ITEM_ENCODER)
+    models = [(name, name) for name in SERVED_MODELS
               if os.path.isdir(os.path.join(layout.serving_dir, name))]
     if not models:
         raise SystemExit(f"No pushed model under {layout.serving_dir}: the evaluator did not bless the model "
@@ -200,13 +207,15 @@ def cmd_evaluate(args) -> int:
     from recsys.evaluation.report import format_table, write_report
     from recsys import features as F
     from tfx_pipeline.artifacts import ArtifactNotFound, latest_output_uri, latest_version_dir
-    from tfx_pipeline.pipeline import RETRIEVAL, RETRIEVAL_BRUTE_FORCE
+    from tfx_pipeline import pipeline as P
 
     layout = _layout(args)
     examples_uri = latest_output_uri(layout, "SequenceExampleGen", "examples")
     protocol = open(os.path.join(examples_uri, "protocol.txt")).read().strip()
     dirs = {}
-    for label, name in (("two_tower", RETRIEVAL_BRUTE_FORCE), ("two_tower_scann", RETRIEVAL)):
+    for label, name in (("two_tower", P.RETRIEVAL_BRUTE_FORCE), ("two_tower_scann", P.RETRIEVAL),
+                        ("dual_retrieval", P.DUAL_RETRIEVAL_BRUTE_FORCE), ("dual_retrieval_scann", P.DUAL_RETRIEVAL),
+                        ("generative", P.GENERATIVE)):
         try:
             dirs[label] = latest_version_dir(os.path.join(layout.serving_dir, name))
         except ArtifactNotFound as e:
@@ -240,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--item-embeddings", default="",
                      help="precomputed item embeddings (.npz/.parquet/.csv with item_id + vectors) instead of text")
     run.add_argument("--rqvae-epochs", type=int, default=0, help="RQ-VAE epochs (default: the model's)")
+    run.add_argument("--no-dual-head", action="store_true", help="skip the dual-head transformer")
+    run.add_argument("--dual-head-epochs", type=int, default=0, help="dual-head epochs (default: the model's)")
 
     serve = sub.add_parser("serve", help="serve pushed models over TF Serving's REST and gRPC API "
                                          "(arguments after -- go to the server, e.g. --file_system_poll_wait_seconds=5)")

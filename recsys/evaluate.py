@@ -33,18 +33,28 @@ def _pad(rows: list[list[str]]) -> np.ndarray:
 
 
 def saved_model_topk(model_dir: str, histories: list[list[str]], exclude_history: bool, pos: dict[str, int],
-                     k: int = K, batch_size: int = 256) -> np.ndarray:
-    """Top-k catalogue positions [R, k] from a retrieval SavedModel's serving signature (-1 = no item)."""
+                     k: int = K, batch_size: int = 256, order_pos: list[list[int]] | None = None) -> np.ndarray:
+    """Top-k catalogue positions [R, k] from a retrieval SavedModel's serving signature (-1 = no item).
+
+    Models with a ``recommend_orders`` signature get the histories' order positions too.
+    """
     import tensorflow as tf
     import scann  # noqa: F401  (ScaNN ops for the ScaNN twin)
 
-    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    signatures = tf.saved_model.load(model_dir).signatures
+    with_orders = order_pos is not None and "recommend_orders" in signatures
+    fn = signatures["recommend_orders" if with_orders else "serving_default"]
     out = np.full((len(histories), k), -1, dtype=np.int64)
     for s in range(0, len(histories), batch_size):
         batch = histories[s:s + batch_size]
         padded = tf.constant(_pad(batch))
         exclude = padded if exclude_history else tf.constant([[b""]] * len(batch))
-        res = fn(history=padded, k=tf.constant([k] * len(batch), tf.int32), exclude=exclude)
+        extra = {}
+        if with_orders:
+            width = padded.shape[1]
+            extra["order_pos"] = tf.constant(
+                [p + [0] * (width - len(p)) for p in order_pos[s:s + batch_size]], tf.int64)
+        res = fn(history=padded, k=tf.constant([k] * len(batch), tf.int32), exclude=exclude, **extra)
         for r, ids in enumerate(res["item_ids"].numpy().tolist()):
             got = [pos.get(i.decode(), -1) for i in ids][:k]
             out[s + r, : len(got)] = got
@@ -81,7 +91,7 @@ def evaluate_split(examples_uri: str, split: str, protocol: str, model_dirs: dic
         progress(f"[evaluate] {split}: {name} done in {time.time() - t0:.1f}s")
     for name, model_dir in model_dirs.items():
         t0 = time.time()
-        top = saved_model_topk(model_dir, rows.histories, exclude_history, pos, k=k)
+        top = saved_model_topk(model_dir, rows.histories, exclude_history, pos, k=k, order_pos=rows.history_order_pos)
         results[name] = metrics.ranking_metrics(top, targets, n, k=k)
         progress(f"[evaluate] {split}: {name} done in {time.time() - t0:.1f}s")
     return results

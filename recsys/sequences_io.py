@@ -27,6 +27,7 @@ class SequenceRows:
     histories: list[list[str]]
     targets: list[list[str]]
     target_timestamps: np.ndarray  # int64 [R]
+    history_order_pos: list[list[int]]  # order position of each history item
 
 
 def _decode(values) -> list[str]:
@@ -44,13 +45,14 @@ def read_catalog(examples_uri: str) -> Catalog:
 def read_rows(examples_uri: str, split: str) -> SequenceRows:
     from trainer import base
 
-    spec = F.feature_spec((F.USER_ID, F.HISTORY_ITEM_ID, F.TARGET_ITEM_ID, F.TARGET_TIMESTAMP))
+    spec = F.feature_spec((F.USER_ID, F.HISTORY_ITEM_ID, F.HISTORY_ORDER_POS, F.TARGET_ITEM_ID, F.TARGET_TIMESTAMP))
     cols = base.read_examples(base.split_files(examples_uri, split), spec)
     return SequenceRows(
         user_ids=_decode(cols[F.USER_ID.name]),
         histories=[_decode(h) for h in cols[F.HISTORY_ITEM_ID.name]],
         targets=[_decode(t) for t in cols[F.TARGET_ITEM_ID.name]],
         target_timestamps=np.asarray(cols[F.TARGET_TIMESTAMP.name], dtype=np.int64),
+        history_order_pos=[np.asarray(p, np.int64).tolist() for p in cols[F.HISTORY_ORDER_POS.name]],
     )
 
 

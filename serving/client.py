@@ -33,6 +33,11 @@ import numpy as np
 from serving import tensors
 
 USER_SIGNATURE = "recommend_user"
+ORDERS_SIGNATURE = "recommend_orders"
+#: ``model_name="auto"`` picks the first of these the server has available. The pipeline
+#: pushes ``dual_retrieval`` only when it beats the two-tower on validation.
+DEFAULT_RETRIEVAL_MODELS = ("dual_retrieval", "retrieval")
+AUTO = "auto"
 _METADATA_TTL_S = 30.0
 _NUMPY_BY_NAME = {"DT_" + name.upper(): tensors.NUMPY_DTYPES[dt]
                   for dt, name in tensors.DTYPE_NAMES.items() if dt in tensors.NUMPY_DTYPES}
@@ -152,13 +157,13 @@ def _object_array(value: Any) -> np.ndarray:
 
 
 class RecommenderClient:
-    def __init__(self, target: str, protocol: str = "rest", model_name: str = "retrieval",
+    def __init__(self, target: str, protocol: str = "rest", model_name: str = AUTO,
                  signature_name: str = "serving_default", timeout: float = 5.0):
         if protocol not in ("rest", "grpc"):
             raise ValueError(f"protocol must be 'rest' or 'grpc', got {protocol!r}")
         self.target = target.split("://", 1)[-1].rstrip("/")
         self.protocol = protocol
-        self.model_name = model_name
+        self._model_name = model_name
         self.signature_name = signature_name
         self.timeout = timeout
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -166,9 +171,28 @@ class RecommenderClient:
         self._lock = threading.Lock()
         self._signature_cache: dict[tuple, tuple[float, dict]] = {}
 
+    @property
+    def model_name(self) -> str:
+        """The retrieval model requests go to; ``"auto"`` resolves (once) to the first of
+        ``DEFAULT_RETRIEVAL_MODELS`` with an AVAILABLE version on the server."""
+        if self._model_name == AUTO:
+            for name in DEFAULT_RETRIEVAL_MODELS:
+                try:
+                    states = [v.get("state") for v in self.model_status(name)]
+                except ServingTimeout:
+                    raise
+                except ServingError:  # not served here
+                    continue
+                if "AVAILABLE" in states:
+                    self._model_name = name
+                    break
+            else:
+                raise ServingError(f"none of {DEFAULT_RETRIEVAL_MODELS} is available on {self.target}")
+        return self._model_name
+
     def __repr__(self) -> str:
         return (f"RecommenderClient({self.target!r}, protocol={self.protocol!r}, "
-                f"model_name={self.model_name!r})")
+                f"model_name={self._model_name!r})")
 
     def __enter__(self) -> "RecommenderClient":
         return self
@@ -204,25 +228,38 @@ class RecommenderClient:
         return outputs
 
     def recommend(self, user_id: str | None = None, history: Sequence[str] | None = None,
-                  k: int = 10, exclude: Sequence[str] = ()) -> list[Recommendation]:
-        """Top-k items for one user id (``recommend_user``) or one history (``serving_default``)."""
+                  k: int = 10, exclude: Sequence[str] = (),
+                  order_positions: Sequence[int] | None = None) -> list[Recommendation]:
+        """Top-k items for one user id (``recommend_user``) or one history (``serving_default``).
+
+        ``order_positions`` (one int per history item, equal within one order) sends the
+        history's basket structure to models that read it (``recommend_orders``).
+        """
         if (user_id is None) == (history is None):
             raise ValueError("give exactly one of user_id or history")
         if isinstance(history, str) or isinstance(exclude, str):
             raise ValueError("history and exclude must be sequences of item ids, not strings")
         batch = self.recommend_batch(
             user_ids=None if user_id is None else [user_id],
-            histories=None if history is None else [history], k=k, exclude=[exclude])
+            histories=None if history is None else [history], k=k, exclude=[exclude],
+            order_positions=None if order_positions is None else [order_positions])
         return batch[0]
 
     def recommend_batch(self, user_ids: Sequence[str] | None = None,
                         histories: Sequence[Sequence[str]] | None = None,
                         k: int | Sequence[int] = 10,
-                        exclude: Sequence[Sequence[str]] | None = None
+                        exclude: Sequence[Sequence[str]] | None = None,
+                        order_positions: Sequence[Sequence[int]] | None = None,
                         ) -> list[list[Recommendation]]:
         """One request for several users (or histories); one list per row."""
         if (user_ids is None) == (histories is None):
             raise ValueError("give exactly one of user_ids or histories")
+        if order_positions is not None:
+            if histories is None:
+                raise ValueError("order_positions go with histories, not user ids")
+            if len(order_positions) != len(histories) or any(
+                    len(p) != len(h) for p, h in zip(order_positions, histories)):
+                raise ValueError("order_positions must give one position per history item")
         rows = list(user_ids) if user_ids is not None else [list(h) for h in histories]
         if not rows:
             return []
@@ -242,6 +279,11 @@ class RecommenderClient:
         else:
             inputs["history"] = _pad(rows)
             signature = self.signature_name
+            if order_positions is not None:
+                width = inputs["history"].shape[1]
+                inputs["order_pos"] = np.asarray([list(p) + [0] * (width - len(p)) for p in order_positions],
+                                                 dtype=np.int64)
+                signature = ORDERS_SIGNATURE
         outputs = self.predict(inputs, signature_name=signature)
         results = []
         for row, (ids, scores) in enumerate(zip(outputs["item_ids"], outputs["scores"])):

@@ -24,7 +24,8 @@ def ml_slice(tmp_path_factory):
     layout = Layout(str(tmp_path_factory.mktemp("artifacts")), "movielens-100k")
     kwargs = dict(dataset="movielens-100k", fingerprint=dataset_fingerprint("movielens-100k"),
                   max_users=SLICE_USERS, two_tower={"epochs": 2, "batch_size": 256}, min_lift=-1.0,
-                  semantic_ids=True, rqvae={"epochs": 5})
+                  semantic_ids=True, rqvae={"epochs": 5},
+                  dual_head=True, dual_head_config={"epochs": 2, "max_history": 20, "batch_size": 128})
     local_runner.run(layout, **kwargs)
     return layout, kwargs
 

@@ -6,6 +6,12 @@ Trainer → IndexBuilder → RetrievalEvaluator → Pusher (ScaNN model) + Pushe
 
 Content space (``semantic_ids=True``): SequenceExampleGen → ContentEmbedder →
 Trainer (RQ-VAE Semantic IDs) → Pusher (``item_encoder``).
+
+Collaborative space (``dual_head=True``, needs the content space): Trainer
+(dual-head transformer, ``trainer/dual_head.py``) → DualHeadExporter →
+DualHeadEvaluator → Pushers: ``dual_retrieval`` + brute-force twin (only when
+the student beats the two-tower on validation) and ``generative`` (when the
+teacher beats popularity).
 """
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ from tfx.proto import transform_pb2
 
 from recsys import features as F
 from tfx_pipeline.components.content_embedder import ContentEmbedder
+from tfx_pipeline.components.dual_head_evaluator import DualHeadEvaluator
+from tfx_pipeline.components.dual_head_exporter import DualHeadExporter
 from tfx_pipeline.components.evaluator import RetrievalEvaluator
 from tfx_pipeline.components.example_gen import SequenceExampleGen
 from tfx_pipeline.components.index_builder import IndexBuilder
@@ -25,6 +33,10 @@ from tfx_pipeline.components.index_builder import IndexBuilder
 RETRIEVAL = "retrieval"
 RETRIEVAL_BRUTE_FORCE = "retrieval_bruteforce"
 ITEM_ENCODER = "item_encoder"
+DUAL_RETRIEVAL = "dual_retrieval"
+DUAL_RETRIEVAL_BRUTE_FORCE = "dual_retrieval_bruteforce"
+GENERATIVE = "generative"
+SERVED_MODELS = (RETRIEVAL, RETRIEVAL_BRUTE_FORCE, ITEM_ENCODER, DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE)
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
@@ -48,6 +60,8 @@ def create_pipeline(
     semantic_ids: bool = True,
     item_embeddings_path: str = "",
     rqvae: dict | None = None,
+    dual_head: bool = True,
+    dual_head_config: dict | None = None,
     beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_ARGS,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
@@ -112,6 +126,12 @@ def create_pipeline(
                     base_directory=os.path.join(serving_dir, ITEM_ENCODER))),
         ).with_id("PushItemEncoder")
         content_space = [content_embedder, semantic_trainer, push_encoder]
+        if dual_head:
+            content_space += _collaborative_space(
+                example_gen, transform, semantic_trainer, evaluator, serving_dir, dict(dual_head_config or {}),
+                max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
+    elif dual_head:
+        raise ValueError("the dual-head model needs the content space (semantic_ids=True)")
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
@@ -121,3 +141,37 @@ def create_pipeline(
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
         beam_pipeline_args=list(beam_pipeline_args),
     )
+
+
+def _pusher(model, blessing, serving_dir: str, name: str, component_id: str):
+    return tfx.components.Pusher(
+        model=model, model_blessing=blessing,
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=os.path.join(serving_dir, name))),
+    ).with_id(component_id)
+
+
+def _collaborative_space(example_gen, transform, semantic_trainer, evaluator, serving_dir: str, config: dict, *,
+                         max_k: int, max_exclude: int, target_recall: float, min_lift: float) -> list:
+    """Dual-head trainer → exporter → evaluator → three pushers."""
+    trainer = tfx.components.Trainer(
+        run_fn="trainer.dual_head.run_fn",
+        examples=example_gen.outputs["examples"],  # raw rows: order positions and behaviour are model inputs
+        transform_graph=transform.outputs["transform_graph"],
+        base_model=semantic_trainer.outputs["model"],  # Semantic ID table + content embeddings
+        train_args=tfx.proto.TrainArgs(splits=[F.TRAIN]),
+        eval_args=tfx.proto.EvalArgs(splits=[F.EVAL]),
+        custom_config={"dual_head": config},
+    ).with_id("DualHeadTrainer")
+    exporter = DualHeadExporter(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+                                max_k=max_k, max_exclude=max_exclude, target_recall=target_recall)
+    dual_evaluator = DualHeadEvaluator(
+        examples=example_gen.outputs["examples"], bruteforce_model=exporter.outputs["bruteforce_model"],
+        scann_model=exporter.outputs["scann_model"], generative_model=exporter.outputs["generative_model"],
+        baseline_evaluation=evaluator.outputs["evaluation"], min_lift=min_lift)
+    retrieval_ok, generative_ok = dual_evaluator.outputs["retrieval_blessing"], dual_evaluator.outputs["generative_blessing"]
+    return [trainer, exporter, dual_evaluator,
+            _pusher(exporter.outputs["scann_model"], retrieval_ok, serving_dir, DUAL_RETRIEVAL, "PushDualRetrieval"),
+            _pusher(exporter.outputs["bruteforce_model"], retrieval_ok, serving_dir, DUAL_RETRIEVAL_BRUTE_FORCE,
+                    "PushDualRetrievalBruteForce"),
+            _pusher(exporter.outputs["generative_model"], generative_ok, serving_dir, GENERATIVE, "PushGenerative")]

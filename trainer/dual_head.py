@@ -62,10 +62,10 @@ class DualHeadConfig:
     decoder_layers: int = 2
     ff_dim: int = 128
     dropout: float = 0.1
-    max_history: int = 50
+    max_history: int = 30          # the dual head reads the latest 30 items (the two-tower 50): CPU budget
     max_orders: int = 64            # order positions further back share the last embedding
     memory_tokens: int = 4          # encoder summaries the decoder attends to
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 256
     learning_rate: float = 1e-3
     temperature: float = 0.1
@@ -85,7 +85,7 @@ class DualHeadConfig:
     order_positions: bool = True    # False: positions count items (SASRec)
     beam_width: int = 20
     variant: str = "dual_head"
-    early_stopping_patience: int = 3
+    early_stopping_patience: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -667,16 +667,22 @@ def evaluate(model: DualHeadModel, data: SequenceData, exclude_history: bool, k:
     out = {"retrieval": ranking_metrics(retrieval_topk(model, sub, exclude_history, k), sub.positives, n, k)}
     if generative and model.generative:
         top, _ = generative_topk(model, sub, exclude_history, k)
-        out["generative"] = ranking_metrics(np.where(top < 0, 0, top), sub.positives, n, k) if (top >= 0).all() \
-            else _metrics_with_missing(top, sub.positives, n, k)
+        out["generative"] = metrics_with_missing(top, sub.positives, n, k)
     return out
 
 
-def _metrics_with_missing(top: np.ndarray, positives: list, n: int, k: int) -> dict:
-    """Metrics where some lists are short (-1): the missing slots count as misses (an extra dummy item)."""
+def metrics_with_missing(top: np.ndarray, positives: list, n: int, k: int) -> dict:
+    """Ranking metrics of lists that may be short (-1 slots, when fewer than k items were allowed).
+
+    A missing slot is a miss: it becomes a dummy item n that no target equals; coverage is
+    corrected so the dummy does not count as a covered item (entropy keeps it as one symbol).
+    """
     from recsys.evaluation.metrics import ranking_metrics
 
+    if (top >= 0).all():
+        return ranking_metrics(top, positives, n, k)
     m = ranking_metrics(np.where(top < 0, n, top), positives, n + 1, k)
+    m[f"coverage@{k}"] = (m[f"coverage@{k}"] * (n + 1) - 1) / n
     return m
 
 

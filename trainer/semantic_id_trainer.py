@@ -29,8 +29,12 @@ CONTENT_FILE = "content_embeddings.npz"  # the embeddings the IDs were trained o
 
 def save_content(rows: sequences_io.ContentRows, path: str) -> None:
     """Item ids and content vectors [N, D] next to the model (outside Format-Serving: not pushed)."""
+    import io
+
+    buffer = io.BytesIO()  # numpy's zip writer seeks, which GFile does not allow while writing
+    np.savez(buffer, item_ids=rows.item_ids.astype(str), vectors=rows.vectors)
     with tf.io.gfile.GFile(path, "wb") as f:
-        np.savez(f, item_ids=rows.item_ids.astype(str), vectors=rows.vectors)
+        f.write(buffer.getvalue())
 
 
 def _artifact_root(files: list[str]) -> str:

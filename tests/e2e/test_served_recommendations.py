@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 pytestmark = pytest.mark.e2e
+SERVED = ("retrieval", "retrieval_bruteforce", "dual_retrieval", "dual_retrieval_bruteforce", "generative")
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +14,7 @@ def served(ml_slice):
 
     layout, _ = ml_slice
     config = model_server_config({name: os.path.join(layout.serving_dir, name)
-                                  for name in ("retrieval", "retrieval_bruteforce")})
+                                  for name in SERVED})
     server = ModelServer(config, grpc_port=0, rest_port=0, poll_seconds=0, host="127.0.0.1").start()
     yield layout, server
     server.stop()
@@ -42,7 +43,7 @@ def _real_user_and_history(layout):
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
-@pytest.mark.parametrize("model", ["retrieval", "retrieval_bruteforce"])
+@pytest.mark.parametrize("model", SERVED)
 def test_client_matches_in_process_model(served, protocol, model):
     from serving.client import RecommenderClient
 
@@ -79,3 +80,35 @@ def test_status_metadata_and_errors_over_the_wire(served):
         with pytest.raises(ServingError):
             RecommenderClient(f"127.0.0.1:{port}", protocol=protocol, model_name="no_such_model",
                               timeout=30).recommend(user_id="1", k=3)
+
+
+def test_default_model_is_the_dual_retrieval_once_pushed_and_reads_order_positions(served):
+    from serving.client import RecommenderClient
+
+    layout, server = served
+    client = RecommenderClient(f"127.0.0.1:{server.rest_port}", timeout=30)
+    user, history = _real_user_and_history(layout)
+    recs = client.recommend(history=history[-6:], k=5)
+    assert client.model_name == "dual_retrieval" and len(recs) == 5
+    orders = [0, 0, 0, 1, 1, 1]
+    got = [(r.item_id, r.score) for r in client.recommend(history=history[-6:], k=5, order_positions=orders)]
+    want = _in_process(layout, "dual_retrieval", "recommend_orders", history=[history[-6:]],
+                       order_pos=np.array([orders], np.int64), k=np.array([5], np.int32), exclude=[[""]])
+    assert [i for i, _ in got] == [i for i, _ in want]
+    with pytest.raises(ValueError, match="one position per history item"):
+        client.recommend(history=history[-6:], k=5, order_positions=[0, 1])
+
+
+def test_default_model_falls_back_to_the_two_tower(ml_slice):
+    from serving.client import RecommenderClient
+    from serving.server import ModelServer, model_server_config
+
+    layout, _ = ml_slice
+    config = model_server_config({"retrieval": os.path.join(layout.serving_dir, "retrieval")})
+    server = ModelServer(config, grpc_port=0, rest_port=0, poll_seconds=0, host="127.0.0.1").start()
+    try:
+        client = RecommenderClient(f"127.0.0.1:{server.grpc_port}", protocol="grpc", timeout=30)
+        assert len(client.recommend(user_id=_real_user_and_history(layout)[0], k=3)) == 3
+        assert client.model_name == "retrieval"
+    finally:
+        server.stop()

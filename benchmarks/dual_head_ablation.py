@@ -1,0 +1,184 @@
+"""Ablation of the dual-head transformer on a pipeline run's artifacts (same split as the spine).
+
+    python benchmarks/dual_head_ablation.py --output artifacts --dataset movielens-100k
+
+Rows (each trained with validation early stopping, never looking at test):
+
+* ``A retrieval head``: the student alone, in-batch negatives, plain targets;
+* ``B + debiased targets + hard negatives``;
+* ``B + generative head (no KD)``: both heads on one encoder, no distillation
+  (separates "multi-task" from "distillation");
+* ``C + distillation``: the full model; its generative head is the ``teacher`` row;
+* ``sasrec``: a plain SASRec-style model on the same code (free IDs, item positions,
+  full softmax);
+* the spine's popularity / item-CF / two-tower rows from ``metrics/<dataset>.json``.
+
+Also: the student's HR@10 as a share of the teacher's, and in-process latency per
+request (batch 1) of retrieval (encode + exact top-k) vs generative (encode +
+constrained beam search). Writes ``metrics/<dataset>.dual_head_ablation.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import recsys  # noqa: E402,F401  (legacy Keras before TensorFlow)
+import numpy as np  # noqa: E402
+
+VARIANTS = {
+    "A retrieval head": dict(generative_weight=0.0, distill_weight=0.0, debias_targets=False,
+                             hard_negatives_category=0, hard_negatives_history=0),
+    "B + debiased targets + hard negatives": dict(generative_weight=0.0, distill_weight=0.0),
+    "B + generative head (no KD)": dict(distill_weight=0.0),
+    "C + distillation": dict(),
+    "sasrec": dict(variant="sasrec", generative_weight=0.0, distill_weight=0.0, id_residual=False,
+                   order_positions=False, debias_targets=False, hard_negatives_category=0, hard_negatives_history=0),
+}
+
+
+def _inputs(root: str, dataset: str):
+    from tfx_pipeline.artifacts import latest_output_uri
+    from tfx_pipeline.layout import Layout
+    from trainer import base, dual_head
+    from trainer.semantic_id_trainer import CONTENT_FILE, TABLE_FILE
+
+    layout = Layout(os.path.abspath(root), dataset)
+    examples = latest_output_uri(layout, "SequenceExampleGen", "examples")
+    vocab = base.load_vocabularies(latest_output_uri(layout, "Transform", "transform_graph"))
+    semantic = latest_output_uri(layout, "SemanticIdTrainer", "model")
+    npz = os.path.join(semantic, CONTENT_FILE)
+    if not os.path.exists(npz):  # a content space built before the trainer saved its inputs
+        from recsys import sequences_io
+
+        rows = sequences_io.read_content(latest_output_uri(layout, "ContentEmbedder", "embeddings"))
+        npz = os.path.join(root, "metrics", f"{layout.slug}.content_embeddings.npz")
+        np.savez(npz, item_ids=rows.item_ids.astype(str), vectors=rows.vectors)
+    items = dual_head.load_item_space(examples, os.path.join(semantic, "Format-Serving", "assets.extra", TABLE_FILE),
+                                      npz, vocab.item_counts)
+    return layout, examples, items
+
+
+def _latency(model, data, n: int = 200) -> dict:
+    """p50 / p90 ms per single-user request, in-process, after warm-up."""
+    import tensorflow as tf
+
+    from trainer import dual_head
+
+    items_vec = tf.constant(dual_head.catalogue_vectors(model))
+
+    @tf.function
+    def retrieve(h, o, e):
+        states, mask = model.encode(h, o, e)
+        return tf.math.top_k(tf.matmul(model.user_vector(states, mask), items_vec, transpose_b=True), 10)
+
+    @tf.function
+    def generate(h, o, e):
+        states, mask = model.encode(h, o, e)
+        return model.beam_search(model.memory(states, mask), tf.ones([1, model.num_items], tf.bool),
+                                 model.config.beam_width)
+
+    out = {}
+    for name, fn in (("retrieval", retrieve), ("generative", generate)):
+        times = []
+        for i in range(min(n, len(data.history)) + 5):
+            args = [tf.constant(x[i % len(x): i % len(x) + 1]) for x in (data.history, data.order_rel, data.events)]
+            t0 = time.perf_counter()
+            fn(*args)
+            times.append((time.perf_counter() - t0) * 1000)
+        times = np.array(times[5:])
+        out[name] = {"p50_ms": round(float(np.percentile(times, 50)), 2),
+                     "p90_ms": round(float(np.percentile(times, 90)), 2)}
+    out["generative_over_retrieval_p50"] = round(out["generative"]["p50_ms"] / out["retrieval"]["p50_ms"], 1)
+    return out
+
+
+def main(argv=None) -> int:
+    from recsys import features as F
+    from recsys.evaluation.report import format_table
+    from trainer import dual_head
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--output", default="artifacts", help="artifact root of a `recsys run` (default: %(default)s)")
+    p.add_argument("--dataset", default="movielens-100k")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
+    p.add_argument("--epochs", type=int, default=8, help="max epochs per variant (early stopping on validation)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a DualHeadConfig field for every variant (JSON value), e.g. --set distill_weight=0.5")
+    p.add_argument("--merge", action="store_true",
+                   help="add these variants to an existing ablation file instead of replacing it")
+    args = p.parse_args(argv)
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    overrides = {}
+    for kv in args.set:
+        key, _, value = kv.partition("=")
+        overrides[key] = json.loads(value)
+
+    layout, examples, items = _inputs(args.output, args.dataset)
+    exclude = dual_head.exclude_history_for(examples)
+    start = time.time()
+    results = {"validation": {}, "test": {}}
+    configs, logs, latency, teacher_of = {}, {}, None, None
+    for name in names:
+        config = dual_head.DualHeadConfig.from_dict(dict(VARIANTS[name], epochs=args.epochs, **overrides))
+        train = dual_head.load_sequences(examples, F.TRAIN, items, config)
+        splits = {"validation": dual_head.load_sequences(examples, F.EVAL, items, config),
+                  "test": dual_head.load_sequences(examples, F.TEST, items, config)}
+        result = dual_head.train(train, splits["validation"], items, config, exclude, label=name)
+        configs[name], logs[name] = dict(vars(config)), {"best_epoch": result.best_epoch, "log": result.log}
+        for split, data in splits.items():
+            metrics = dual_head.evaluate(result.model, data, exclude)
+            results[split][name] = metrics["retrieval"]
+            if "generative" in metrics:
+                label = "teacher (generative head of C)" if name == "C + distillation" else f"teacher of '{name}'"
+                results[split][label] = metrics["generative"]
+                if name == "C + distillation":
+                    teacher_of = label
+        if name == "C + distillation":
+            latency = _latency(result.model, splits["test"])
+        print(f"[ablation] {name} done, {time.time() - start:.0f}s so far", flush=True)
+
+    spine_path = layout.metrics_path
+    if os.path.exists(spine_path):
+        with open(spine_path) as f:
+            spine = json.load(f)
+        for label, key in (("test", "models"), ("validation", "validation")):
+            for model in ("popularity", "item_cf", "user_most_frequent", "two_tower"):
+                if model in spine.get(key, {}):
+                    results[label][f"spine: {model}"] = spine[key][model]
+    path = spine_path.replace(".json", ".dual_head_ablation.json")
+    if args.merge and os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        for split in results:
+            results[split] = {**old["results"][split], **results[split]}
+        configs, logs = {**old["configs"], **configs}, {**old["training"], **logs}
+        latency = latency or old.get("latency_per_request_in_process")
+        teacher_of = teacher_of or next((k for k in results["test"] if k.startswith("teacher (")), None)
+    report = {"dataset": args.dataset, "exclude_history": exclude, "results": results, "configs": configs,
+              "training": logs, "latency_per_request_in_process": latency, "elapsed_s": round(time.time() - start)}
+    if teacher_of and "C + distillation" in results["test"]:
+        report["student_share_of_teacher_HR@10"] = round(
+            results["test"]["C + distillation"]["HR@10"] / max(results["test"][teacher_of]["HR@10"], 1e-12), 3)
+    for split in ("validation", "test"):
+        print(format_table(results[split], f"{args.dataset} — dual-head ablation, {split} split, full ranking"))
+    if latency:
+        print(f"latency per request (in-process, batch 1): {json.dumps(latency)}")
+    if "student_share_of_teacher_HR@10" in report:
+        print(f"student HR@10 / teacher HR@10 (test): {report['student_share_of_teacher_HR@10']:.3f}")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"[ablation] written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

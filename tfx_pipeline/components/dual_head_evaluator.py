@@ -1,0 +1,82 @@
+"""DualHeadEvaluator: full-ranking metrics of the dual-head models and their two push gates.
+
+* ``retrieval_blessing``: the student (``dual_retrieval``, brute-force twin)
+  must beat the two-tower's validation NDCG@10 (read from the
+  RetrievalEvaluator's metrics) by ``min_lift``: only then is it pushed, and
+  the client's ``recommend`` uses it by default once it is served.
+* ``generative_blessing``: the teacher must beat popularity's validation NDCG@10.
+
+Test metrics are computed and stored, never used to decide.
+"""
+
+import json
+import os
+
+from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+
+from recsys import features as F
+from tfx_pipeline.components.evaluator import GATE_METRIC, METRICS_FILE
+from tfx_pipeline.components.index_builder import SERVING_SUBDIR
+
+STUDENT = "dual_retrieval"
+TEACHER = "generative"
+
+
+def _bless(artifact, blessed: bool, verdict: str) -> None:
+    artifact.set_int_custom_property("blessed", int(blessed))
+    artifact.set_string_custom_property("reason", verdict)
+    with open(os.path.join(artifact.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as f:
+        f.write(verdict + "\n")
+    print(f"[evaluate] {verdict}", flush=True)
+
+
+@component
+def DualHeadEvaluator(  # noqa: N802
+    examples: InputArtifact[tfx.types.standard_artifacts.Examples],
+    bruteforce_model: InputArtifact[tfx.types.standard_artifacts.Model],
+    scann_model: InputArtifact[tfx.types.standard_artifacts.Model],
+    generative_model: InputArtifact[tfx.types.standard_artifacts.Model],
+    baseline_evaluation: InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
+    evaluation: OutputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
+    retrieval_blessing: OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
+    generative_blessing: OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
+    min_lift: Parameter[float] = 0.0,
+) -> None:
+    from recsys.evaluate import evaluate_split
+    from recsys.evaluation import report
+
+    dataset = examples.get_string_custom_property("dataset")
+    protocol = examples.get_string_custom_property("protocol")
+    dirs = {STUDENT: os.path.join(bruteforce_model.uri, SERVING_SUBDIR),
+            f"{STUDENT}_scann": os.path.join(scann_model.uri, SERVING_SUBDIR)}
+    generative_dir = os.path.join(generative_model.uri, SERVING_SUBDIR)
+    if os.path.exists(os.path.join(generative_dir, "saved_model.pb")):
+        dirs[TEACHER] = generative_dir
+    with open(os.path.join(baseline_evaluation.uri, METRICS_FILE)) as f:
+        spine = json.load(f)
+    out = {}
+    for split, label in ((F.EVAL, "validation"), (F.TEST, "test")):
+        models = evaluate_split(examples.uri, split, protocol, dirs)
+        for name, values in spine[label]["models"].items():
+            models.setdefault(name, values)  # the spine's two-tower (and baselines) beside the new models
+        out[label] = {"dataset": dataset, "protocol": f"{protocol} ({label} split)", "models": models}
+        print(report.format_table(models, f"{dataset} — {protocol}, {label} split, full ranking"), flush=True)
+    with open(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
+        json.dump(out, f, indent=1)
+    val = out["validation"]["models"]
+    ours, bar = val[STUDENT][GATE_METRIC], val["two_tower"][GATE_METRIC]
+    blessed = ours > bar * (1.0 + min_lift)
+    _bless(retrieval_blessing, blessed,
+           f"{STUDENT} validation {GATE_METRIC} {ours:.4f} vs two_tower {bar:.4f} (required lift {min_lift:+.0%}): "
+           + ("BLESSED, pushed as the default retrieval model" if blessed
+              else "NOT blessed, the two-tower stays the default"))
+    if TEACHER in val:
+        ours, bar = val[TEACHER][GATE_METRIC], val["popularity"][GATE_METRIC]
+        blessed = ours > bar * (1.0 + min_lift)
+        _bless(generative_blessing, blessed,
+               f"{TEACHER} validation {GATE_METRIC} {ours:.4f} vs popularity {bar:.4f}: "
+               + ("BLESSED" if blessed else "NOT blessed, nothing will be pushed"))
+    else:
+        _bless(generative_blessing, False, f"{TEACHER}: the model has no generative head; nothing to push")
