@@ -4,6 +4,7 @@
     recsys serve [--output ./artifacts] [--port 8500] [--rest_api_port 8501] [-- <server flags>]
     recsys recommend --user 196 [--server localhost:8501 --protocol rest|grpc]
     recsys evaluate [--dataset movielens-100k] [--output ./artifacts]
+    recsys campaign [--dataset movielens-100k] [--output ./artifacts] [--top-n 5] [-- <Beam args>]
 """
 from __future__ import annotations
 
@@ -152,14 +153,18 @@ def cmd_serve(args, extra: list[str]) -> int:
 
 
 def _recommend_in_process(layout, user: str | None, history: list[str] | None, k: int,
-                          exclude: list[str]) -> list[tuple[str, float]]:
+                          exclude: list[str], name: str = "auto") -> list[tuple[str, float]]:
     import scann  # noqa: F401
     import tensorflow as tf
 
     from tfx_pipeline.artifacts import latest_version_dir
-    from tfx_pipeline.pipeline import RETRIEVAL_BRUTE_FORCE
+    from tfx_pipeline.pipeline import DUAL_RETRIEVAL_BRUTE_FORCE, RETRIEVAL_BRUTE_FORCE
 
-    model = tf.saved_model.load(latest_version_dir(os.path.join(layout.serving_dir, RETRIEVAL_BRUTE_FORCE)))
+    if name == "auto":  # the same preference as the client's: the dual head once it was pushed
+        name = (DUAL_RETRIEVAL_BRUTE_FORCE if os.path.isdir(os.path.join(layout.serving_dir, DUAL_RETRIEVAL_BRUTE_FORCE))
+                else RETRIEVAL_BRUTE_FORCE)
+    print(f"(in-process model: {name})", file=sys.stderr)
+    model = tf.saved_model.load(latest_version_dir(os.path.join(layout.serving_dir, name)))
     excl = tf.constant([[e.encode() for e in exclude] or [b""]])
     if user is not None:
         out = model.signatures["recommend_user"](user_id=tf.constant([user]), k=tf.constant([k]), exclude=excl)
@@ -181,7 +186,7 @@ def cmd_recommend(args) -> int:
         recs = [(r.item_id, r.score) for r in client.recommend(user_id=args.user, history=history, k=args.k,
                                                                exclude=exclude)]
     else:
-        recs = _recommend_in_process(_layout(args), args.user, history, args.k, exclude)
+        recs = _recommend_in_process(_layout(args), args.user, history, args.k, exclude, args.model)
     titles = _item_titles(args)
     who = f"user {args.user}" if args.user else f"history {history}"
     print(f"Top {args.k} for {who}:")
@@ -230,6 +235,20 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_campaign(args, beam_args: list[str]) -> int:
+    from recsys.campaign import run_campaign, user_histories_from_examples
+    from tfx_pipeline.artifacts import latest_output_uri, latest_version_dir
+    from tfx_pipeline.pipeline import GENERATIVE
+
+    layout = _layout(args)
+    examples_uri = latest_output_uri(layout, "SequenceExampleGen", "examples")
+    latest_version_dir(os.path.join(layout.serving_dir, GENERATIVE))  # says so if the teacher was never pushed
+    out = args.campaign_output or os.path.join(layout.root, "campaign", f"{layout.slug}.next_items")
+    run_campaign(os.path.join(layout.serving_dir, GENERATIVE), user_histories_from_examples(examples_uri), out,
+                 top_n=args.top_n, exclude_history=args.exclude_history, beam_args=beam_args or None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -267,8 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--k", type=int, default=10)
     rec.add_argument("--server", default="", help="host:port of a model server (default: load the model in-process)")
     rec.add_argument("--protocol", choices=("rest", "grpc"), default="rest")
-    rec.add_argument("--model", default="retrieval")
+    rec.add_argument("--model", default="auto",
+                     help="served model (default: dual_retrieval if the server has it, else retrieval)")
     rec.add_argument("--timeout", type=float, default=10.0)
+
+    camp = sub.add_parser("campaign", help="batch job: each user's most likely next items from the generative "
+                                           "head, one JSON line per user (arguments after -- go to Beam)")
+    _add_common(camp)
+    camp.add_argument("--top-n", type=int, default=5)
+    camp.add_argument("--exclude-history", action="store_true", help="never send what the user already has")
+    camp.add_argument("--campaign-output", default="",
+                      help="output prefix (default: <output>/campaign/<dataset>.next_items)")
 
     ev = sub.add_parser("evaluate", help="evaluate the pushed models and baselines, print and write the table")
     _add_common(ev)
@@ -284,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         argv, beam_args = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
     handlers = {"run": lambda: cmd_run(args, beam_args), "serve": lambda: cmd_serve(args, beam_args),
-                "recommend": lambda: cmd_recommend(args), "evaluate": lambda: cmd_evaluate(args)}
+                "recommend": lambda: cmd_recommend(args), "evaluate": lambda: cmd_evaluate(args),
+                "campaign": lambda: cmd_campaign(args, beam_args)}
     from recsys.data import DataValidationError, DatasetNotFoundError
     from tfx_pipeline.artifacts import ArtifactNotFound
 

@@ -47,8 +47,17 @@ def show(output: str, dataset: str, rest: str, grpc: str, users: int = 3, k: int
     titles = {i: (t or c or i) for i, t, c in zip(ds.items["item_id"], ds.items["title"], ds.items["category"])}
     events = ds.events.sort_values(["user_id", "timestamp"], kind="stable")
     user_ids = sorted(events["user_id"].unique(), key=lambda u: (len(u), u))[:users]
-    rest_client = RecommenderClient(rest, protocol="rest", model_name=MODEL, timeout=30)
-    grpc_client = RecommenderClient(grpc, protocol="grpc", model_name=MODEL, timeout=30)
+    from tfx_pipeline.pipeline import DUAL_RETRIEVAL, GENERATIVE
+
+    pushed = [m for m in (DUAL_RETRIEVAL, GENERATIVE) if os.path.isdir(os.path.join(layout.serving_dir, m))]
+    for name in pushed:  # the server loads models one by one; the client's choice must see them all
+        wait_for_server(rest, name)
+    rest_client = RecommenderClient(rest, protocol="rest", timeout=30)  # model "auto": dual_retrieval if pushed
+    grpc_client = RecommenderClient(grpc, protocol="grpc", timeout=30)
+    model = rest_client.model_name
+    print(f"\nThe client's default retrieval model on this server: '{model}' "
+          + ("(the dual-head student beat the two-tower on validation)" if model == DUAL_RETRIEVAL
+             else "(the dual-head student was not pushed: it did not beat the two-tower on validation)"))
     for user in user_ids:
         history = events.loc[events["user_id"] == user, "item_id"].tolist()
         exclude = sorted(set(history)) if ds.protocol == LEAVE_ONE_OUT else []
@@ -57,10 +66,15 @@ def show(output: str, dataset: str, rest: str, grpc: str, users: int = 3, k: int
         same = [r.item_id for r in recs] == [r.item_id for r in via_grpc]
         print(f"\nUser {user}: {len(history)} interactions; most recent: "
               + "; ".join(titles.get(i, i) for i in history[-3:]))
-        print(f"  top {k} from model '{MODEL}' over REST ({rest}); gRPC ({grpc}) gives the "
+        print(f"  top {k} from model '{model}' over REST ({rest}); gRPC ({grpc}) gives the "
               f"{'same list' if same else 'a DIFFERENT list'}:")
         for rank, r in enumerate(recs, 1):
             print(f"  {rank:2d}. {r.item_id:>8s} {r.score:7.3f}  {titles.get(r.item_id, '')}")
+        if GENERATIVE in pushed:
+            gen = rest_client.recommend_batch(user_ids=[user], k=5, exclude=[exclude], model_name=GENERATIVE)[0]
+            print(f"  the generative head's 5 most likely next items (log-likelihood; what a campaign would send):")
+            for r in gen:
+                print(f"      {r.item_id:>8s} {r.score:7.3f}  {titles.get(r.item_id, '')}")
     report = read_report(layout.metrics_path)
     print()
     print(format_table(report["models"], f"{report['dataset']} — {report['protocol']}, full ranking over all items"))

@@ -250,8 +250,10 @@ class RecommenderClient:
                         k: int | Sequence[int] = 10,
                         exclude: Sequence[Sequence[str]] | None = None,
                         order_positions: Sequence[Sequence[int]] | None = None,
+                        model_name: str | None = None,
                         ) -> list[list[Recommendation]]:
-        """One request for several users (or histories); one list per row."""
+        """One request for several users (or histories); one list per row (``model_name``
+        overrides the client's model, e.g. ``"generative"``)."""
         if (user_ids is None) == (histories is None):
             raise ValueError("give exactly one of user_ids or histories")
         if order_positions is not None:
@@ -284,7 +286,7 @@ class RecommenderClient:
                 inputs["order_pos"] = np.asarray([list(p) + [0] * (width - len(p)) for p in order_positions],
                                                  dtype=np.int64)
                 signature = ORDERS_SIGNATURE
-        outputs = self.predict(inputs, signature_name=signature)
+        outputs = self.predict(inputs, signature_name=signature, model_name=model_name)
         results = []
         for row, (ids, scores) in enumerate(zip(outputs["item_ids"], outputs["scores"])):
             skip = set(excludes[row]) | {""}

@@ -116,7 +116,9 @@ def create_pipeline(
             examples=content_embedder.outputs["embeddings"],
             train_args=tfx.proto.TrainArgs(splits=[F.CATALOG]),
             eval_args=tfx.proto.EvalArgs(splits=[F.CATALOG]),
-            custom_config={"rqvae": dict(rqvae or {})},
+            # artifact_format: bumped when the trainer's outputs change, so cached runs are not reused
+            # (format 2 adds the content embeddings the dual-head trainer reads)
+            custom_config={"rqvae": dict(rqvae or {}), "artifact_format": 2},
         ).with_id("SemanticIdTrainer")
         # No blessing: the trainer itself refuses to export IDs that are not unique.
         push_encoder = tfx.components.Pusher(
