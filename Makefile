@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: install run serve stop demo test test-unit test-integration evaluate benchmark clean
+.PHONY: install run serve stop demo test test-unit test-integration evaluate benchmark ablation campaign clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,12 @@ test-unit: install
 
 benchmark: install
 	$(PY) benchmarks/serving_latency.py --output $(ARTIFACTS)
+
+ablation: install
+	$(PY) benchmarks/dual_head_ablation.py --output $(ARTIFACTS) --dataset $(DATASET)
+
+campaign: install
+	$(VENV)/bin/recsys campaign --dataset $(DATASET) --output $(ARTIFACTS)
 
 clean: stop
 	rm -rf $(ARTIFACTS)

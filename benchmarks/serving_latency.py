@@ -1,4 +1,4 @@
-"""Latency of the pushed retrieval models: ScaNN vs brute force, in-process vs REST vs gRPC.
+"""Latency of the pushed models: ScaNN vs brute force, retrieval vs generative, in-process vs REST vs gRPC.
 
     python benchmarks/serving_latency.py --output artifacts [--requests 200]
 
@@ -6,7 +6,8 @@ Every figure is measured in this process against a baseline measured in the
 same run (the brute-force twin called in-process), on real users' histories
 from the pipeline's test split. Prints a table of p50/p95 milliseconds per
 single-user request and the ratio to the baseline, plus ScaNN's recall@10
-against brute force on the same requests.
+against brute force on the same requests. Models that were not pushed (the
+dual-head ones when they did not pass their gate) are skipped and listed.
 """
 from __future__ import annotations
 
@@ -53,8 +54,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows = sequences_io.read_rows(examples[-1], F.TEST)
     histories = [h[-50:] for h in rows.histories][: args.requests]
-    dirs = {name: latest_version_dir(os.path.join(layout.serving_dir, name))
-            for name in ("retrieval", "retrieval_bruteforce")}
+    from tfx_pipeline.artifacts import ArtifactNotFound
+    from tfx_pipeline.pipeline import (DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE, RETRIEVAL,
+                                       RETRIEVAL_BRUTE_FORCE)
+
+    dirs = {}
+    for name in (RETRIEVAL, RETRIEVAL_BRUTE_FORCE, DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE):
+        try:
+            dirs[name] = latest_version_dir(os.path.join(layout.serving_dir, name))
+        except ArtifactNotFound:
+            print(f"(skipping {name}: not pushed)")
+    if RETRIEVAL_BRUTE_FORCE not in dirs:
+        print("The baseline retrieval_bruteforce was never pushed; nothing to compare against.", file=sys.stderr)
+        return 1
 
     results: dict[str, list[float]] = {}
     answers: dict[str, list[list[str]]] = {}
@@ -89,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, ms in results.items():
         p50, p95 = _percentiles(ms)
         print(f"{name:40s} {p50:8.3f} {p95:8.3f} {p50 / base_p50:30.2f}")
-    recall = np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(answers["retrieval"], answers["retrieval_bruteforce"])])
-    print(f"ScaNN recall@{args.k} against brute force on these requests: {recall:.4f}")
+    for scann_name, exact in ((RETRIEVAL, RETRIEVAL_BRUTE_FORCE), (DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE)):
+        if scann_name in answers and exact in answers:
+            recall = np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(answers[scann_name], answers[exact])])
+            print(f"{scann_name}: ScaNN recall@{args.k} against brute force on these requests: {recall:.4f}")
     return 0
 
 
