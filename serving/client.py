@@ -179,10 +179,10 @@ class RecommenderClient:
             for name in DEFAULT_RETRIEVAL_MODELS:
                 try:
                     states = [v.get("state") for v in self.model_status(name)]
-                except ServingTimeout:
-                    raise
-                except ServingError:  # not served here
-                    continue
+                except ServingError as e:
+                    if e.code in (404, "NOT_FOUND"):  # not served here: try the next one
+                        continue
+                    raise  # the server is down or failing: say so, do not guess a model
                 if "AVAILABLE" in states:
                     self._model_name = name
                     break

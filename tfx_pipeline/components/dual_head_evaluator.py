@@ -17,19 +17,11 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 
 from recsys import features as F
-from tfx_pipeline.components.evaluator import GATE_METRIC, METRICS_FILE
+from tfx_pipeline.components.evaluator import GATE_METRIC, METRICS_FILE, write_blessing
 from tfx_pipeline.components.index_builder import SERVING_SUBDIR
 
 STUDENT = "dual_retrieval"
 TEACHER = "generative"
-
-
-def _bless(artifact, blessed: bool, verdict: str) -> None:
-    artifact.set_int_custom_property("blessed", int(blessed))
-    artifact.set_string_custom_property("reason", verdict)
-    with open(os.path.join(artifact.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as f:
-        f.write(verdict + "\n")
-    print(f"[evaluate] {verdict}", flush=True)
 
 
 @component
@@ -68,15 +60,15 @@ def DualHeadEvaluator(  # noqa: N802
     val = out["validation"]["models"]
     ours, bar = val[STUDENT][GATE_METRIC], val["two_tower"][GATE_METRIC]
     blessed = ours > bar * (1.0 + min_lift)
-    _bless(retrieval_blessing, blessed,
+    write_blessing(retrieval_blessing, blessed,
            f"{STUDENT} validation {GATE_METRIC} {ours:.4f} vs two_tower {bar:.4f} (required lift {min_lift:+.0%}): "
            + ("BLESSED, pushed as the default retrieval model" if blessed
               else "NOT blessed, the two-tower stays the default"))
     if TEACHER in val:
         ours, bar = val[TEACHER][GATE_METRIC], val["popularity"][GATE_METRIC]
         blessed = ours > bar * (1.0 + min_lift)
-        _bless(generative_blessing, blessed,
+        write_blessing(generative_blessing, blessed,
                f"{TEACHER} validation {GATE_METRIC} {ours:.4f} vs popularity {bar:.4f}: "
                + ("BLESSED" if blessed else "NOT blessed, nothing will be pushed"))
     else:
-        _bless(generative_blessing, False, f"{TEACHER}: the model has no generative head; nothing to push")
+        write_blessing(generative_blessing, False, f"{TEACHER}: the model has no generative head; nothing to push")

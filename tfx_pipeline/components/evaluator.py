@@ -52,8 +52,13 @@ def RetrievalEvaluator(  # noqa: N802
     blessed = ours > base * (1.0 + min_lift)
     verdict = (f"{GATE_MODEL} validation {GATE_METRIC} {ours:.4f} vs {GATE_BASELINE} {base:.4f} "
                f"(required lift {min_lift:+.0%}): {'BLESSED' if blessed else 'NOT blessed, nothing will be pushed'}")
-    print(f"[evaluate] {verdict}", flush=True)
-    blessing.set_int_custom_property("blessed", int(blessed))
-    blessing.set_string_custom_property("reason", verdict)
-    with open(os.path.join(blessing.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as f:
+    write_blessing(blessing, blessed, verdict)
+
+
+def write_blessing(artifact, blessed: bool, verdict: str) -> None:
+    """Marks a ModelBlessing artifact (the property the Pusher reads, a readable file) and prints the verdict."""
+    artifact.set_int_custom_property("blessed", int(blessed))
+    artifact.set_string_custom_property("reason", verdict)
+    with open(os.path.join(artifact.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as f:
         f.write(verdict + "\n")
+    print(f"[evaluate] {verdict}", flush=True)
