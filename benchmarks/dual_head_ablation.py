@@ -9,6 +9,7 @@ Rows (each trained with validation early stopping, never looking at test):
 * ``B + generative head (no KD)``: both heads on one encoder, no distillation
   (separates "multi-task" from "distillation");
 * ``C + distillation``: the full model; its generative head is the ``teacher`` row;
+* ``C with recent-item memory (R=8)``: the decoder also attends to the latest 8 item states;
 * ``sasrec``: a plain SASRec-style model on the same code (free IDs, item positions,
   full softmax);
 * the spine's popularity / item-CF / two-tower rows from ``metrics/<dataset>.json``.
@@ -36,6 +37,7 @@ VARIANTS = {
     "B + debiased targets + hard negatives": dict(generative_weight=0.0, distill_weight=0.0),
     "B + generative head (no KD)": dict(distill_weight=0.0),
     "C + distillation": dict(),
+    "C with recent-item memory (R=8)": dict(memory_recent=8),
     "sasrec": dict(variant="sasrec", generative_weight=0.0, distill_weight=0.0, id_residual=False,
                    order_positions=False, debias_targets=False, hard_negatives_category=0, hard_negatives_history=0),
 }

@@ -65,6 +65,7 @@ class DualHeadConfig:
     max_history: int = 30          # the dual head reads the latest 30 items (the two-tower 50): CPU budget
     max_orders: int = 64            # order positions further back share the last embedding
     memory_tokens: int = 4          # encoder summaries the decoder attends to
+    memory_recent: int = 0          # + the encoder states of the latest R history items
     epochs: int = 8
     batch_size: int = 256
     learning_rate: float = 1e-3
@@ -93,7 +94,8 @@ class DualHeadConfig:
                   "memory_tokens", "epochs", "batch_size", "max_positives", "distill_candidates", "beam_width"):
             if getattr(self, f) <= 0:
                 raise ValueError(f"DualHeadConfig.{f} must be positive, got {getattr(self, f)}")
-        for f in ("hard_negatives_category", "hard_negatives_history", "decoder_layers", "distill_warmup_epochs"):
+        for f in ("hard_negatives_category", "hard_negatives_history", "decoder_layers", "distill_warmup_epochs",
+                  "memory_recent"):
             if getattr(self, f) < 0:
                 raise ValueError(f"DualHeadConfig.{f} must be >= 0, got {getattr(self, f)}")
         for f in ("generative_weight", "distill_weight", "listwise_weight"):
@@ -366,9 +368,16 @@ class DualHeadModel(tf.keras.Model):
 
     # -- generative head -------------------------------------------------------------
     def memory(self, states, mask):
-        """Attention-pooled summaries of the history [B, M, D] (the decoder's context)."""
+        """The decoder's context [B, M + R, D]: attention-pooled summaries of the history, then the
+        states of the latest R items (a short history repeats its first item)."""
         queries = tf.tile(self.memory_queries[None], [tf.shape(states)[0], 1, 1])
-        return self.memory_attention(queries, states, attention_mask=mask[:, None, :])
+        pooled = self.memory_attention(queries, states, attention_mask=mask[:, None, :])
+        r = self.config.memory_recent
+        if r == 0:
+            return pooled
+        count = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1, keepdims=True)
+        idx = tf.clip_by_value(count - r + tf.range(r)[None], 0, tf.shape(states)[1] - 1)
+        return tf.concat([pooled, tf.gather(states, idx, batch_dims=1)], axis=1)
 
     def decode(self, memory, prefix, training=False):
         """Next-code logits after each prefix length.
@@ -383,7 +392,7 @@ class DualHeadModel(tf.keras.Model):
             tokens.append(self.token_embeddings[s](prefix[:, s])[:, None])
         tok = tf.concat(tokens, axis=1) + self.level_embedding(tf.range(t + 1))[None]
         x = tf.concat([memory, tok], axis=1)                                  # [B, M + t + 1, D]
-        m = self.config.memory_tokens
+        m = self.config.memory_tokens + self.config.memory_recent
         size = m + t + 1
         causal = tf.linalg.band_part(tf.ones([size, size], tf.bool), -1, 0)
         causal = tf.logical_or(causal, tf.range(size)[None, :] < m)          # everyone sees the memory

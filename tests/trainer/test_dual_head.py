@@ -123,6 +123,21 @@ def test_beam_search_scores_equal_teacher_forced_likelihoods_and_wide_beam_is_ex
         np.testing.assert_allclose(scores.numpy()[r, : len(order)], exact[r, order], rtol=1e-4, atol=1e-5)
 
 
+def test_recent_memory_holds_the_latest_item_states():
+    items = _items()
+    data = _data(items, rows=3)
+    model = _model(items, memory_recent=2)
+    states, mask = model.encode(tf.constant(data.history), tf.constant(data.order_rel), tf.constant(data.events))
+    memory = model.memory(states, mask).numpy()
+    assert memory.shape == (3, SMALL["memory_tokens"] + 2, SMALL["d_model"])
+    for r in range(3):
+        n = int((data.history[r] < items.num_items).sum())
+        want = states.numpy()[r, [max(n - 2, 0), n - 1]]
+        np.testing.assert_allclose(memory[r, -2:], want, rtol=1e-6)
+    top, scores = model.beam_search(model.memory(states, mask), tf.ones([3, items.num_items], tf.bool), 4)
+    assert top.shape == (3, 4) and np.all(np.isfinite(scores.numpy()))
+
+
 def test_training_step_updates_both_heads_and_reduces_the_loss():
     items = _items()
     data = _data(items, rows=40)
