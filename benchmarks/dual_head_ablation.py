@@ -9,6 +9,7 @@ Rows (each trained with validation early stopping, never looking at test):
 * ``B + generative head (no KD)``: both heads on one encoder, no distillation
   (separates "multi-task" from "distillation");
 * ``C + distillation``: the full model; its generative head is the ``teacher`` row;
+* ``A + distillation (no data tricks)``: separates distillation from the data engineering;
 * ``C with recent-item memory (R=8)``: the decoder also attends to the latest 8 item states;
 * ``sasrec``: a plain SASRec-style model on the same code (free IDs, item positions,
   full softmax);
@@ -37,6 +38,7 @@ VARIANTS = {
     "B + debiased targets + hard negatives": dict(generative_weight=0.0, distill_weight=0.0),
     "B + generative head (no KD)": dict(distill_weight=0.0),
     "C + distillation": dict(),
+    "A + distillation (no data tricks)": dict(debias_targets=False, hard_negatives_category=0, hard_negatives_history=0),
     "C with recent-item memory (R=8)": dict(memory_recent=8),
     "sasrec": dict(variant="sasrec", generative_weight=0.0, distill_weight=0.0, id_residual=False,
                    order_positions=False, debias_targets=False, hard_negatives_category=0, hard_negatives_history=0),
@@ -99,6 +101,39 @@ def _latency(model, data, n: int = 200) -> dict:
     return out
 
 
+def _write(args, layout, exclude, results, configs, logs, latency, teacher_of, start) -> str:
+    """Merges the spine's rows (and, with --merge, earlier variants) and writes the ablation JSON."""
+    results = {split: dict(rows) for split, rows in results.items()}
+    path = layout.metrics_path.replace(".json", ".dual_head_ablation.json")
+    if args.merge and os.path.exists(path) and getattr(args, "_old", None) is None:
+        with open(path) as f:
+            args._old = json.load(f)
+    old = getattr(args, "_old", None)
+    if old:
+        for split in results:
+            results[split] = {**old["results"][split], **results[split]}
+        configs, logs = {**old["configs"], **configs}, {**old["training"], **logs}
+        latency = latency or old.get("latency_per_request_in_process")
+        teacher_of = teacher_of or next((k for k in results["test"] if k.startswith("teacher (")), None)
+    if os.path.exists(layout.metrics_path):
+        with open(layout.metrics_path) as f:
+            spine = json.load(f)
+        for label, key in (("test", "models"), ("validation", "validation")):
+            for model in ("popularity", "item_cf", "user_most_frequent", "two_tower"):
+                if model in spine.get(key, {}):
+                    results[label][f"spine: {model}"] = spine[key][model]
+    report = {"dataset": args.dataset, "exclude_history": exclude, "epochs": args.epochs, "results": results,
+              "configs": configs, "training": logs, "latency_per_request_in_process": latency,
+              "elapsed_s": round(time.time() - start)}
+    if teacher_of and "C + distillation" in results["test"]:
+        report["student_share_of_teacher_HR@10"] = round(
+            results["test"]["C + distillation"]["HR@10"] / max(results["test"][teacher_of]["HR@10"], 1e-12), 3)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    return path
+
+
 def main(argv=None) -> int:
     from recsys import features as F
     from recsys.evaluation.report import format_table
@@ -145,39 +180,20 @@ def main(argv=None) -> int:
                     teacher_of = label
         if name == "C + distillation":
             latency = _latency(result.model, splits["test"])
-        print(f"[ablation] {name} done, {time.time() - start:.0f}s so far", flush=True)
-
-    spine_path = layout.metrics_path
-    if os.path.exists(spine_path):
-        with open(spine_path) as f:
-            spine = json.load(f)
-        for label, key in (("test", "models"), ("validation", "validation")):
-            for model in ("popularity", "item_cf", "user_most_frequent", "two_tower"):
-                if model in spine.get(key, {}):
-                    results[label][f"spine: {model}"] = spine[key][model]
-    path = spine_path.replace(".json", ".dual_head_ablation.json")
-    if args.merge and os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-        for split in results:
-            results[split] = {**old["results"][split], **results[split]}
-        configs, logs = {**old["configs"], **configs}, {**old["training"], **logs}
-        latency = latency or old.get("latency_per_request_in_process")
-        teacher_of = teacher_of or next((k for k in results["test"] if k.startswith("teacher (")), None)
-    report = {"dataset": args.dataset, "exclude_history": exclude, "results": results, "configs": configs,
-              "training": logs, "latency_per_request_in_process": latency, "elapsed_s": round(time.time() - start)}
-    if teacher_of and "C + distillation" in results["test"]:
-        report["student_share_of_teacher_HR@10"] = round(
-            results["test"]["C + distillation"]["HR@10"] / max(results["test"][teacher_of]["HR@10"], 1e-12), 3)
+        print(f"[ablation] {name} done, {time.time() - start:.0f}s so far; test: "
+              + json.dumps({k: round(v["HR@10"], 4) for k, v in results["test"].items()}), flush=True)
+        # written after every variant, so a crash later loses nothing
+        path = _write(args, layout, exclude, results, configs, logs, latency, teacher_of, start)
     for split in ("validation", "test"):
-        print(format_table(results[split], f"{args.dataset} — dual-head ablation, {split} split, full ranking"))
-    if latency:
-        print(f"latency per request (in-process, batch 1): {json.dumps(latency)}")
+        with open(path) as f:
+            table = json.load(f)["results"][split]
+        print(format_table(table, f"{args.dataset} — dual-head ablation, {split} split, full ranking"))
+    with open(path) as f:
+        report = json.load(f)
+    if report.get("latency_per_request_in_process"):
+        print(f"latency per request (in-process, batch 1): {json.dumps(report['latency_per_request_in_process'])}")
     if "student_share_of_teacher_HR@10" in report:
         print(f"student HR@10 / teacher HR@10 (test): {report['student_share_of_teacher_HR@10']:.3f}")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
     print(f"[ablation] written to {path}")
     return 0
 
