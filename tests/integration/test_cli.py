@@ -16,8 +16,10 @@ def test_evaluate_reproduces_the_pipeline_evaluator(ml_slice, capsys):
     printed = capsys.readouterr().out
     report = json.load(open(layout.metrics_path))
     assert report["dataset"] == "movielens-100k"
-    ev = sorted(glob.glob(os.path.join(layout.pipeline_root, "RetrievalEvaluator", "evaluation", "*")))[-1]
+    # the dual-head evaluator's table holds the spine's rows and the dual-head models', as recsys evaluate does
+    ev = sorted(glob.glob(os.path.join(layout.pipeline_root, "DualHeadEvaluator", "evaluation", "*")))[-1]
     expected = json.load(open(os.path.join(ev, "metrics.json")))["test"]["models"]
+    assert {"two_tower", "dual_retrieval", "generative"} <= set(expected)
     assert set(report["models"]) == set(expected)
     for model, values in expected.items():
         assert report["models"][model] == pytest.approx(values), model
