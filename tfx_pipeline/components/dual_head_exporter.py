@@ -24,27 +24,9 @@ REPORT_FILE = "dual_head_report.json"
 
 def latest_histories_with_orders(examples_uri: str) -> dict:
     """user → (items oldest first, order positions) of their most recent row, its targets appended."""
-    import numpy as np
+    from recsys.campaign import user_histories_from_examples
 
-    from recsys import features as F
-    from trainer import base
-
-    spec = F.feature_spec((F.USER_ID, F.HISTORY_ITEM_ID, F.HISTORY_ORDER_POS, F.TARGET_ITEM_ID,
-                           F.TARGET_ORDER_POS, F.TARGET_TIMESTAMP))
-    latest = {}
-    for split in F.SEQUENCE_SPLITS:
-        cols = base.read_examples(base.split_files(examples_uri, split), spec)
-        for r, user in enumerate(cols[F.USER_ID.name]):
-            user = user.decode() if isinstance(user, bytes) else str(user)
-            ts = int(cols[F.TARGET_TIMESTAMP.name][r])
-            if user in latest and latest[user][0] >= ts:
-                continue
-            hist = [x.decode() for x in cols[F.HISTORY_ITEM_ID.name][r]]
-            tgt = [x.decode() for x in cols[F.TARGET_ITEM_ID.name][r]]
-            pos = np.asarray(cols[F.HISTORY_ORDER_POS.name][r], np.int64).tolist()
-            pos += [int(cols[F.TARGET_ORDER_POS.name][r])] * len(tgt)
-            latest[user] = (ts, hist + tgt, pos)
-    return {u: (h, p) for u, (_, h, p) in latest.items()}
+    return {user: (items, positions) for user, items, positions in user_histories_from_examples(examples_uri)}
 
 
 @component
