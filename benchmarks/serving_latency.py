@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="movielens-100k")
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--extra", action="append", default=[], metavar="NAME=DIR",
+                   help="also time a SavedModel that was not pushed (in-process only), e.g. the "
+                        "DualHeadExporter's bruteforce_model/<id>/Format-Serving")
     args = p.parse_args(argv)
 
     import scann  # noqa: F401
@@ -68,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         print("The baseline retrieval_bruteforce was never pushed; nothing to compare against.", file=sys.stderr)
         return 1
 
+    extra = dict(kv.split("=", 1) for kv in args.extra)
     results: dict[str, list[float]] = {}
     answers: dict[str, list[list[str]]] = {}
-    for name, path in dirs.items():
+    for name, path in {**dirs, **extra}.items():
         fn = tf.saved_model.load(path).signatures["serving_default"]
         fn(history=tf.constant([histories[0]]), k=tf.constant([args.k]), exclude=tf.constant([[""]]))  # trace
         ms, out = [], []
