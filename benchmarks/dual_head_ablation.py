@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     p.add_argument("--output", default="artifacts", help="artifact root of a `recsys run` (default: %(default)s)")
     p.add_argument("--dataset", default="movielens-100k")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
-    p.add_argument("--epochs", type=int, default=8, help="max epochs per variant (early stopping on validation)")
+    p.add_argument("--epochs", type=int, default=4, help="max epochs per variant (early stopping on validation)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a DualHeadConfig field for every variant (JSON value), e.g. --set distill_weight=0.5")
     p.add_argument("--merge", action="store_true",

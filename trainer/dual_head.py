@@ -66,7 +66,7 @@ class DualHeadConfig:
     max_orders: int = 64            # order positions further back share the last embedding
     memory_tokens: int = 4          # encoder summaries the decoder attends to
     memory_recent: int = 0          # + the encoder states of the latest R history items
-    epochs: int = 8
+    epochs: int = 4                 # what the ablation and the measured `make run` used (2-core budget)
     batch_size: int = 256
     learning_rate: float = 1e-3
     temperature: float = 0.1
