@@ -491,7 +491,6 @@ class PairSampler:
         cats = items.category[trained]
         for c in np.unique(cats):
             self.by_category[int(c)] = trained[cats == c]
-        self.pos_matrix = np.full((len(data.positives), config.max_positives), -1, np.int64)
         self.rng = np.random.default_rng(config.seed)
 
     def epoch(self) -> np.ndarray:
@@ -575,8 +574,7 @@ class Trainer:
                 for t, lg in enumerate(level_logits)])
             if cfg.distill_weight > 0 and distill:
                 masked = tf.where(valid, raw, -1e9)
-                c = min(cfg.distill_candidates, 10_000)
-                top = tf.math.top_k(tf.stop_gradient(masked), tf.minimum(c, tf.shape(cands)[0]))
+                top = tf.math.top_k(tf.stop_gradient(masked), tf.minimum(cfg.distill_candidates, tf.shape(cands)[0]))
                 cand_items = tf.gather(cands, top.indices)                              # [B, c]
                 teacher = tf.stop_gradient(m.code_log_likelihood(memory, cand_items, training=False))
                 student = tf.gather(raw, top.indices, batch_dims=1)
@@ -630,12 +628,10 @@ def retrieval_topk(model: DualHeadModel, data: SequenceData, exclude_history: bo
     from recsys.evaluation.metrics import top_k
 
     items = catalogue_vectors(model)
-    out = []
-    for s in range(0, len(data.history), 1024):
-        scores = user_vectors(model, SequenceData(data.history[s:s + 1024], data.order_rel[s:s + 1024],
-                                                  data.events[s:s + 1024], [], [], [])) @ items.T
-        out.append(top_k(scores, k, exclude=data.full_history[s:s + 1024] if exclude_history else None))
-    return np.concatenate(out)
+    users = user_vectors(model, data)
+    out = [top_k(users[s:s + 1024] @ items.T, k, exclude=data.full_history[s:s + 1024] if exclude_history else None)
+           for s in range(0, len(users), 1024)]
+    return np.concatenate(out) if out else np.zeros((0, k), np.int64)
 
 
 def generative_topk(model: DualHeadModel, data: SequenceData, exclude_history: bool, k: int = 10,

@@ -16,8 +16,7 @@ from tfx import v1 as tfx
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 
-from recsys import features as F
-from tfx_pipeline.components.evaluator import GATE_METRIC, METRICS_FILE, write_blessing
+from tfx_pipeline.components.evaluator import GATE_METRIC, METRICS_FILE, evaluate_splits, write_blessing
 from tfx_pipeline.components.index_builder import SERVING_SUBDIR
 
 STUDENT = "dual_retrieval"
@@ -36,11 +35,6 @@ def DualHeadEvaluator(  # noqa: N802
     generative_blessing: OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
     min_lift: Parameter[float] = 0.0,
 ) -> None:
-    from recsys.evaluate import evaluate_split
-    from recsys.evaluation import report
-
-    dataset = examples.get_string_custom_property("dataset")
-    protocol = examples.get_string_custom_property("protocol")
     dirs = {STUDENT: os.path.join(bruteforce_model.uri, SERVING_SUBDIR),
             f"{STUDENT}_scann": os.path.join(scann_model.uri, SERVING_SUBDIR)}
     generative_dir = os.path.join(generative_model.uri, SERVING_SUBDIR)
@@ -48,15 +42,9 @@ def DualHeadEvaluator(  # noqa: N802
         dirs[TEACHER] = generative_dir
     with open(os.path.join(baseline_evaluation.uri, METRICS_FILE)) as f:
         spine = json.load(f)
-    out = {}
-    for split, label in ((F.EVAL, "validation"), (F.TEST, "test")):
-        models = evaluate_split(examples.uri, split, protocol, dirs)
-        for name, values in spine[label]["models"].items():
-            models.setdefault(name, values)  # the spine's two-tower (and baselines) beside the new models
-        out[label] = {"dataset": dataset, "protocol": f"{protocol} ({label} split)", "models": models}
-        print(report.format_table(models, f"{dataset} — {protocol}, {label} split, full ranking"), flush=True)
-    with open(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
-        json.dump(out, f, indent=1)
+    # the spine's two-tower (and baselines) beside the new models
+    out = evaluate_splits(examples, dirs, evaluation.uri,
+                          known={label: spine[label]["models"] for label in ("validation", "test")})
     val = out["validation"]["models"]
     ours, bar = val[STUDENT][GATE_METRIC], val["two_tower"][GATE_METRIC]
     blessed = ours > bar * (1.0 + min_lift)

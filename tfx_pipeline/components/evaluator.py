@@ -34,25 +34,35 @@ def RetrievalEvaluator(  # noqa: N802
     blessing: OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
     min_lift: Parameter[float] = 0.0,
 ) -> None:
-    from recsys.evaluate import evaluate_split
-    from recsys.evaluation import report
-
-    dataset = examples.get_string_custom_property("dataset")
-    protocol = examples.get_string_custom_property("protocol")
-    dirs = model_dirs(bruteforce_model.uri, scann_model.uri)
-    out = {}
-    for split, label in ((F.EVAL, "validation"), (F.TEST, "test")):
-        models = evaluate_split(examples.uri, split, protocol, dirs)
-        out[label] = {"dataset": dataset, "protocol": f"{protocol} ({label} split)", "models": models}
-        print(report.format_table(models, f"{dataset} — {protocol}, {label} split, full ranking"), flush=True)
-    with open(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
-        json.dump(out, f, indent=1)
+    out = evaluate_splits(examples, model_dirs(bruteforce_model.uri, scann_model.uri), evaluation.uri)
     val = out["validation"]["models"]
     ours, base = val[GATE_MODEL][GATE_METRIC], val[GATE_BASELINE][GATE_METRIC]
     blessed = ours > base * (1.0 + min_lift)
     verdict = (f"{GATE_MODEL} validation {GATE_METRIC} {ours:.4f} vs {GATE_BASELINE} {base:.4f} "
                f"(required lift {min_lift:+.0%}): {'BLESSED' if blessed else 'NOT blessed, nothing will be pushed'}")
     write_blessing(blessing, blessed, verdict)
+
+
+def evaluate_splits(examples, dirs: dict[str, str], evaluation_uri: str, known: dict | None = None) -> dict:
+    """Baselines + the SavedModels in ``dirs`` on validation and test; prints and writes ``METRICS_FILE``.
+
+    ``known``: rows already measured by another evaluator ({label: {model: metrics}}), added beside ours.
+    """
+    from recsys.evaluate import evaluate_split
+    from recsys.evaluation import report
+
+    dataset = examples.get_string_custom_property("dataset")
+    protocol = examples.get_string_custom_property("protocol")
+    out = {}
+    for split, label in ((F.EVAL, "validation"), (F.TEST, "test")):
+        models = evaluate_split(examples.uri, split, protocol, dirs)
+        for name, values in (known or {}).get(label, {}).items():
+            models.setdefault(name, values)
+        out[label] = {"dataset": dataset, "protocol": f"{protocol} ({label} split)", "models": models}
+        print(report.format_table(models, f"{dataset} — {protocol}, {label} split, full ranking"), flush=True)
+    with open(os.path.join(evaluation_uri, METRICS_FILE), "w") as f:
+        json.dump(out, f, indent=1)
+    return out
 
 
 def write_blessing(artifact, blessed: bool, verdict: str) -> None:
