@@ -57,9 +57,9 @@ def _inputs(root: str, dataset: str):
     semantic = latest_output_uri(layout, "SemanticIdTrainer", "model")
     npz = os.path.join(semantic, CONTENT_FILE)
     if not os.path.exists(npz):  # a content space built before the trainer saved its inputs
-        from recsys import sequences_io
+        from transform import examples_io
 
-        rows = sequences_io.read_content(latest_output_uri(layout, "ContentEmbedder", "embeddings"))
+        rows = examples_io.read_content(latest_output_uri(layout, "ContentEmbedder", "embeddings"))
         npz = os.path.join(root, "metrics", f"{layout.slug}.content_embeddings.npz")
         np.savez(npz, item_ids=rows.item_ids.astype(str), vectors=rows.vectors)
     items = dual_head.load_item_space(examples, os.path.join(semantic, "Format-Serving", "assets.extra", TABLE_FILE),

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from recsys import features as F
-    from recsys import sequences_io
+    from transform import examples_io
     from serving.client import RecommenderClient
     from serving.server import ModelServer, model_server_config
     from tfx_pipeline.artifacts import latest_version_dir
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"No pipeline output under {layout.pipeline_root}; run `recsys run --output {args.output}` first.",
               file=sys.stderr)
         return 1
-    rows = sequences_io.read_rows(examples[-1], F.TEST)
+    rows = examples_io.read_rows(examples[-1], F.TEST)
     histories = [h[-50:] for h in rows.histories][: args.requests]
     from tfx_pipeline.artifacts import ArtifactNotFound
     from tfx_pipeline.pipeline import (DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE, RETRIEVAL,

@@ -46,28 +46,10 @@ UserHistory = tuple[str, list[str], list[int]]  # (user_id, item ids oldest firs
 
 
 def user_histories_from_examples(examples_uri: str) -> list[UserHistory]:
-    """Each user's latest history, sorted by user id.
+    """Each user's latest history (``transform.examples_io.latest_histories``), sorted by user id."""
+    from transform import examples_io
 
-    The latest history is the history of the user's most recent sequence row
-    (largest ``target_timestamp`` over the train/eval/test splits; on a tie the
-    first row read wins, as in ``sequences_io.latest_histories``) with that
-    row's targets appended; the targets' order position is the row's
-    ``target_order_pos``. Item and position lists have equal lengths.
-    """
-    from recsys import sequences_io
-    from trainer import base
-
-    latest: dict[str, tuple[int, list[str], list[int]]] = {}
-    for split in F.SEQUENCE_SPLITS:
-        rows = sequences_io.read_rows(examples_uri, split)
-        target_pos = base.read_examples(base.split_files(examples_uri, split),
-                                        F.feature_spec((F.TARGET_ORDER_POS,)))[F.TARGET_ORDER_POS.name]
-        for user, history, positions, targets, target_p, ts in zip(
-                rows.user_ids, rows.histories, rows.history_order_pos, rows.targets, target_pos,
-                rows.target_timestamps.tolist(), strict=True):
-            if user not in latest or ts > latest[user][0]:
-                latest[user] = (ts, history + targets, positions + [int(target_p)] * len(targets))
-    return [(user, items, positions) for user, (_, items, positions) in sorted(latest.items())]
+    return [(user, h.items, h.order_pos) for user, h in examples_io.latest_histories(examples_uri).items()]
 
 
 def resolve_model_dir(path: str) -> str:

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from recsys import sequences_io
+from transform import examples_io
 from recsys.evaluation import baselines, metrics
 from transform.sequences import LEAVE_LAST_ORDER_OUT, LEAVE_ONE_OUT
 
@@ -66,15 +66,15 @@ def evaluate_split(examples_uri: str, split: str, protocol: str, model_dirs: dic
     """Metrics of the baselines and of every model in ``model_dirs`` on ``split``."""
     if protocol not in (LEAVE_ONE_OUT, LEAVE_LAST_ORDER_OUT):
         raise ValueError(f"Unknown protocol {protocol!r}")
-    catalog = sequences_io.read_catalog(examples_uri)
+    catalog = examples_io.read_catalog(examples_uri)
     pos = catalog.positions()
     n = len(pos)
-    rows = sequences_io.read_rows(examples_uri, split)
+    rows = examples_io.read_rows(examples_uri, split)
     exclude_history = protocol == LEAVE_ONE_OUT
     targets = [_to_positions(t, pos) for t in rows.targets]
     histories = [_to_positions(h, pos) for h in rows.histories]
     users = np.arange(len(rows.user_ids))
-    train = sequences_io.training_interactions(examples_uri)
+    train = examples_io.training_interactions(examples_uri)
     train_hist = [_to_positions(h, pos) for h in train.values()]
 
     scorers: dict[str, object] = {

@@ -5,14 +5,13 @@ these helpers; none of them parses examples or vocabulary files itself.
 """
 from __future__ import annotations
 
-import glob
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
 from recsys import features as F
+from transform.examples_io import read_examples, split_files  # noqa: F401  (the trainers read through base)
 
 
 @dataclass(frozen=True)
@@ -70,32 +69,6 @@ def load_vocabularies(transform_output_dir: str) -> Vocabularies:
         users=_read_vocab(tfo.vocabulary_file_by_name(F.USER_VOCAB)),
         categories=_read_vocab(tfo.vocabulary_file_by_name(F.CATEGORY_VOCAB)),
     )
-
-
-def split_files(uri_or_pattern: str | list[str], split: str | None = None) -> list[str]:
-    """Files of one split of an Examples artifact (or the given file patterns)."""
-    patterns = [uri_or_pattern] if isinstance(uri_or_pattern, str) else list(uri_or_pattern)
-    if split is not None:
-        patterns = [os.path.join(p, f"Split-{split}", "*") for p in patterns]
-    files = sorted(f for p in patterns for f in glob.glob(p))
-    if not files:
-        raise FileNotFoundError(f"No example files match {patterns}")
-    return files
-
-
-def read_examples(files: list[str], spec: dict, batch_size: int = 4096) -> dict[str, list]:
-    """All examples of ``files`` as python/numpy columns (dense → ndarray, varlen → list of arrays)."""
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
-    cols: dict[str, list] = {k: [] for k in spec}
-    for batch in ds:
-        parsed = tf.io.parse_example(batch, spec)
-        for k, v in parsed.items():
-            if isinstance(v, tf.SparseTensor):
-                rt = tf.RaggedTensor.from_sparse(v)
-                cols[k].extend(np.asarray(x) for x in rt.to_list())
-            else:
-                cols[k].extend(v.numpy().tolist())
-    return cols
 
 
 @dataclass(frozen=True)

@@ -220,10 +220,10 @@ def load_item_space(examples_uri: str, semantic_ids_tsv: str, content_npz: str,
     Every catalogue item must have a Semantic ID and a content embedding (the
     content space is built over the same catalogue); a missing one is an error.
     """
-    from recsys import sequences_io
+    from transform import examples_io
     from trainer.semantic_ids import SemanticIdTable
 
-    catalog = sequences_io.read_catalog(examples_uri)
+    catalog = examples_io.read_catalog(examples_uri)
     table = SemanticIdTable.load(semantic_ids_tsv)
     with np.load(content_npz, allow_pickle=False) as z:
         content_ids = [str(x) for x in z["item_ids"].tolist()]

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from recsys import sequences_io
+from transform import examples_io
 from trainer import rqvae, semantic_ids
 
 REPORT_FILE = "semantic_id_report.json"
@@ -27,7 +27,7 @@ CONTENT_REPORT = "content_report.json"
 CONTENT_FILE = "content_embeddings.npz"  # the embeddings the IDs were trained on, for the dual-head trainer
 
 
-def save_content(rows: sequences_io.ContentRows, path: str) -> None:
+def save_content(rows: examples_io.ContentRows, path: str) -> None:
     """Item ids and content vectors [N, D] next to the model (outside Format-Serving: not pushed)."""
     import io
 
@@ -65,7 +65,7 @@ def build_item_encoder(model: rqvae.RQVAE, item_ids: np.ndarray, ids: np.ndarray
 
 def train_semantic_ids(embeddings_uri: str, serving_dir: str, run_dir: str, config_overrides: dict | None) -> dict:
     start = time.time()
-    rows = sequences_io.read_content(embeddings_uri)
+    rows = examples_io.read_content(embeddings_uri)
     with open(os.path.join(embeddings_uri, CONTENT_REPORT)) as f:
         source = json.load(f)["source"]
     labels, vocab = category_labels(rows.categories)

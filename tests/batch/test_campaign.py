@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from recsys import features as F
-from recsys import sequences_io
+from transform import examples_io
 from recsys.campaign import batch_inputs, main, resolve_model_dir, run_campaign, user_histories_from_examples
 from transform.sequences import to_example
 
@@ -212,7 +212,8 @@ def examples(tmp_path):
 def test_user_histories_from_examples(examples):
     got = user_histories_from_examples(examples)
     assert got == LATEST
-    assert {u: items for u, items, _ in got} == sequences_io.latest_histories(examples)
+    assert {u: (items, pos) for u, items, pos in got} == {
+        u: (h.items, h.order_pos) for u, h in examples_io.latest_histories(examples).items()}
 
 
 def test_main_uses_the_highest_model_version(models, examples, tmp_path, capsys):

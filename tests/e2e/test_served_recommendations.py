@@ -35,10 +35,10 @@ def _real_user_and_history(layout):
     import glob
 
     from recsys import features as F
-    from recsys import sequences_io
+    from transform import examples_io
 
     examples = sorted(glob.glob(os.path.join(layout.pipeline_root, "SequenceExampleGen", "examples", "*")))[-1]
-    rows = sequences_io.read_rows(examples, F.TEST)
+    rows = examples_io.read_rows(examples, F.TEST)
     return rows.user_ids[0], rows.histories[0]
 
 

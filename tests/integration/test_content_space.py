@@ -11,12 +11,12 @@ pytestmark = pytest.mark.integration
 
 def test_every_catalogue_item_is_embedded_from_its_text(ml_slice, latest):
     layout, _ = ml_slice
-    from recsys import sequences_io
+    from transform import examples_io
 
     uri = latest(os.path.join(layout.pipeline_root, "ContentEmbedder", "embeddings", "*"))
     report = json.load(open(os.path.join(uri, "content_report.json")))
     assert report["source"] == "text" and report["items"] == 1682
-    rows = sequences_io.read_content(uri)
+    rows = examples_io.read_content(uri)
     assert rows.vectors.shape == (1682, 512)
     np.testing.assert_allclose(np.linalg.norm(rows.vectors, axis=1), 1.0, rtol=1e-4)
 

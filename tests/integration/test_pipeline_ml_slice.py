@@ -18,13 +18,13 @@ def test_example_gen_writes_every_split_and_the_protocol(ml_slice, latest):
         assert glob.glob(os.path.join(examples, f"Split-{split}", "*.gz")), split
     assert open(os.path.join(examples, "protocol.txt")).read().strip() == "leave_one_out"
 
-    from recsys import sequences_io
+    from transform import examples_io
 
-    test_rows = sequences_io.read_rows(examples, F.TEST)
-    eval_rows = sequences_io.read_rows(examples, F.EVAL)
+    test_rows = examples_io.read_rows(examples, F.TEST)
+    eval_rows = examples_io.read_rows(examples, F.EVAL)
     # every MovieLens user has >= 20 ratings, so each of the 40 users has one eval and one test row
     assert len(test_rows.user_ids) == len(eval_rows.user_ids) == 40
-    assert len(sequences_io.read_catalog(examples).item_ids) == 1682
+    assert len(examples_io.read_catalog(examples).item_ids) == 1682
     for u, h, t in zip(test_rows.user_ids, test_rows.histories, test_rows.targets):
         i = eval_rows.user_ids.index(u)
         assert h == eval_rows.histories[i] + eval_rows.targets[i]  # test history = eval history + eval target
@@ -40,10 +40,10 @@ def test_transform_vocabularies_and_schema(ml_slice, latest):
     # popularity = number of times an item is a training target, counted from the raw rows
     from collections import Counter
 
-    from recsys import sequences_io
+    from transform import examples_io
 
     examples = latest(os.path.join(layout.pipeline_root, "SequenceExampleGen", "examples", "*"))
-    expected = Counter(t for ts in sequences_io.read_rows(examples, F.TRAIN).targets for t in ts)
+    expected = Counter(t for ts in examples_io.read_rows(examples, F.TRAIN).targets for t in ts)
     assert vocab.item_counts == dict(expected)
     schema = latest(os.path.join(layout.pipeline_root, "SchemaGen", "schema", "*", "schema.pbtxt"))
     text = open(schema).read()

@@ -24,14 +24,14 @@ def _pipeline(root, vectors_path):
 
 
 def test_precomputed_vectors_are_used_as_given(tmp_path, latest):
-    from recsys import sequences_io
+    from transform import examples_io
 
     ids = np.array([str(i) for i in range(1, 1683)])
     vectors = np.random.default_rng(0).normal(size=(len(ids), 16)).astype(np.float32)
     path = str(tmp_path / "llm_vectors.npz")
     np.savez(path, item_id=ids[::-1], embedding=vectors[::-1])  # any order: matched by item id
     tfx.orchestration.LocalDagRunner().run(_pipeline(str(tmp_path), path))
-    rows = sequences_io.read_content(latest(str(tmp_path / "pipeline" / "ContentEmbedder" / "embeddings" / "*")))
+    rows = examples_io.read_content(latest(str(tmp_path / "pipeline" / "ContentEmbedder" / "embeddings" / "*")))
     want = dict(zip(ids, vectors))
     np.testing.assert_array_equal(rows.vectors, np.stack([want[i] for i in rows.item_ids]))
 

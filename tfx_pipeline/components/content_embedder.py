@@ -44,13 +44,13 @@ class _EmbedTexts(beam.DoFn):
 
 def _baskets(examples_uri: str, protocol: str, positions: dict) -> list:
     """Training baskets: orders for basket data, each user's training history otherwise."""
-    from recsys import sequences_io
+    from transform import examples_io
     from transform.sequences import LEAVE_LAST_ORDER_OUT
 
     if protocol == LEAVE_LAST_ORDER_OUT:
-        groups = sequences_io.read_rows(examples_uri, F.TRAIN).targets
+        groups = examples_io.read_rows(examples_uri, F.TRAIN).targets
     else:
-        groups = list(sequences_io.training_interactions(examples_uri).values())
+        groups = list(examples_io.training_interactions(examples_uri).values())
     return [np.array([positions[i] for i in g if i in positions]) for g in groups]
 
 
@@ -63,7 +63,7 @@ def ContentEmbedder(  # noqa: N802
     copurchase_dim: Parameter[int] = 64,
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
-    from recsys import sequences_io
+    from transform import examples_io
     from trainer import base
     from trainer.text_encoder import item_text
 
@@ -109,7 +109,7 @@ def ContentEmbedder(  # noqa: N802
         pairs = p | "Vectors" >> beam.Create(list(zip(item_ids, vectors)), reshuffle=False)
     category = dict(zip(item_ids, categories))
     (pairs
-     | "ToExample" >> beam.Map(lambda kv: sequences_io.content_example(kv[0], category[kv[0]], kv[1]))
+     | "ToExample" >> beam.Map(lambda kv: examples_io.content_example(kv[0], category[kv[0]], kv[1]))
      | "Write" >> beam.io.WriteToTFRecord(uri, file_name_suffix=".gz"))
     result = p.run()
     result.wait_until_finish()

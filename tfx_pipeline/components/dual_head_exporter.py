@@ -22,13 +22,6 @@ _log = logging.getLogger("recsys.pipeline")
 REPORT_FILE = "dual_head_report.json"
 
 
-def latest_histories_with_orders(examples_uri: str) -> dict:
-    """user → (items oldest first, order positions) of their most recent row, its targets appended."""
-    from recsys.campaign import user_histories_from_examples
-
-    return {user: (items, positions) for user, items, positions in user_histories_from_examples(examples_uri)}
-
-
 @component
 def DualHeadExporter(  # noqa: N802
     examples: InputArtifact[tfx.types.standard_artifacts.Examples],
@@ -53,9 +46,11 @@ def DualHeadExporter(  # noqa: N802
     cfg = net.config
     inputs = HistoryInput(items, cfg.max_history, cfg.max_orders, cfg.order_positions, info["default_event"])
     emb = dual_head.catalogue_vectors(net)
-    histories = latest_histories_with_orders(examples.uri)
-    users = sorted(histories)
-    hist, pos = [histories[u][0] for u in users], [histories[u][1] for u in users]
+    from transform import examples_io
+
+    histories = examples_io.latest_histories(examples.uri)
+    users = list(histories)
+    hist, pos = [histories[u].items for u in users], [histories[u].order_pos for u in users]
     common = dict(users=users, histories=hist, order_pos=pos)
     bf = DualRetrievalModule(net, inputs, items, emb, index=export.BRUTE_FORCE, max_k=max_k,
                              max_exclude=max_exclude, **common)

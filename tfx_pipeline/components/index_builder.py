@@ -36,7 +36,7 @@ def IndexBuilder(  # noqa: N802
     import scann  # noqa: F401  (registers the ScaNN ops)
     import tensorflow as tf
 
-    from recsys import sequences_io
+    from transform import examples_io
     from trainer import base, export
 
     start = time.time()
@@ -44,7 +44,7 @@ def IndexBuilder(  # noqa: N802
     towers = tf.saved_model.load(os.path.join(model.uri, SERVING_SUBDIR))
     with open(os.path.join(model.uri, SERVING_SUBDIR, "assets.extra", "train_config.json")) as f:
         max_history = int(json.load(f)["config"]["max_history"])
-    catalog = sequences_io.read_catalog(examples.uri)
+    catalog = examples_io.read_catalog(examples.uri)
     item_index = {item: i for i, item in enumerate(vocab.items)}
     cat_index = {c: i for i, c in enumerate(vocab.categories)}
     items = np.array([item_index.get(i, vocab.item_oov) for i in catalog.item_ids], np.int32)
@@ -56,9 +56,9 @@ def IndexBuilder(  # noqa: N802
     n_cold = int(np.sum(items == vocab.item_oov))
     print(f"[index] {len(items):,} catalogue items embedded ({n_cold:,} never seen in training)", flush=True)
 
-    histories = sequences_io.latest_histories(examples.uri)
+    histories = {u: h.items for u, h in examples_io.latest_histories(examples.uri).items()}
     users = sorted(histories)
-    val = sequences_io.read_rows(examples.uri, F.EVAL)
+    val = examples_io.read_rows(examples.uri, F.EVAL)
     bf = export.RetrievalModule(towers, list(vocab.items), catalog.item_ids, emb, users, [histories[u] for u in users],
                                 index=export.BRUTE_FORCE, max_k=max_k, max_exclude=max_exclude, max_history=max_history)
     val_hist = [h for h in val.histories] or [histories[u] for u in users]

@@ -1,11 +1,45 @@
-"""Reading raw sequence and catalogue rows back from an Examples artifact (numpy side)."""
+"""Reading an Examples artifact back (numpy side): raw sequence rows, the catalogue, content rows.
+
+The one reader of what ``transform.sequences`` and the ContentEmbedder write; the
+trainers, exporters, evaluators and batch jobs all read through it.
+"""
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from recsys import features as F
+
+
+def split_files(uri_or_pattern: str | list[str], split: str | None = None) -> list[str]:
+    """Files of one split of an Examples artifact (or the given file patterns)."""
+    patterns = [uri_or_pattern] if isinstance(uri_or_pattern, str) else list(uri_or_pattern)
+    if split is not None:
+        patterns = [os.path.join(p, f"Split-{split}", "*") for p in patterns]
+    files = sorted(f for p in patterns for f in glob.glob(p))
+    if not files:
+        raise FileNotFoundError(f"No example files match {patterns}")
+    return files
+
+
+def read_examples(files: list[str], spec: dict, batch_size: int = 4096) -> dict[str, list]:
+    """All examples of ``files`` as python/numpy columns (dense → ndarray, varlen → list of arrays)."""
+    import tensorflow as tf
+
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
+    cols: dict[str, list] = {k: [] for k in spec}
+    for batch in ds:
+        parsed = tf.io.parse_example(batch, spec)
+        for k, v in parsed.items():
+            if isinstance(v, tf.SparseTensor):
+                rt = tf.RaggedTensor.from_sparse(v)
+                cols[k].extend(np.asarray(x) for x in rt.to_list())
+            else:
+                cols[k].extend(v.numpy().tolist())
+    return cols
 
 
 @dataclass(frozen=True)
@@ -28,6 +62,7 @@ class SequenceRows:
     targets: list[list[str]]
     target_timestamps: np.ndarray  # int64 [R]
     history_order_pos: list[list[int]]  # order position of each history item
+    target_order_pos: np.ndarray  # int64 [R], order position of the target(s)
 
 
 def _decode(values) -> list[str]:
@@ -35,36 +70,48 @@ def _decode(values) -> list[str]:
 
 
 def read_catalog(examples_uri: str) -> Catalog:
-    from trainer import base
-
-    cols = base.read_examples(base.split_files(examples_uri, F.CATALOG), F.feature_spec(F.CATALOG_FEATURES))
+    cols = read_examples(split_files(examples_uri, F.CATALOG), F.feature_spec(F.CATALOG_FEATURES))
     return Catalog(np.array(_decode(cols[F.ITEM_ID.name]), dtype=object),
                    np.array(_decode(cols[F.CATEGORY.name]), dtype=object))
 
 
 def read_rows(examples_uri: str, split: str) -> SequenceRows:
-    from trainer import base
-
-    spec = F.feature_spec((F.USER_ID, F.HISTORY_ITEM_ID, F.HISTORY_ORDER_POS, F.TARGET_ITEM_ID, F.TARGET_TIMESTAMP))
-    cols = base.read_examples(base.split_files(examples_uri, split), spec)
+    spec = F.feature_spec((F.USER_ID, F.HISTORY_ITEM_ID, F.HISTORY_ORDER_POS, F.TARGET_ITEM_ID, F.TARGET_TIMESTAMP,
+                           F.TARGET_ORDER_POS))
+    cols = read_examples(split_files(examples_uri, split), spec)
     return SequenceRows(
         user_ids=_decode(cols[F.USER_ID.name]),
         histories=[_decode(h) for h in cols[F.HISTORY_ITEM_ID.name]],
         targets=[_decode(t) for t in cols[F.TARGET_ITEM_ID.name]],
         target_timestamps=np.asarray(cols[F.TARGET_TIMESTAMP.name], dtype=np.int64),
         history_order_pos=[np.asarray(p, np.int64).tolist() for p in cols[F.HISTORY_ORDER_POS.name]],
+        target_order_pos=np.asarray(cols[F.TARGET_ORDER_POS.name], dtype=np.int64),
     )
 
 
-def latest_histories(examples_uri: str) -> dict[str, list[str]]:
-    """Each user's latest known history: the history and target of their most recent row, any split."""
-    latest: dict[str, tuple[int, list[str]]] = {}
+@dataclass(frozen=True)
+class UserHistory:
+    """A user's latest known history: items oldest first and the order position of each."""
+
+    items: list[str]
+    order_pos: list[int]
+
+
+def latest_histories(examples_uri: str) -> dict[str, UserHistory]:
+    """Each user's latest known history, over every split.
+
+    The history of the user's most recent sequence row (largest ``target_timestamp``;
+    on a tie the first row read wins) with that row's targets appended at the row's
+    ``target_order_pos``. Keys are sorted by user id.
+    """
+    latest: dict[str, tuple[int, UserHistory]] = {}
     for split in F.SEQUENCE_SPLITS:
         rows = read_rows(examples_uri, split)
-        for u, h, t, ts in zip(rows.user_ids, rows.histories, rows.targets, rows.target_timestamps.tolist()):
+        for u, h, p, t, tp, ts in zip(rows.user_ids, rows.histories, rows.history_order_pos, rows.targets,
+                                      rows.target_order_pos.tolist(), rows.target_timestamps.tolist(), strict=True):
             if u not in latest or ts > latest[u][0]:
-                latest[u] = (ts, h + t)
-    return {u: v for u, (_, v) in latest.items()}
+                latest[u] = (ts, UserHistory(h + t, p + [int(tp)] * len(t)))
+    return {u: latest[u][1] for u in sorted(latest)}
 
 
 def training_interactions(examples_uri: str) -> dict[str, list[str]]:
@@ -97,9 +144,7 @@ class ContentRows:
 
 def read_content(embeddings_uri: str) -> ContentRows:
     """The ContentEmbedder's rows, sorted by item id (Beam writes them in no particular order)."""
-    from trainer import base
-
-    cols = base.read_examples(base.split_files(embeddings_uri, F.CATALOG), F.feature_spec(F.CONTENT_FEATURES))
+    cols = read_examples(split_files(embeddings_uri, F.CATALOG), F.feature_spec(F.CONTENT_FEATURES))
     ids = np.array(_decode(cols[F.ITEM_ID.name]), dtype=object)
     order = np.argsort(ids, kind="stable")
     vectors = np.stack(cols[F.EMBEDDING.name]).astype(np.float32)

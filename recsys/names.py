@@ -1,0 +1,92 @@
+"""The served contract: every name that crosses a layer, in one module that imports nothing.
+
+Evaluation protocols, served model names, signature names and tensor names are
+spelled here once and imported by the exports, the pipeline, the evaluators,
+the client and the CLI. ``tests/test_contract.py`` loads every exported
+SavedModel kind and checks its signatures against :data:`SIGNATURES`.
+
+Nothing here may import anything (not even the standard library): the client
+and light tools import it without TensorFlow or Beam.
+"""
+
+# --- evaluation protocols (how a user's events are cut into train/validation/test) --------------
+LEAVE_ONE_OUT = "leave_one_out"                # one interaction per unit (MovieLens, RecBole's protocol)
+LEAVE_LAST_ORDER_OUT = "leave_last_order_out"  # one order (basket) per unit (Instacart)
+PROTOCOLS = (LEAVE_ONE_OUT, LEAVE_LAST_ORDER_OUT)
+PROTOCOL_FILE = "protocol.txt"  # written by the example generator beside its splits
+
+# --- served models (directory names under serving/, model names on the server) ------------------
+RETRIEVAL = "retrieval"                                  # two-tower, ScaNN index inside
+RETRIEVAL_BRUTE_FORCE = "retrieval_bruteforce"           # its exact twin, stock TF ops only
+ITEM_ENCODER = "item_encoder"                            # text / embedding -> Semantic ID
+DUAL_RETRIEVAL = "dual_retrieval"                        # dual-head student, ScaNN index inside
+DUAL_RETRIEVAL_BRUTE_FORCE = "dual_retrieval_bruteforce"  # its exact twin
+GENERATIVE = "generative"                                # dual-head teacher, constrained beam search
+SERVED_MODELS = (RETRIEVAL, RETRIEVAL_BRUTE_FORCE, ITEM_ENCODER, DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE,
+                 GENERATIVE)
+#: every ScaNN model and its brute-force twin (stock TF Serving serves only the twin)
+BRUTE_FORCE_TWINS = {RETRIEVAL: RETRIEVAL_BRUTE_FORCE, DUAL_RETRIEVAL: DUAL_RETRIEVAL_BRUTE_FORCE}
+#: ``model_name="auto"`` in the client: the first of these the server has
+DEFAULT_RETRIEVAL_MODELS = (DUAL_RETRIEVAL, RETRIEVAL)
+
+# --- signature names -----------------------------------------------------------------------------
+SERVING_DEFAULT = "serving_default"
+RECOMMEND_USER = "recommend_user"      # a user id -> items (the user's latest history lives in the model)
+RECOMMEND_ORDERS = "recommend_orders"  # history + order positions -> items (basket-aware models)
+USER_EMBEDDING = "user_embedding"
+ITEM_EMBEDDING = "item_embedding"
+EMBED_CONTENT = "embed_content"        # content vector -> item embedding (cold-start items)
+ENCODE_TEXT = "encode_text"
+ENCODE_EMBEDDING = "encode_embedding"
+LOOKUP = "lookup"
+
+# --- tensor names --------------------------------------------------------------------------------
+HISTORY = "history"      # string [B, L], "" padded, oldest first
+ORDER_POS = "order_pos"  # int64 [B, L], order position of each history item
+K = "k"                  # int32 [B]
+EXCLUDE = "exclude"      # string [B, E], "" padded
+USER_ID = "user_id"      # string [B]
+ITEM_ID = "item_id"      # string [B]
+CONTENT = "content"      # float32 [B, D] content embedding
+EMBEDDING = "embedding"  # float32 [B, D]
+TITLE, DESCRIPTION, CATEGORY, BRAND = "title", "description", "category", "brand"
+ITEM_TEXT_FIELDS = (TITLE, DESCRIPTION, CATEGORY, BRAND)
+ITEM_IDS = "item_ids"        # string [B, K], "" where fewer than K items exist
+SCORES = "scores"            # float32 [B, K] (log-likelihoods for the generative model)
+SEMANTIC_ID = "semantic_id"  # int32 [B, L + 1], codes then the disambiguation code
+
+_RECOMMEND_OUT = (ITEM_IDS, SCORES)
+_RECOMMEND_HISTORY = ((HISTORY, K, EXCLUDE), _RECOMMEND_OUT)
+_RECOMMEND_ORDERS = ((HISTORY, ORDER_POS, K, EXCLUDE), _RECOMMEND_OUT)
+_RECOMMEND_USER = ((USER_ID, K, EXCLUDE), _RECOMMEND_OUT)
+_RETRIEVAL = {
+    SERVING_DEFAULT: _RECOMMEND_HISTORY,
+    RECOMMEND_USER: _RECOMMEND_USER,
+    USER_EMBEDDING: ((HISTORY,), (EMBEDDING,)),
+    ITEM_EMBEDDING: ((ITEM_ID,), (EMBEDDING,)),
+}
+_DUAL_RETRIEVAL = dict(_RETRIEVAL, **{RECOMMEND_ORDERS: _RECOMMEND_ORDERS,
+                                      EMBED_CONTENT: ((CONTENT,), (EMBEDDING,))})
+
+#: model -> signature -> (input tensor names, output tensor names). The item encoder of a
+#: text-trained catalogue adds ``ENCODE_TEXT`` (and makes it its ``serving_default``):
+#: see :data:`ITEM_ENCODER_TEXT_SIGNATURES`.
+SIGNATURES = {
+    RETRIEVAL: _RETRIEVAL,
+    RETRIEVAL_BRUTE_FORCE: _RETRIEVAL,
+    DUAL_RETRIEVAL: _DUAL_RETRIEVAL,
+    DUAL_RETRIEVAL_BRUTE_FORCE: _DUAL_RETRIEVAL,
+    GENERATIVE: {SERVING_DEFAULT: _RECOMMEND_HISTORY, RECOMMEND_ORDERS: _RECOMMEND_ORDERS,
+                 RECOMMEND_USER: _RECOMMEND_USER},
+    ITEM_ENCODER: {SERVING_DEFAULT: ((EMBEDDING,), (SEMANTIC_ID,)),
+                   ENCODE_EMBEDDING: ((EMBEDDING,), (SEMANTIC_ID,)),
+                   LOOKUP: ((ITEM_ID,), (SEMANTIC_ID,))},
+}
+ITEM_ENCODER_TEXT_SIGNATURES = dict(SIGNATURES[ITEM_ENCODER], **{
+    SERVING_DEFAULT: (ITEM_TEXT_FIELDS, (EMBEDDING, SEMANTIC_ID)),
+    ENCODE_TEXT: (ITEM_TEXT_FIELDS, (EMBEDDING, SEMANTIC_ID)),
+})
+
+# --- files inside exported models and artifacts ----------------------------------------------------
+SERVING_SUBDIR = "Format-Serving"    # where TFX's Pusher looks for a model inside a Model artifact
+WARMUP_FILE = "tf_serving_warmup_requests"  # assets.extra/<this>, replayed by TF Serving at load
