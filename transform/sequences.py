@@ -20,21 +20,27 @@ import apache_beam as beam
 
 from recsys import features as F
 
-LEAVE_ONE_OUT = "leave_one_out"
-LEAVE_LAST_ORDER_OUT = "leave_last_order_out"
-PROTOCOLS = (LEAVE_ONE_OUT, LEAVE_LAST_ORDER_OUT)
+from recsys.names import LEAVE_LAST_ORDER_OUT, LEAVE_ONE_OUT, PROTOCOLS  # noqa: E402,F401
 
 _log = logging.getLogger("recsys.transform")
 
 
 @dataclass(frozen=True)
 class Event:
-    """One interaction of one user, as the sequence builder needs it."""
+    """One interaction of one user, as the sequence builder needs it.
+
+    ``seq`` is the event's position in the dataset's canonical order (user, time,
+    then row of the source file: ``recsys.data.assemble.canonical_sort``). It is
+    the only sort key of a user's events: a Beam GroupByKey does not keep the
+    order of values, so the order is carried explicitly, and ties in time keep
+    file order exactly as RecBole's leave-one-out split does.
+    """
 
     timestamp: int
     item_id: str
     event_type: str
     order_id: str
+    seq: int
 
 
 def order_positions(events: Sequence[Event]) -> list[int]:
@@ -83,10 +89,7 @@ def build_user_rows(
     and test rows keep the whole history so that evaluation can mask every item
     the user has already seen.
     """
-    interactions = sorted(
-        (e for e in events if e.event_type in F.INTERACTION_TYPES),
-        key=lambda e: (e.timestamp, e.item_id),
-    )
+    interactions = sorted((e for e in events if e.event_type in F.INTERACTION_TYPES), key=lambda e: e.seq)
     if not interactions:
         return []
     positions = order_positions(interactions)

@@ -12,7 +12,7 @@ with a :class:`DataValidationError` naming the first such row instead.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -58,13 +58,30 @@ def _unknown(
     return mask, n, examples
 
 
-def canonical_sort(events: pd.DataFrame) -> pd.DataFrame:
-    """Events sorted stably by ``(user_id, timestamp, item_id)``, with a fresh RangeIndex."""
+#: ``time_key(timestamps [N] int64) -> [N]`` sortable key; events with equal keys keep file order.
+TimeKey = Callable[[np.ndarray], np.ndarray]
+
+
+def canonical_sort(events: pd.DataFrame, time_key: TimeKey | None = None) -> pd.DataFrame:
+    """Events sorted stably by ``(user_id, time_key(timestamp))``, with a fresh RangeIndex.
+
+    The sort is stable, so events of one user with equal keys keep the order of
+    ``events``' rows, which is the order of the source file: **ties are kept in
+    file order** (RecBole's rule). ``time_key`` defaults to the timestamp itself;
+    MovieLens passes RecBole's float32 min-max-scaled timestamp so that
+    timestamps float32 cannot tell apart also keep file order.
+
+    The position of an event in the result (its index) is the ``seq`` the
+    sequence builder sorts by, so this order is the one every split follows.
+    """
     if len(events) == 0:
         return events.reset_index(drop=True)
     user = pd.factorize(events["user_id"], sort=True)[0]
-    item = pd.factorize(events["item_id"], sort=True)[0]
-    order = np.lexsort((item, events["timestamp"].to_numpy(), user))  # last key is primary; stable
+    ts = events["timestamp"].to_numpy()
+    key = ts if time_key is None else np.asarray(time_key(ts))
+    if key.shape != ts.shape:
+        raise ValueError(f"time_key returned shape {key.shape}, expected {ts.shape}")
+    order = np.lexsort((key, user))  # last key is primary; numpy's lexsort is stable
     return events.iloc[order].reset_index(drop=True)
 
 
@@ -99,11 +116,13 @@ def build_dataset(
     strict: bool = False,
     notes: Iterable[str] = (),
     synthetic: bool = False,
+    time_key: TimeKey | None = None,
 ) -> Dataset:
     """Apply the unknown-item/user policy, sort, count, and wrap everything in a ``Dataset``.
 
     ``events`` and ``items`` must be canonical frames (from ``validate_*``) whose
-    row order is the file's, so that strict-mode errors can name the file row.
+    row order is the file's, so that strict-mode errors can name the file row
+    and so that ties in time keep file order (:func:`canonical_sort`).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
@@ -127,7 +146,7 @@ def build_dataset(
             events_source, None, None,
             "no events left after dropping events with unknown items/users; check that the events "
             "and the items (and users) tables use the same ids")
-    events = canonical_sort(events)
+    events = canonical_sort(events, time_key)
 
     counts = events["event_type"].value_counts()
     event_type_counts = tuple((t, int(counts[t])) for t in EVENT_TYPES if t in counts.index)

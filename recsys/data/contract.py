@@ -33,9 +33,7 @@ import numpy as np
 import pandas as pd
 
 EVENT_TYPES = ("impression", "click", "like", "cart", "purchase")
-LEAVE_ONE_OUT = "leave_one_out"
-LEAVE_LAST_ORDER_OUT = "leave_last_order_out"
-PROTOCOLS = (LEAVE_ONE_OUT, LEAVE_LAST_ORDER_OUT)
+from recsys.names import LEAVE_LAST_ORDER_OUT, LEAVE_ONE_OUT, PROTOCOLS  # noqa: E402,F401  (re-exported)
 
 EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp", "order_id", "session_id", "dwell_ms")
 REQUIRED_EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")
@@ -46,7 +44,7 @@ USER_COLUMNS = ("user_id",)
 CATEGORY_SEPARATOR = " > "
 MISSING_CREATED_AT = -1
 # Bumped when the canonical frames change meaning; part of every fingerprint.
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2  # 2: ties in time keep file order (was: item id order)
 
 # Epoch seconds beyond year 3000 are almost certainly milliseconds.
 _MAX_EPOCH_SECONDS = 32_503_680_000

@@ -19,7 +19,12 @@ Mapping onto the contract (also listed in ``report.notes``):
   ``unknown`` means no genre (category ``""``);
 * ``brand`` ``""``, ``price`` NaN, ``created_at`` = 1 January (UTC) of the
   release year, -1 when the year is unknown;
-* protocol ``leave_one_out``; events sorted stably by (user_id, timestamp, item_id).
+* protocol ``leave_one_out``, split exactly as RecBole 1.2.1 splits this file:
+  a user's events in time order, **ties kept in the order of rows in
+  ``ml-100k.inter``**. RecBole min-max scales the timestamp (``normalize_all``
+  in its ml-100k config) to a float32 and sorts it with a stable sort, so
+  timestamps that float32 cannot tell apart (about 1.3 s apart near the end of
+  the range) also keep file order: :func:`recbole_time_key` reproduces that key.
 """
 from __future__ import annotations
 
@@ -45,7 +50,7 @@ from recsys.data.contract import (
 )
 
 NAME = "movielens-100k"
-VERSION = 1  # bump when the mapping below changes (part of the fingerprint)
+VERSION = 2  # bump when the mapping below changes (part of the fingerprint); 2: RecBole tie order
 INTER_FILE = "ml-100k.inter"
 ITEM_FILE = "ml-100k.item"
 PURCHASE_MIN_RATING = 4.0
@@ -54,6 +59,8 @@ NOTES = (
     "all ratings of one user on one UTC calendar day form one order: order_id = session_id = '<user_id>-<yyyymmdd>'",
     "category = 'Movies > <first genre>' (MovieLens has no category hierarchy); all genres are in the description",
     "description = 'Released <year>. Genres: <all genres>.'; created_at = 1 January (UTC) of the release year",
+    "events of one user in time order, ties kept in file order; time compared as RecBole does "
+    "(float32 of the min-max-scaled timestamp, stable sort), so the splits are RecBole 1.2.1's",
     "source: GroupLens MovieLens-100K as shipped in recbole 1.2.1 (dataset_example/ml-100k)",
 )
 _YEAR = re.compile(r"^\d{4}$")
@@ -160,6 +167,23 @@ def items_from_movies(movies: pd.DataFrame, source: str = ITEM_FILE) -> pd.DataF
     return validate_items(raw, source)
 
 
+def recbole_time_key(timestamps: np.ndarray) -> np.ndarray:
+    """RecBole 1.2.1's sort key for the time field: ``float32((t - min) / (max - min))``.
+
+    RecBole's ml-100k config normalises every float field (``normalize_all: True``) in
+    float64, stores it as a float32 tensor and orders interactions with a stable
+    ``np.argsort`` of that tensor. Timestamps closer than float32's resolution at
+    their value compare equal and keep file order, as here.
+    """
+    ts = np.asarray(timestamps, dtype=np.float64)
+    if len(ts) == 0:
+        return ts.astype(np.float32)
+    lo, hi = ts.min(), ts.max()
+    if hi == lo:
+        return np.ones(len(ts), dtype=np.float32)
+    return ((ts - lo) / (hi - lo)).astype(np.float32)
+
+
 def params(strict: bool = False) -> dict[str, object]:
     """Parameters that shape the output (the fingerprint's; ``strict`` does not change the data)."""
     del strict
@@ -188,4 +212,5 @@ def load(path: str | None = None, *, strict: bool = False) -> Dataset:
         items_source=os.path.basename(item_path),
         strict=strict,
         notes=NOTES,
+        time_key=recbole_time_key,
     )

@@ -229,14 +229,24 @@ def test_everything_unknown_is_an_error():
         _dataset(events, _items())
 
 
-def test_canonical_sort_is_user_time_item_and_stable():
+def test_canonical_sort_is_user_then_time_with_ties_in_file_order():
     raw = pd.DataFrame({"user_id": ["b", "a", "a", "a", "a"], "item_id": ["x", "z", "y", "y", "w"],
                         "event_type": ["click", "click", "click", "cart", "click"],
                         "timestamp": [1, 5, 5, 5, 9]})
     out = canonical_sort(validate_events(raw, "e"))
+    # the three events of "a" at t=5 keep their file order (z before y), not item-id order
     assert list(zip(out["user_id"], out["item_id"], out["event_type"])) == [
-        ("a", "y", "click"), ("a", "y", "cart"), ("a", "z", "click"), ("a", "w", "click"), ("b", "x", "click")]
+        ("a", "z", "click"), ("a", "y", "click"), ("a", "y", "cart"), ("a", "w", "click"), ("b", "x", "click")]
     assert out.index.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_canonical_sort_uses_the_time_key_and_keeps_file_order_on_equal_keys():
+    raw = pd.DataFrame({"user_id": ["a"] * 4, "item_id": ["p", "q", "r", "s"], "event_type": ["click"] * 4,
+                        "timestamp": [40, 31, 30, 10]})
+    coarse = canonical_sort(validate_events(raw, "e"), time_key=lambda ts: ts // 10)  # 31 and 30 tie
+    assert coarse["item_id"].tolist() == ["s", "q", "r", "p"]
+    with pytest.raises(ValueError, match="shape"):
+        canonical_sort(validate_events(raw, "e"), time_key=lambda ts: ts[:2])
 
 
 def test_report_counts_and_unused_fields():

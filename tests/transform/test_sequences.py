@@ -6,8 +6,8 @@ from transform.sequences import (
     LEAVE_LAST_ORDER_OUT, LEAVE_ONE_OUT, Event, build_user_rows, order_positions, to_example)
 
 
-def ev(t, item, order="", kind="purchase"):
-    return Event(t, item, kind, order)
+def ev(t, item, order="", kind="purchase", seq=None):
+    return Event(t, item, kind, order, t if seq is None else seq)
 
 
 def test_order_positions_share_one_position_per_order():
@@ -67,3 +67,47 @@ def test_to_example_round_trips_through_the_registry_spec():
     assert tf.sparse.to_dense(parsed[F.HISTORY_ITEM_ID.name]).numpy().tolist() == [b"a", b"b"]
     assert tf.sparse.to_dense(parsed[F.HISTORY_ORDER_POS.name]).numpy().tolist() == [0, 0]
     assert parsed[F.TARGET_ORDER_POS.name].numpy() == 1
+
+
+def test_events_are_ordered_by_seq_not_by_time_or_item_id():
+    """Ties in time keep the canonical (file) order carried in ``seq``, whatever order the events arrive in."""
+    events = [ev(5, "9", seq=2), ev(5, "10", seq=3), ev(1, "a", seq=0), ev(5, "b", seq=1)]
+    rows = build_user_rows("u", events, {}, LEAVE_ONE_OUT)
+    test = [r for s, r in rows if s == F.TEST][0]
+    assert test[F.HISTORY_ITEM_ID.name] == ["a", "b", "9"]
+    assert test[F.TARGET_ITEM_ID.name] == ["10"]  # the old (time, item id) rule would have picked "b"
+
+
+def test_beam_sequences_follow_file_order_of_a_tiny_file_with_ties(tmp_path):
+    """Through Beam (GroupByKey shuffles values) on a tiny MovieLens-format file with ties."""
+    import apache_beam as beam
+    import tensorflow as tf
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from recsys.data import load_dataset
+    from transform.sequences import BuildSequenceRows
+
+    (tmp_path / "ml-100k.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "1\t30\t4\t100\n1\t20\t4\t200\n2\t20\t4\t300\n1\t10\t4\t200\n1\t5\t4\t200\n"
+        "2\t10\t4\t300\n2\t30\t4\t300\n2\t5\t4\t100\n", encoding="utf-8")
+    (tmp_path / "ml-100k.item").write_text(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        + "".join(f"{i}\tM{i}\t1990\tDrama\n" for i in (5, 10, 20, 30)), encoding="utf-8")
+    ds = load_dataset("movielens-100k", str(tmp_path))
+    ev = ds.events
+    records = [(u, Event(int(t), i, "purchase", "", int(seq)))
+               for seq, u, i, t in zip(ev.index, ev["user_id"], ev["item_id"], ev["timestamp"])]
+
+    def decode(serialized):
+        ex = tf.train.Example.FromString(serialized).features.feature
+        return (ex["user_id"].bytes_list.value[0].decode(),
+                tuple(v.decode() for v in ex["history_item_id"].bytes_list.value),
+                ex["target_item_id"].bytes_list.value[0].decode())
+
+    with beam.Pipeline() as p:
+        rows = (p | beam.Create(list(reversed(records))) | BuildSequenceRows({}, LEAVE_ONE_OUT, 50))
+        assert_that(rows[F.TEST] | "dt" >> beam.Map(decode), equal_to(
+            [("1", ("30", "20", "10"), "5"), ("2", ("5", "20", "10"), "30")]), label="test")
+        assert_that(rows[F.EVAL] | "de" >> beam.Map(decode), equal_to(
+            [("1", ("30", "20"), "10"), ("2", ("5", "20"), "10")]), label="eval")

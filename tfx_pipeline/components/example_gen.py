@@ -24,10 +24,10 @@ from tfx.dsl.component.experimental.annotations import BeamComponentParameter, O
 from tfx.dsl.component.experimental.decorators import component
 
 from recsys import features as F
+from recsys.names import PROTOCOL_FILE
 from transform import sequences
 
 _log = logging.getLogger("recsys.pipeline")
-PROTOCOL_FILE = "protocol.txt"  # the evaluation protocol, readable without ML Metadata
 
 
 def _write(pcoll, uri: str, split: str):
@@ -66,10 +66,11 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
         events = events[events["user_id"].isin(set(keep))]
         _log.info("Slice: first %d users, %d events", len(keep), len(events))
     item_category = dict(zip(ds.items["item_id"], ds.items["category"]))
+    # seq = row of the canonical frame (user, time, file row): the explicit order key through Beam
     records = [
-        (u, sequences.Event(int(t), i, e, o))
-        for u, i, e, t, o in zip(events["user_id"], events["item_id"], events["event_type"],
-                                 events["timestamp"], events["order_id"])
+        (u, sequences.Event(int(t), i, e, o, int(seq)))
+        for seq, u, i, e, t, o in zip(events.index, events["user_id"], events["item_id"], events["event_type"],
+                                      events["timestamp"], events["order_id"])
     ]
     items = ds.items.to_dict("records")
     uri = examples.uri
