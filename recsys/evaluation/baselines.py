@@ -1,4 +1,5 @@
-"""Classic non-learned baselines: Popularity, ItemCF (co-occurrence cosine), UserMostFrequent.
+"""Classic non-learned baselines: Popularity, ItemCF (co-occurrence cosine), ItemKNN (RecBole's
+top-k item cosine), UserMostFrequent.
 
 Every baseline has ``fit(...) -> self`` and
 ``score(users [B] int, histories: B int arrays) -> [B, I] float32`` (higher is better), so
@@ -13,6 +14,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.evaluation.arrays import flatten_rows
+
+#: RecBole 1.2.1 ``ItemKNN`` defaults (``recbole/properties/model/ItemKNN.yaml``: ``k: 100``,
+#: ``shrink: 0.0``).
+ITEMKNN_K: int = 100
+ITEMKNN_SHRINK: float = 0.0
+
+#: Constant RecBole's ``ComputeSimilarity`` adds to every cosine denominator.
+RECBOLE_COSINE_EPS: float = 1e-6
 
 #: Upper bound of the popularity fallback of :class:`UserMostFrequent` (``pop / max_pop * this``).
 FALLBACK_SCALE: float = 1e-6
@@ -112,6 +121,146 @@ class ItemCF:
         hist = sp.csr_matrix(
             (self._weights(histories), (rows, items)), shape=(len(histories), self.num_items)
         )  # duplicates are summed
+        return np.asarray((hist @ self.sim).toarray(), dtype=np.float32)
+
+
+def knn_cosine_similarity(
+    matrix: sp.spmatrix, k: int = ITEMKNN_K, shrink: float = ITEMKNN_SHRINK, block_size: int = 1024
+) -> sp.csr_matrix:
+    """Top-``k`` item-item cosine of a ``[U, I]`` matrix, as RecBole 1.2.1's ``ComputeSimilarity``.
+
+    Reproduces ``ComputeSimilarity(matrix, topk=k, shrink=shrink, method="item",
+    normalize=True).compute_similarity()[1]`` (``recbole/model/general_recommender/itemknn.py``)::
+
+        X        = matrix as float32                        [U, I], entries >= 0
+        n_j      = sqrt(Σ_u X_uj²)                          (float32)
+        c_ji     = Σ_u X_uj X_ui  for j != i,  c_ii = 0     (self-similarity removed)
+        s_ji     = c_ji * (1 / (n_i n_j + shrink + 1e-6))   (float32, RecBole's operation order)
+        W[:, i]  = s_{·i} on the min(k, I) largest entries of column i, zeros dropped; 0 elsewhere
+
+    i.e. the neighbours are chosen *per column* (per scored item ``i``); ``W`` is not symmetric
+    and ``(X @ W)[u, i] = Σ_{j ∈ N_k(i)} X_uj s_ji``. The one deviation: among equal values
+    at the ``k``-th place RecBole keeps whichever ``np.argpartition`` returns; here the lower
+    item ids are kept, so the result is deterministic. Negative entries are rejected (with
+    them RecBole would prefer the implicit zeros, which this sparse selection does not see).
+
+    Only the non-zero co-occurrences are touched: ``block_size`` columns at a time, the
+    sparse product ``X[:, block]ᵀ X`` is normalized entry-wise and cut to the top ``k`` per
+    row with ``np.partition`` on a zero-padded ``[block_size, max_row_nnz]`` array.
+
+    Returns:
+      ``[I, I]`` float32 CSR ``W`` with sorted indices.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1; got {k}")
+    if not shrink >= 0.0:
+        raise ValueError(f"shrink must be >= 0; got {shrink}")
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1; got {block_size}")
+    x = sp.csc_matrix(matrix, dtype=np.float32)
+    x.sum_duplicates()
+    if x.nnz and x.data.min() < 0:
+        raise ValueError("matrix entries must be >= 0")
+    n_items = x.shape[1]
+    topk = min(k, n_items)
+    norms = np.sqrt(np.asarray(x.power(2).sum(axis=0), dtype=np.float32).ravel())  # [I]
+    xr = x.tocsr()
+    add_shrink, add_eps = np.float32(shrink), np.float32(RECBOLE_COSINE_EPS)
+    rows, cols, vals = [], [], []
+    for start in range(0, n_items, block_size):
+        stop = min(start + block_size, n_items)
+        # Entry e = (r, j, d): similarity d of item j to item start + r (column start + r of W).
+        block = (x[:, start:stop].T @ xr).tocsr()  # [B, I] co-occurrences c, grouped by row r
+        ptr, count = block.indptr, np.diff(block.indptr)
+        r = np.repeat(np.arange(stop - start), count)
+        j = block.indices
+        den = np.repeat(norms[start:stop], count) * norms[j] + add_shrink + add_eps
+        d = block.data * (np.float32(1.0) / den)
+        d[r + start == j] = 0.0  # no self-similarity
+        # k-th largest value of each row (its stored entries, zero-padded); 0 => keep all > 0.
+        width = int(count.max()) if len(count) else 0
+        kth_row = np.zeros(stop - start, dtype=np.float32)
+        if width > topk:
+            pad = np.zeros((stop - start, width), dtype=np.float32)
+            pad[r, np.arange(len(d)) - ptr[r]] = d
+            kth_row = np.partition(pad, width - topk, axis=1)[:, width - topk]
+        kth = np.repeat(kth_row, count)
+        keep = d > kth
+        tied = (d == kth) & (kth > 0)
+        n_rows = stop - start
+        need = topk - np.bincount(r[keep], minlength=n_rows)  # free slots for values tied at k-th
+        excess = np.bincount(r[tied], minlength=n_rows) > need
+        keep |= tied & ~excess[r]
+        t = np.flatnonzero(tied & excess[r])
+        if len(t):  # too many ties at the k-th place: lower item ids first
+            t = t[np.lexsort((j[t], r[t]))]
+            tr = r[t]
+            rank = np.arange(len(t)) - np.searchsorted(tr, tr)
+            keep[t[rank < need[tr]]] = True
+        rows.append(j[keep])
+        cols.append(r[keep] + start)
+        vals.append(d[keep])
+    empty = np.zeros(0, dtype=np.int64)
+    w = sp.csr_matrix(
+        (
+            np.concatenate(vals) if vals else np.zeros(0, dtype=np.float32),
+            (np.concatenate(rows) if rows else empty, np.concatenate(cols) if cols else empty),
+        ),
+        shape=(n_items, n_items),
+        dtype=np.float32,
+    )
+    w.sort_indices()
+    return w
+
+
+class ItemKNN:
+    """RecBole 1.2.1 ``ItemKNN`` (``knn_method="item"``): top-``k`` neighbour item cosine.
+
+    ``fit`` builds the user-item matrix ``X [U, I]`` from the training histories the way
+    RecBole's ``dataset.inter_matrix(form="csr")`` does (one row per training history, value
+    1 per interaction, repeated (user, item) interactions *summed*, so ``X`` holds counts;
+    on data without repeats, e.g. MovieLens, it is binary) and computes
+    ``W = knn_cosine_similarity(X, k, shrink)`` (formula there). ``score`` returns
+    ``h_u @ W`` where ``h_u [I]`` counts the items of the *history passed in* (repeats add up)::
+
+        score[u, i] = Σ_{j ∈ N_k(i)} count_{h_u}(j) * s_ji
+
+    RecBole's ``pred_mat = X @ W`` scores a user from their training row; this equals that
+    row when the history passed is the user's training interactions. (With leave-one-out,
+    ``evaluate_scorer`` passes everything before the target, i.e. for the test split also the
+    validation item, which then contributes too; ``W`` itself only uses training data.)
+    """
+
+    def __init__(self, k: int = ITEMKNN_K, shrink: float = ITEMKNN_SHRINK) -> None:
+        if k < 1:
+            raise ValueError(f"k must be >= 1; got {k}")
+        if not shrink >= 0.0:
+            raise ValueError(f"shrink must be >= 0; got {shrink}")
+        self.k = k
+        self.shrink = shrink
+        self.num_items = 0
+        self.sim: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)  # [I, I] W, column = scored item
+
+    @staticmethod
+    def _counts(histories: Sequence[np.ndarray], num_items: int, what: str) -> sp.csr_matrix:
+        """``[len(histories), I]`` float32 CSR of per-row item counts."""
+        rows, items = flatten_rows(histories, num_items, what)
+        m = sp.csr_matrix(
+            (np.ones(len(items), dtype=np.float32), (rows, items)), shape=(len(histories), num_items)
+        )
+        m.sum_duplicates()
+        return m
+
+    def fit(self, train_histories: Sequence[np.ndarray], num_items: int) -> "ItemKNN":
+        """Build ``W`` from one training history per user (user ids themselves are not used)."""
+        self.sim = knn_cosine_similarity(self._counts(train_histories, num_items, "training"), self.k, self.shrink)
+        self.num_items = num_items
+        return self
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Return ``[B, I]`` float32 ``counts(history) @ W`` (zeros for an empty history)."""
+        _check_batch(users, histories)
+        hist = self._counts(histories, self.num_items, "history")
         return np.asarray((hist @ self.sim).toarray(), dtype=np.float32)
 
 

@@ -1,11 +1,14 @@
-"""Popularity / ItemCF / UserMostFrequent on tiny hand-computed examples and a numpy oracle."""
+"""Popularity / ItemCF / ItemKNN / UserMostFrequent on tiny hand-computed examples and numpy oracles."""
+import ast
+import importlib.util
 import math
+import pathlib
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.evaluation.baselines import ItemCF, Popularity, UserMostFrequent
+from recsys.evaluation.baselines import ItemCF, ItemKNN, Popularity, UserMostFrequent, knn_cosine_similarity
 from recsys.evaluation.metrics import top_k
 
 
@@ -125,3 +128,164 @@ def test_baselines_are_deterministic_and_validate_input():
         ItemCF().fit(BASKETS, 5, normalize="jaccard")
     with pytest.raises(ValueError):
         Popularity().fit([a(-1)], 5)
+
+
+# ItemKNN (RecBole 1.2.1): five training users over 5 items, user 3 bought item 0 twice, so
+#   X = [[1,1,1,0,0], [1,1,0,0,0], [0,1,1,1,0], [2,0,0,1,0], [0,1,0,0,1]]
+#   Σ_u X_ui² = [6, 4, 2, 2, 1];  c01 = 2, c02 = 1, c03 = 2, c12 = 2, c13 = 1, c14 = 1, c23 = 1
+KNN_TRAIN = [a(0, 1, 2), a(0, 1), a(1, 2, 3), a(0, 0, 3), a(4, 1)]
+
+
+def knn_sim(c, sq_i, sq_j, shrink):
+    return c / (math.sqrt(sq_i * sq_j) + shrink + 1e-6)
+
+
+def test_itemknn_hand_computed_shrinkage_and_top_k():
+    shrink = 1.0
+    s01, s02, s03 = knn_sim(2, 6, 4, shrink), knn_sim(1, 6, 2, shrink), knn_sim(2, 6, 2, shrink)  # .339 .224 .448
+    s12, s13, s14 = knn_sim(2, 4, 2, shrink), knn_sim(1, 4, 2, shrink), knn_sim(1, 4, 1, shrink)  # .522 .261 .333
+    s23 = knn_sim(1, 2, 2, shrink)  # .333
+    model = ItemKNN(k=2, shrink=shrink).fit(KNN_TRAIN, num_items=5)
+    assert sp.issparse(model.sim) and model.sim.dtype == np.float32
+    # W[j, i]: the 2 most similar items j != i of each column i:
+    #   column 0 keeps 3 (.448), 1 (.339), drops 2 (.224); column 1 keeps 2 (.522), 0 (.339),
+    #   drops 4 (.333), 3 (.261); column 2 keeps 1, 3, drops 0; column 3 keeps 0, 2, drops 1;
+    #   column 4 has a single non-zero neighbour (1). Row 4 is empty: W is not symmetric.
+    expected = np.array(
+        [
+            [0, s01, 0, s03, 0],
+            [s01, 0, s12, 0, s14],
+            [0, s12, 0, s23, 0],
+            [s03, 0, s23, 0, 0],
+            [0, 0, 0, 0, 0],
+        ]
+    )
+    np.testing.assert_allclose(model.sim.toarray(), expected, rtol=1e-6)
+    scores = model.score(np.arange(3), [a(0), a(3, 3, 4), a()])
+    assert scores.dtype == np.float32 and scores.shape == (3, 5)
+    np.testing.assert_allclose(scores[0], [0, s01, 0, s03, 0], rtol=1e-6)
+    np.testing.assert_allclose(scores[1], [2 * s03, 0, 2 * s23, 0, 0], rtol=1e-6)  # repeats add up
+    assert not scores[2].any()  # empty history
+    # Without shrinkage column 1 prefers item 4 (1/2 = .5) to item 0 (2/sqrt(24) = .408).
+    plain = ItemKNN(k=2).fit(KNN_TRAIN, num_items=5).sim.toarray()
+    assert np.flatnonzero(plain[:, 1]).tolist() == [2, 4]
+    np.testing.assert_allclose(plain[4, 1], 1 / (2 + 1e-6), rtol=1e-6)
+
+
+def test_itemknn_k_larger_than_item_count_keeps_every_neighbour():
+    x = np.zeros((5, 5))
+    for u, hist in enumerate(KNN_TRAIN):
+        np.add.at(x[u], hist, 1.0)
+    c = x.T @ x
+    np.fill_diagonal(c, 0.0)
+    norms = np.sqrt((x**2).sum(axis=0))
+    full = c / (np.outer(norms, norms) + 0.5 + 1e-6)
+    model = ItemKNN(k=100, shrink=0.5).fit(KNN_TRAIN, num_items=5)
+    np.testing.assert_allclose(model.sim.toarray(), full, rtol=1e-6)
+    assert model.sim.nnz == np.count_nonzero(full)  # zeros (and the diagonal) are not stored
+    np.testing.assert_allclose(model.score(np.arange(5), KNN_TRAIN), x @ full, rtol=1e-5)  # RecBole's X @ W
+
+
+def test_itemknn_ties_at_the_kth_place_keep_the_lower_item_id():
+    # All pairs co-occur once with equal norms: every similarity is 1 / (1 + 1e-6).
+    w = ItemKNN(k=1).fit([a(0, 1, 2, 3)], num_items=4).sim.toarray()
+    assert [np.flatnonzero(w[:, i]).tolist() for i in range(4)] == [[1], [0], [0], [0]]
+    w2 = ItemKNN(k=2).fit([a(0, 1, 2, 3)], num_items=4).sim.toarray()
+    assert [np.flatnonzero(w2[:, i]).tolist() for i in range(4)] == [[1, 2], [0, 2], [0, 1], [0, 1]]
+
+
+def test_itemknn_empty_inputs_and_validation():
+    model = ItemKNN().fit([a(), a()], num_items=3)  # no training interactions at all
+    assert model.sim.shape == (3, 3) and model.sim.nnz == 0
+    assert not model.score(np.arange(2), [a(0, 1), a()]).any()
+    with pytest.raises(ValueError):
+        ItemKNN(k=0)
+    with pytest.raises(ValueError):
+        ItemKNN(shrink=-1.0)
+    with pytest.raises(ValueError):
+        ItemKNN().fit(KNN_TRAIN, num_items=4)  # item 4 out of range
+    with pytest.raises(ValueError):
+        ItemKNN().fit(KNN_TRAIN, num_items=5).score(np.arange(2), [a(0)])
+    with pytest.raises(ValueError):
+        knn_cosine_similarity(sp.csr_matrix(np.array([[1.0, -1.0]])))
+
+
+def test_itemknn_is_deterministic_and_independent_of_block_size():
+    rng = np.random.default_rng(3)
+    train = [rng.integers(0, 40, size=rng.integers(0, 15)) for _ in range(60)]
+    first, second = ItemKNN(k=5).fit(train, 40), ItemKNN(k=5).fit(train, 40)
+    for w in (first.sim, second.sim):
+        assert w.has_sorted_indices
+    np.testing.assert_array_equal(first.sim.indptr, second.sim.indptr)
+    np.testing.assert_array_equal(first.sim.indices, second.sim.indices)
+    np.testing.assert_array_equal(first.sim.data, second.sim.data)
+    hist = train[:10]
+    np.testing.assert_array_equal(first.score(np.arange(10), hist), second.score(np.arange(10), hist))
+    x = ItemKNN._counts(train, 40, "training")
+    for block_size in (1, 7, 40):
+        w = knn_cosine_similarity(x, k=5, block_size=block_size)
+        assert (w != first.sim).nnz == 0
+
+
+def recbole_compute_similarity_dense(x, k, shrink):
+    """RecBole 1.2.1 ComputeSimilarity(method="item").compute_similarity() transcribed to a dense
+    column loop (float32, same operation order); ties at the k-th place by lower id (stable sort)."""
+    x = np.asarray(x, dtype=np.float32)
+    n_items = x.shape[1]
+    top = min(k, n_items)
+    norms = np.sqrt((x**2).sum(axis=0))
+    w = np.zeros((n_items, n_items), dtype=np.float32)
+    for i in range(n_items):
+        col = x.T.dot(x[:, i])
+        col[i] = 0.0
+        col = np.multiply(col, 1 / (norms[i] * norms + shrink + 1e-6))
+        idx = np.argsort(-col, kind="stable")[:top]
+        idx = idx[col[idx] != 0.0]
+        w[idx, i] = col[idx]
+    return w
+
+
+@pytest.mark.parametrize("k, shrink", [(1, 0.0), (4, 0.0), (4, 2.5), (10, 0.0), (60, 1.0)])
+def test_itemknn_matches_dense_transcription_of_recbole(k, shrink):
+    rng = np.random.default_rng(7)
+    num_items = 30
+    train = [rng.integers(0, num_items, size=rng.integers(0, 10)) for _ in range(50)]  # with repeats
+    model = ItemKNN(k=k, shrink=shrink).fit(train, num_items)
+    x = ItemKNN._counts(train, num_items, "training").toarray()
+    assert x.max() > 1  # counts, as RecBole's inter_matrix sums duplicate interactions
+    oracle = recbole_compute_similarity_dense(x, k, shrink)
+    np.testing.assert_array_equal(model.sim.toarray(), oracle)  # integer co-occurrences: bit-exact
+    np.testing.assert_allclose(model.score(np.arange(50), train), x @ oracle, rtol=1e-5, atol=1e-7)
+
+
+def _recbole_compute_similarity():
+    """RecBole's own ComputeSimilarity class, compiled from the installed source (needs no torch)."""
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("recbole is not installed")
+    path = pathlib.Path(spec.submodule_search_locations[0]) / "model" / "general_recommender" / "itemknn.py"
+    tree = ast.parse(path.read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ComputeSimilarity")
+    namespace = {"np": np, "sp": sp}
+    exec(compile(ast.Module(body=[cls], type_ignores=[]), str(path), "exec"), namespace)
+    return namespace["ComputeSimilarity"]
+
+
+@pytest.mark.parametrize("k, shrink", [(3, 0.0), (8, 2.0), (100, 0.0)])
+def test_itemknn_matches_recbole_source(k, shrink):
+    compute_similarity = _recbole_compute_similarity()
+    rng = np.random.default_rng(11)
+    # Real-valued entries: no ties at the k-th place, so RecBole's argpartition choice is unique.
+    x = sp.random(70, 45, density=0.15, random_state=5, format="csr", dtype=np.float64)
+    x.data = rng.uniform(0.5, 3.0, size=x.nnz)
+    _, expected = compute_similarity(x, topk=k, shrink=shrink, method="item").compute_similarity()
+    got = knn_cosine_similarity(x, k=k, shrink=shrink)
+    expected, got = expected.toarray(), got.toarray()
+    np.testing.assert_array_equal(got != 0, expected != 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    # Counts (ties possible): per column the same kept values, whichever tied items RecBole picks.
+    train = [rng.integers(0, 45, size=rng.integers(0, 12)) for _ in range(70)]
+    counts = ItemKNN._counts(train, 45, "training")
+    _, expected = compute_similarity(counts, topk=k, shrink=shrink, method="item").compute_similarity()
+    got = ItemKNN(k=k, shrink=shrink).fit(train, 45).sim.toarray()
+    np.testing.assert_array_equal(np.sort(got, axis=0), np.sort(expected.toarray(), axis=0))
