@@ -33,14 +33,14 @@ serve: install stop
 	@mkdir -p $(ARTIFACTS)
 	@nohup $(VENV)/bin/recsys serve --output $(ARTIFACTS) --dataset $(DATASET) --port $(GRPC_PORT) \
 	  --rest_api_port $(REST_PORT) > $(ARTIFACTS)/server.log 2>&1 & echo $$! > $(ARTIFACTS)/server.pid
-	@$(PY) -m recsys.demo --wait localhost:$(REST_PORT) --timeout 180 || (cat $(ARTIFACTS)/server.log; exit 1)
+	@$(PY) -m apps.demo --wait localhost:$(REST_PORT) --timeout 180 || (cat $(ARTIFACTS)/server.log; exit 1)
 	@echo "[make] model server running (pid $$(cat $(ARTIFACTS)/server.pid)); log: $(ARTIFACTS)/server.log; stop: make stop"
 
 stop:
 	@if [ -f $(ARTIFACTS)/server.pid ]; then kill $$(cat $(ARTIFACTS)/server.pid) 2>/dev/null || true; rm -f $(ARTIFACTS)/server.pid; fi
 
 demo:
-	@$(PY) -m recsys.demo --output $(ARTIFACTS) --dataset $(DATASET) --rest localhost:$(REST_PORT) --grpc localhost:$(GRPC_PORT)
+	@$(PY) -m apps.demo --output $(ARTIFACTS) --dataset $(DATASET) --rest localhost:$(REST_PORT) --grpc localhost:$(GRPC_PORT)
 
 evaluate: install
 	$(VENV)/bin/recsys evaluate --dataset $(DATASET) --output $(ARTIFACTS)

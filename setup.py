@@ -1,7 +1,7 @@
 """Commerce recommender stack on TFX, Keras, ScaNN and TF Serving's API."""
 from setuptools import find_packages, setup
 
-PACKAGES = ["recsys", "tfx_pipeline", "transform", "trainer", "serving"]
+PACKAGES = ["recsys", "transform", "trainer", "export", "tfx_pipeline", "serving", "apps"]
 
 setup(
     name="commerce-recsys",
@@ -28,5 +28,5 @@ setup(
         "numpy==1.26.4",
     ],
     extras_require={"test": ["pytest"]},
-    entry_points={"console_scripts": ["recsys=recsys.cli:main"]},
+    entry_points={"console_scripts": ["recsys=apps.cli:main"]},
 )

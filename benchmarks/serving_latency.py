@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = examples_io.read_rows(examples[-1], F.TEST)
     histories = [h[-50:] for h in rows.histories][: args.requests]
     from tfx_pipeline.artifacts import ArtifactNotFound
-    from tfx_pipeline.pipeline import (DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE, RETRIEVAL,
-                                       RETRIEVAL_BRUTE_FORCE)
+    from recsys.names import (DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE, RETRIEVAL,
+                              RETRIEVAL_BRUTE_FORCE)
 
     dirs = {}
     for name in (RETRIEVAL, RETRIEVAL_BRUTE_FORCE, DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE):

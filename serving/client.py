@@ -30,13 +30,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from recsys import names as N
 from serving import tensors
 
-USER_SIGNATURE = "recommend_user"
-ORDERS_SIGNATURE = "recommend_orders"
+USER_SIGNATURE = N.RECOMMEND_USER
+ORDERS_SIGNATURE = N.RECOMMEND_ORDERS
 #: ``model_name="auto"`` picks the first of these the server has available. The pipeline
 #: pushes ``dual_retrieval`` only when it beats the two-tower on validation.
-DEFAULT_RETRIEVAL_MODELS = ("dual_retrieval", "retrieval")
+DEFAULT_RETRIEVAL_MODELS = N.DEFAULT_RETRIEVAL_MODELS
 AUTO = "auto"
 _METADATA_TTL_S = 30.0
 _NUMPY_BY_NAME = {"DT_" + name.upper(): tensors.NUMPY_DTYPES[dt]
@@ -49,8 +50,8 @@ class Recommendation:
     score: float
 
 
-ITEM_ENCODER_MODEL = "item_encoder"
-ITEM_TEXT_FIELDS = ("title", "description", "category", "brand")
+ITEM_ENCODER_MODEL = N.ITEM_ENCODER
+ITEM_TEXT_FIELDS = N.ITEM_TEXT_FIELDS
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def _object_array(value: Any) -> np.ndarray:
 
 class RecommenderClient:
     def __init__(self, target: str, protocol: str = "rest", model_name: str = AUTO,
-                 signature_name: str = "serving_default", timeout: float = 5.0):
+                 signature_name: str = N.SERVING_DEFAULT, timeout: float = 5.0):
         if protocol not in ("rest", "grpc"):
             raise ValueError(f"protocol must be 'rest' or 'grpc', got {protocol!r}")
         self.target = target.split("://", 1)[-1].rstrip("/")
@@ -273,22 +274,22 @@ class RecommenderClient:
             excludes = excludes * len(rows)
         if len(excludes) != len(rows):
             raise ValueError("exclude must have one list per row")
-        inputs: dict[str, np.ndarray] = {"k": np.asarray(ks, dtype=np.int32),
-                                         "exclude": _pad(excludes)}
+        inputs: dict[str, np.ndarray] = {N.K: np.asarray(ks, dtype=np.int32),
+                                         N.EXCLUDE: _pad(excludes)}
         if user_ids is not None:
-            inputs["user_id"] = np.asarray([str(u) for u in rows], dtype=object)
+            inputs[N.USER_ID] = np.asarray([str(u) for u in rows], dtype=object)
             signature = USER_SIGNATURE
         else:
-            inputs["history"] = _pad(rows)
+            inputs[N.HISTORY] = _pad(rows)
             signature = self.signature_name
             if order_positions is not None:
-                width = inputs["history"].shape[1]
-                inputs["order_pos"] = np.asarray([list(p) + [0] * (width - len(p)) for p in order_positions],
+                width = inputs[N.HISTORY].shape[1]
+                inputs[N.ORDER_POS] = np.asarray([list(p) + [0] * (width - len(p)) for p in order_positions],
                                                  dtype=np.int64)
                 signature = ORDERS_SIGNATURE
         outputs = self.predict(inputs, signature_name=signature, model_name=model_name)
         results = []
-        for row, (ids, scores) in enumerate(zip(outputs["item_ids"], outputs["scores"])):
+        for row, (ids, scores) in enumerate(zip(outputs[N.ITEM_IDS], outputs[N.SCORES])):
             skip = set(excludes[row]) | {""}
             recs = [Recommendation(str(item), float(np.float32(score)))
                     for item, score in zip(ids, scores) if item not in skip]
@@ -312,16 +313,16 @@ class RecommenderClient:
             if unknown:
                 raise ValueError(f"unknown item fields {sorted(unknown)}; expected {ITEM_TEXT_FIELDS}")
             inputs = {f: np.asarray([str(it.get(f) or "") for it in items], dtype=object) for f in ITEM_TEXT_FIELDS}
-            out = self.predict(inputs, signature_name="encode_text", model_name=model_name)
+            out = self.predict(inputs, signature_name=N.ENCODE_TEXT, model_name=model_name)
         elif embeddings is not None:
-            out = self.predict({"embedding": np.asarray(embeddings, dtype=np.float32)},
-                               signature_name="encode_embedding", model_name=model_name)
+            out = self.predict({N.EMBEDDING: np.asarray(embeddings, dtype=np.float32)},
+                               signature_name=N.ENCODE_EMBEDDING, model_name=model_name)
         else:
-            out = self.predict({"item_id": np.asarray([str(i) for i in item_ids], dtype=object)},
-                               signature_name="lookup", model_name=model_name)
-        vectors = out.get("embedding")
+            out = self.predict({N.ITEM_ID: np.asarray([str(i) for i in item_ids], dtype=object)},
+                               signature_name=N.LOOKUP, model_name=model_name)
+        vectors = out.get(N.EMBEDDING)
         return [EncodedItem(tuple(int(c) for c in sid), None if vectors is None else np.asarray(vectors[i]))
-                for i, sid in enumerate(out["semantic_id"])]
+                for i, sid in enumerate(out[N.SEMANTIC_ID])]
 
     def model_status(self, model_name: str | None = None) -> list[dict]:
         """[{"version": "1", "state": "AVAILABLE", "status": {...}}, ...] like TF Serving's REST."""

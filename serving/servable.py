@@ -20,12 +20,13 @@ from google.protobuf import message, text_format
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from recsys import names as N
 from serving import status as st
 from serving import tensors
 
 log = logging.getLogger("serving.models")
 
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = N.SERVING_DEFAULT
 SERVE_TAG = "serve"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit

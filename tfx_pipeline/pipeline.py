@@ -30,13 +30,8 @@ from tfx_pipeline.components.evaluator import RetrievalEvaluator
 from tfx_pipeline.components.example_gen import SequenceExampleGen
 from tfx_pipeline.components.index_builder import IndexBuilder
 
-RETRIEVAL = "retrieval"
-RETRIEVAL_BRUTE_FORCE = "retrieval_bruteforce"
-ITEM_ENCODER = "item_encoder"
-DUAL_RETRIEVAL = "dual_retrieval"
-DUAL_RETRIEVAL_BRUTE_FORCE = "dual_retrieval_bruteforce"
-GENERATIVE = "generative"
-SERVED_MODELS = (RETRIEVAL, RETRIEVAL_BRUTE_FORCE, ITEM_ENCODER, DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE)
+from recsys.names import (  # noqa: F401  (SERVED_MODELS re-exported for the serving config)
+    DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE, ITEM_ENCODER, RETRIEVAL, RETRIEVAL_BRUTE_FORCE, SERVED_MODELS)
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
@@ -97,15 +92,10 @@ def create_pipeline(
         examples=example_gen.outputs["examples"], bruteforce_model=index_builder.outputs["bruteforce_model"],
         scann_model=index_builder.outputs["scann_model"], min_lift=min_lift)
     pushers = [
-        tfx.components.Pusher(
-            model=index_builder.outputs[output], model_blessing=evaluator.outputs["blessing"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=os.path.join(serving_dir, name))),
-        ).with_id(component_id)
-        for output, name, component_id in (
-            ("scann_model", RETRIEVAL, "PushRetrieval"),
-            ("bruteforce_model", RETRIEVAL_BRUTE_FORCE, "PushRetrievalBruteForce"),
-        )
+        _pusher(index_builder.outputs["scann_model"], evaluator.outputs["blessing"], serving_dir, RETRIEVAL,
+                "PushRetrieval"),
+        _pusher(index_builder.outputs["bruteforce_model"], evaluator.outputs["blessing"], serving_dir,
+                RETRIEVAL_BRUTE_FORCE, "PushRetrievalBruteForce"),
     ]
     content_space = []
     if semantic_ids:
@@ -121,12 +111,7 @@ def create_pipeline(
             custom_config={"rqvae": dict(rqvae or {}), "artifact_format": 2},
         ).with_id("SemanticIdTrainer")
         # No blessing: the trainer itself refuses to export IDs that are not unique.
-        push_encoder = tfx.components.Pusher(
-            model=semantic_trainer.outputs["model"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(
-                    base_directory=os.path.join(serving_dir, ITEM_ENCODER))),
-        ).with_id("PushItemEncoder")
+        push_encoder = _pusher(semantic_trainer.outputs["model"], None, serving_dir, ITEM_ENCODER, "PushItemEncoder")
         content_space = [content_embedder, semantic_trainer, push_encoder]
         if dual_head:
             content_space += _collaborative_space(
@@ -146,6 +131,7 @@ def create_pipeline(
 
 
 def _pusher(model, blessing, serving_dir: str, name: str, component_id: str):
+    """A Pusher of ``model`` to ``serving_dir/name`` (only when ``blessing`` says blessed, if one is given)."""
     return tfx.components.Pusher(
         model=model, model_blessing=blessing,
         push_destination=tfx.proto.PushDestination(

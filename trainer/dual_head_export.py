@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from trainer import export
+from export import retrieval as export
+from recsys import names as N
 from trainer.dual_head import EVENT_TYPES, DualHeadModel, ItemSpace
 
 GENERATIVE = "generative"
@@ -42,8 +43,8 @@ class HistoryInput(tf.Module):
         self.max_history = max_history
         self.max_orders = max_orders
         self.order_positions = order_positions
-        self.item_table = export._string_table(items.item_ids.tolist(), default=items.oov)
-        self.event_table = export._string_table(list(EVENT_TYPES), default=0)
+        self.item_table = export.string_table(items.item_ids.tolist(), default=items.oov)
+        self.event_table = export.string_table(list(EVENT_TYPES), default=0)
         self.default_event = tf.constant(EVENT_TYPES.index(default_event), tf.int64)
 
     def __call__(self, history, order_pos=None, events=None):
@@ -83,7 +84,7 @@ def _user_table(users: list[str], histories: list[list[str]], order_pos: list[li
         h, p = h[-width:], p[-width:]
         ids[i, : len(h)] = [x.encode() for x in h]
         pos[i, : len(p)] = p
-    return export._string_table(users, default=len(users)), tf.constant(ids.astype(bytes)), tf.constant(pos)
+    return export.string_table(users, default=len(users)), tf.constant(ids.astype(bytes)), tf.constant(pos)
 
 
 class UserEncoder(tf.Module):
@@ -115,28 +116,28 @@ class DualRetrievalModule(export.RetrievalModule):
     def _query(self, history, order_pos=None):
         return self.towers(history, order_pos)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history"),
-                                  tf.TensorSpec([None, None], tf.int64, name="order_pos"),
-                                  tf.TensorSpec([None], tf.int32, name="k"),
-                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=N.HISTORY),
+                                  tf.TensorSpec([None, None], tf.int64, name=N.ORDER_POS),
+                                  tf.TensorSpec([None], tf.int32, name=N.K),
+                                  tf.TensorSpec([None, None], tf.string, name=N.EXCLUDE)])
     def recommend_orders(self, history, order_pos, k, exclude):
         return self._top_k(self._query(history, order_pos), k, exclude)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
-                                  tf.TensorSpec([None], tf.int32, name="k"),
-                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=N.USER_ID),
+                                  tf.TensorSpec([None], tf.int32, name=N.K),
+                                  tf.TensorSpec([None, None], tf.string, name=N.EXCLUDE)])
     def recommend_user(self, user_id, k, exclude):
         row = self.user_lookup.lookup(user_id)
         query = self._query(tf.gather(self.user_history_ids, row), tf.gather(self.user_order_pos, row))
         return self._top_k(query, k, exclude)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="content")])
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name=N.CONTENT)])
     def embed_content(self, content):
-        return {"embedding": self.model.map_content(content)}
+        return {N.EMBEDDING: self.model.map_content(content)}
 
     def signatures(self) -> dict:
         sigs = super().signatures()
-        sigs.update({"recommend_orders": self.recommend_orders, "embed_content": self.embed_content})
+        sigs.update({N.RECOMMEND_ORDERS: self.recommend_orders, N.EMBED_CONTENT: self.embed_content})
         return sigs
 
 
@@ -153,7 +154,7 @@ class GenerativeModule(tf.Module):
         self.beam_width = beam_width
         self.max_k = min(beam_width, items.num_items)
         self.catalog_ids = tf.constant([i.encode() for i in items.item_ids.tolist()], tf.string)
-        self.catalog_table = export._string_table(items.item_ids.tolist(), default=-1)
+        self.catalog_table = export.string_table(items.item_ids.tolist(), default=-1)
         self.user_lookup, self.user_history_ids, self.user_order_pos = _user_table(
             users, histories, order_pos, inputs.max_history)
 
@@ -161,41 +162,37 @@ class GenerativeModule(tf.Module):
         items, rel, ev = self.inputs(history, order_pos)
         states, mask = self.model.encode(items, rel, ev)
         batch = tf.shape(history)[0]
-        pos = self.catalog_table.lookup(exclude)                                     # [B, E]
-        rows = tf.broadcast_to(tf.range(tf.cast(batch, tf.int64))[:, None], tf.shape(pos))
-        hit = tf.where(pos >= 0)
-        idx = tf.stack([tf.gather_nd(rows, hit), tf.gather_nd(pos, hit)], axis=1)
-        allowed = tf.tensor_scatter_nd_update(
-            tf.ones([batch, self.model.num_items], tf.bool), idx, tf.zeros([tf.shape(idx)[0]], tf.bool))
+        allowed = export.mask_excluded(tf.ones([batch, self.model.num_items]), self.catalog_table, exclude,
+                                       value=0.0) > 0.5
         top, scores = self.model.beam_search(self.model.memory(states, mask), allowed, self.beam_width)
         kk = tf.clip_by_value(tf.reduce_max(k), 1, self.max_k)
         top, scores = top[:, :kk], scores[:, :kk]
         ids = tf.where(top >= 0, tf.gather(self.catalog_ids, tf.maximum(top, 0)), tf.constant(b""))
-        return {"item_ids": ids, "scores": scores}
+        return {N.ITEM_IDS: ids, N.SCORES: scores}
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history"),
-                                  tf.TensorSpec([None], tf.int32, name="k"),
-                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=N.HISTORY),
+                                  tf.TensorSpec([None], tf.int32, name=N.K),
+                                  tf.TensorSpec([None, None], tf.string, name=N.EXCLUDE)])
     def recommend_history(self, history, k, exclude):
         return self._recommend(history, None, k, exclude)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history"),
-                                  tf.TensorSpec([None, None], tf.int64, name="order_pos"),
-                                  tf.TensorSpec([None], tf.int32, name="k"),
-                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=N.HISTORY),
+                                  tf.TensorSpec([None, None], tf.int64, name=N.ORDER_POS),
+                                  tf.TensorSpec([None], tf.int32, name=N.K),
+                                  tf.TensorSpec([None, None], tf.string, name=N.EXCLUDE)])
     def recommend_orders(self, history, order_pos, k, exclude):
         return self._recommend(history, order_pos, k, exclude)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
-                                  tf.TensorSpec([None], tf.int32, name="k"),
-                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=N.USER_ID),
+                                  tf.TensorSpec([None], tf.int32, name=N.K),
+                                  tf.TensorSpec([None, None], tf.string, name=N.EXCLUDE)])
     def recommend_user(self, user_id, k, exclude):
         row = self.user_lookup.lookup(user_id)
         return self._recommend(tf.gather(self.user_history_ids, row), tf.gather(self.user_order_pos, row), k, exclude)
 
     def signatures(self) -> dict:
-        return {"serving_default": self.recommend_history, "recommend_orders": self.recommend_orders,
-                "recommend_user": self.recommend_user}
+        return {N.SERVING_DEFAULT: self.recommend_history, N.RECOMMEND_ORDERS: self.recommend_orders,
+                N.RECOMMEND_USER: self.recommend_user}
 
 
 def save_generative(module: GenerativeModule, export_dir: str) -> None:

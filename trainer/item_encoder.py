@@ -23,6 +23,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from recsys import names as N
+
 SEPARATOR = "-"
 
 
@@ -59,32 +61,32 @@ class ItemEncoderModule(tf.Module):
         if text_encoder is not None:
             # only a text-trained encoder gets the text signature (saving traces every tf.function)
             self.encode_text = tf.function(self._encode_text, input_signature=[
-                tf.TensorSpec([None], tf.string, name=name) for name in ("title", "description", "category", "brand")])
+                tf.TensorSpec([None], tf.string, name=name) for name in N.ITEM_TEXT_FIELDS])
 
     def _semantic_id(self, embedding: tf.Tensor) -> tf.Tensor:
         codes = tf.cast(self._codes_fn(embedding), tf.int32)                  # [B, L]
         extra = tf.cast(self.tuple_counts.lookup(tuple_keys(codes)), tf.int32)  # [B]
         return tf.concat([codes, extra[:, None]], axis=1)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="embedding")])
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name=N.EMBEDDING)])
     def encode_embedding(self, embedding):
-        return {"semantic_id": self._semantic_id(embedding)}
+        return {N.SEMANTIC_ID: self._semantic_id(embedding)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=N.ITEM_ID)])
     def lookup(self, item_id):
         row = self.item_rows.lookup(item_id)
         found = tf.gather(self.semantic_ids, tf.maximum(row, 0))
-        return {"semantic_id": tf.where((row >= 0)[:, None], found, -tf.ones_like(found))}
+        return {N.SEMANTIC_ID: tf.where((row >= 0)[:, None], found, -tf.ones_like(found))}
 
     def _encode_text(self, title, description, category, brand):
         embedding = self.text_encoder(self._text_fn(title, description, category, brand))
-        return {"embedding": embedding, "semantic_id": self._semantic_id(embedding)}
+        return {N.EMBEDDING: embedding, N.SEMANTIC_ID: self._semantic_id(embedding)}
 
     def signatures(self) -> dict:
-        sigs = {"encode_embedding": self.encode_embedding, "lookup": self.lookup}
+        sigs = {N.ENCODE_EMBEDDING: self.encode_embedding, N.LOOKUP: self.lookup}
         if self.text_encoder is not None:
-            sigs["encode_text"] = self.encode_text
-            sigs["serving_default"] = self.encode_text
+            sigs[N.ENCODE_TEXT] = self.encode_text
+            sigs[N.SERVING_DEFAULT] = self.encode_text
         else:
-            sigs["serving_default"] = self.encode_embedding
+            sigs[N.SERVING_DEFAULT] = self.encode_embedding
         return sigs

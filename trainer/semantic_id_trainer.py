@@ -18,8 +18,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from transform import examples_io
+from recsys import names as N
 from trainer import rqvae, semantic_ids
+from trainer.warmup import write_warmup
+from transform import examples_io
 
 REPORT_FILE = "semantic_id_report.json"
 TABLE_FILE = "semantic_ids.tsv"
@@ -63,6 +65,19 @@ def build_item_encoder(model: rqvae.RQVAE, item_ids: np.ndarray, ids: np.ndarray
                              text_encoder=text_encoder, text_fn=text_fn, trackables={"rqvae": codes})
 
 
+def item_encoder_warmup(rows: examples_io.ContentRows, text: bool, n: int = 3) -> list:
+    """Warm-up requests for every signature of the item encoder, from real catalogue rows."""
+    ids = np.asarray(rows.item_ids[:n]).astype(object)
+    requests = [(N.LOOKUP, {N.ITEM_ID: ids}),
+                (N.ENCODE_EMBEDDING, {N.EMBEDDING: rows.vectors[:n].astype(np.float32)})]
+    if text:
+        fields = {f: np.asarray([""] * len(ids), dtype=object) for f in N.ITEM_TEXT_FIELDS}
+        fields[N.CATEGORY] = np.asarray(rows.categories[:n]).astype(object)
+        fields[N.TITLE] = np.asarray(["유기농 바나나 1kg", "Organic bananas", ""][:len(ids)], dtype=object)
+        requests.append((N.ENCODE_TEXT, fields))
+    return requests
+
+
 def train_semantic_ids(embeddings_uri: str, serving_dir: str, run_dir: str, config_overrides: dict | None) -> dict:
     start = time.time()
     rows = examples_io.read_content(embeddings_uri)
@@ -87,6 +102,7 @@ def train_semantic_ids(embeddings_uri: str, serving_dir: str, run_dir: str, conf
     tf.saved_model.save(module, serving_dir, signatures=module.signatures())
     tf.io.gfile.makedirs(os.path.join(serving_dir, "assets.extra"))
     table.save(os.path.join(serving_dir, "assets.extra", TABLE_FILE))
+    write_warmup(serving_dir, N.ITEM_ENCODER, item_encoder_warmup(rows, text=(source == "text")))
     rqvae.save_rqvae(model, os.path.join(run_dir, "rqvae"))
     save_content(rows, os.path.join(os.path.dirname(serving_dir.rstrip("/")), CONTENT_FILE))
     with tf.io.gfile.GFile(os.path.join(run_dir, REPORT_FILE), "w") as f:

@@ -1,10 +1,10 @@
 """Offline full-ranking evaluation and classic baselines (numpy/scipy only, no TensorFlow).
 
 * :mod:`.metrics`   -- ``top_k``, ``ranking_metrics``, ``evaluate_scorer``.
-* :mod:`.baselines` -- ``Popularity``, ``ItemCF``, ``UserMostFrequent``.
+* :mod:`.baselines` -- ``Popularity``, ``ItemCF``, ``ItemKNN``, ``UserMostFrequent``.
 * :mod:`.report`    -- text/Markdown tables and the JSON report format.
 """
-from recsys.evaluation.baselines import ItemCF, Popularity, UserMostFrequent
+from recsys.evaluation.baselines import ItemCF, ItemKNN, Popularity, UserMostFrequent
 from recsys.evaluation.metrics import (
     ENTROPY_LOG_BASE,
     METRIC_BASES,
@@ -28,6 +28,7 @@ __all__ = [
     "ENTROPY_LOG_BASE",
     "METRIC_BASES",
     "ItemCF",
+    "ItemKNN",
     "Popularity",
     "RankingAccumulator",
     "ReportFormatError",

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.integration
 def test_campaign_writes_one_line_per_user_matching_the_model(ml_slice, latest, tmp_path):
     import tensorflow as tf
 
-    from recsys.campaign import resolve_model_dir, run_campaign, user_histories_from_examples
+    from apps.campaign import resolve_model_dir, run_campaign, user_histories_from_examples
 
     layout, _ = ml_slice
     examples = latest(os.path.join(layout.pipeline_root, "SequenceExampleGen", "examples", "*"))
@@ -39,7 +39,7 @@ def test_campaign_writes_one_line_per_user_matching_the_model(ml_slice, latest, 
 
 
 def test_campaign_refuses_a_retrieval_model_and_bad_arguments(ml_slice, tmp_path):
-    from recsys.campaign import run_campaign
+    from apps.campaign import run_campaign
 
     layout, _ = ml_slice
     users = [("u", ["50"], [0])]

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from recsys import cli
+from apps import cli
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@
   the client's ``recommend`` uses it by default once it is served.
 * ``generative_blessing``: the teacher must beat popularity's validation NDCG@10.
 
-Test metrics are computed and stored, never used to decide.
+Both are ``gate.Gate``s; test metrics are computed and stored, never used to decide.
 """
 
 import json
@@ -16,11 +16,12 @@ from tfx import v1 as tfx
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 
-from tfx_pipeline.components.evaluator import GATE_METRIC, METRICS_FILE, evaluate_splits, write_blessing
-from tfx_pipeline.components.index_builder import SERVING_SUBDIR
+from recsys import names as N
+from tfx_pipeline.components.evaluator import GATE_MODEL, METRICS_FILE, evaluate_splits
+from tfx_pipeline.components.gate import Gate
 
-STUDENT = "dual_retrieval"
-TEACHER = "generative"
+STUDENT = N.DUAL_RETRIEVAL
+TEACHER = N.GENERATIVE
 
 
 @component
@@ -35,9 +36,9 @@ def DualHeadEvaluator(  # noqa: N802
     generative_blessing: OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
     min_lift: Parameter[float] = 0.0,
 ) -> None:
-    dirs = {STUDENT: os.path.join(bruteforce_model.uri, SERVING_SUBDIR),
-            f"{STUDENT}_scann": os.path.join(scann_model.uri, SERVING_SUBDIR)}
-    generative_dir = os.path.join(generative_model.uri, SERVING_SUBDIR)
+    dirs = {STUDENT: os.path.join(bruteforce_model.uri, N.SERVING_SUBDIR),
+            f"{STUDENT}_scann": os.path.join(scann_model.uri, N.SERVING_SUBDIR)}
+    generative_dir = os.path.join(generative_model.uri, N.SERVING_SUBDIR)
     if os.path.exists(os.path.join(generative_dir, "saved_model.pb")):
         dirs[TEACHER] = generative_dir
     with open(os.path.join(baseline_evaluation.uri, METRICS_FILE)) as f:
@@ -46,17 +47,6 @@ def DualHeadEvaluator(  # noqa: N802
     out = evaluate_splits(examples, dirs, evaluation.uri,
                           known={label: spine[label]["models"] for label in ("validation", "test")})
     val = out["validation"]["models"]
-    ours, bar = val[STUDENT][GATE_METRIC], val["two_tower"][GATE_METRIC]
-    blessed = ours > bar * (1.0 + min_lift)
-    write_blessing(retrieval_blessing, blessed,
-           f"{STUDENT} validation {GATE_METRIC} {ours:.4f} vs two_tower {bar:.4f} (required lift {min_lift:+.0%}): "
-           + ("BLESSED, pushed as the default retrieval model" if blessed
-              else "NOT blessed, the two-tower stays the default"))
-    if TEACHER in val:
-        ours, bar = val[TEACHER][GATE_METRIC], val["popularity"][GATE_METRIC]
-        blessed = ours > bar * (1.0 + min_lift)
-        write_blessing(generative_blessing, blessed,
-               f"{TEACHER} validation {GATE_METRIC} {ours:.4f} vs popularity {bar:.4f}: "
-               + ("BLESSED" if blessed else "NOT blessed, nothing will be pushed"))
-    else:
-        write_blessing(generative_blessing, False, f"{TEACHER}: the model has no generative head; nothing to push")
+    Gate(STUDENT, GATE_MODEL, min_lift, passed="BLESSED, pushed as the default retrieval model",
+         failed="NOT blessed, the two-tower stays the default").apply(val, retrieval_blessing)
+    Gate(TEACHER, "popularity", min_lift).apply(val, generative_blessing)

@@ -1,9 +1,9 @@
-"""IndexBuilder: trained towers + catalogue → the two serving SavedModels.
+"""IndexBuilder: trained towers + catalogue → the two-tower's serving SavedModels.
 
-Embeds every catalogue item with the item tower, tunes ScaNN on validation
-queries until recall@10 against brute force reaches the target, and exports
-``retrieval`` (ScaNN inside) and its brute-force twin ``retrieval_bruteforce``,
-each with warm-up requests in ``assets.extra/``.
+Embeds every catalogue item with the item tower and exports ``retrieval``
+(ScaNN inside, tuned on validation queries until recall@10 against brute force
+reaches the target) and its brute-force twin ``retrieval_bruteforce`` through
+the shared twin export (``export.twins``), each with warm-up requests.
 """
 
 import json
@@ -17,9 +17,10 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 
 from recsys import features as F
+from recsys import names as N
 
 _log = logging.getLogger("recsys.pipeline")
-SERVING_SUBDIR = "Format-Serving"  # where TFX's Pusher looks for a model
+REPORT_FILE = "index_report.json"
 
 
 @component
@@ -36,13 +37,15 @@ def IndexBuilder(  # noqa: N802
     import scann  # noqa: F401  (registers the ScaNN ops)
     import tensorflow as tf
 
+    from export.retrieval import RetrievalModule
+    from export.twins import export_twins
+    from trainer import base
     from transform import examples_io
-    from trainer import base, export
 
     start = time.time()
     vocab = base.load_vocabularies(transform_graph.uri)
-    towers = tf.saved_model.load(os.path.join(model.uri, SERVING_SUBDIR))
-    with open(os.path.join(model.uri, SERVING_SUBDIR, "assets.extra", "train_config.json")) as f:
+    towers = tf.saved_model.load(os.path.join(model.uri, N.SERVING_SUBDIR))
+    with open(os.path.join(model.uri, N.SERVING_SUBDIR, "assets.extra", "train_config.json")) as f:
         max_history = int(json.load(f)["config"]["max_history"])
     catalog = examples_io.read_catalog(examples.uri)
     item_index = {item: i for i, item in enumerate(vocab.items)}
@@ -57,35 +60,28 @@ def IndexBuilder(  # noqa: N802
     print(f"[index] {len(items):,} catalogue items embedded ({n_cold:,} never seen in training)", flush=True)
 
     histories = {u: h.items for u, h in examples_io.latest_histories(examples.uri).items()}
-    users = sorted(histories)
-    val = examples_io.read_rows(examples.uri, F.EVAL)
-    bf = export.RetrievalModule(towers, list(vocab.items), catalog.item_ids, emb, users, [histories[u] for u in users],
-                                index=export.BRUTE_FORCE, max_k=max_k, max_exclude=max_exclude, max_history=max_history)
-    val_hist = [h for h in val.histories] or [histories[u] for u in users]
-    width = max(len(h) for h in val_hist)
-    padded = np.array([h + [""] * (width - len(h)) for h in val_hist], dtype=object).astype(bytes)
-    queries = bf.user_embedding(tf.constant(padded))["embedding"].numpy()
-    tuning = export.tune_scann(emb, catalog.item_ids, queries, target_recall=target_recall,
-                               final_k=min(max_k + max_exclude, len(items)))
-    print(f"[index] ScaNN {tuning.params} recall@10 vs brute force {tuning.recall_at_10:.4f} on "
-          f"{len(queries):,} validation queries; {tuning.query_ms:.3f} ms/query vs brute force "
-          f"{tuning.brute_force_ms:.3f} ms/query (batched)", flush=True)
-    sc = export.RetrievalModule(towers, list(vocab.items), catalog.item_ids, emb, users, [histories[u] for u in users],
-                                index=export.SCANN, max_k=max_k, max_exclude=max_exclude, max_history=max_history,
-                                scann_params=tuning.params)
-    warm = [histories[u] for u in users[:5]]
-    for module, artifact, name in ((bf, bruteforce_model, "retrieval_bruteforce"), (sc, scann_model, "retrieval")):
-        out = os.path.join(artifact.uri, SERVING_SUBDIR)
-        export.save(module, out)
-        n = export.write_warmup_requests(out, name, warm)
-        _log.info("Exported %s to %s with %d warm-up requests", name, out, n)
-    report = {
-        "catalog_items": len(items), "cold_items": n_cold, "users_with_history": len(users),
-        "scann": {"params": vars(tuning.params), "recall@10_vs_brute_force": tuning.recall_at_10,
-                  "query_ms": tuning.query_ms, "brute_force_query_ms": tuning.brute_force_ms,
-                  "validation_queries": len(queries), "tried": list(tuning.tried)},
-        "max_k": max_k, "max_exclude": max_exclude, "elapsed_s": round(time.time() - start, 1),
-    }
-    with open(os.path.join(scann_model.uri, "index_report.json"), "w") as f:
+    users = list(histories)
+    val_hist = examples_io.read_rows(examples.uri, F.EVAL).histories or [histories[u] for u in users]
+
+    def build(index, params):
+        return RetrievalModule(towers, list(vocab.items), catalog.item_ids, emb, users, [histories[u] for u in users],
+                               index=index, max_k=max_k, max_exclude=max_exclude, max_history=max_history,
+                               scann_params=params)
+
+    def queries(bruteforce):
+        width = max(len(h) for h in val_hist)
+        padded = np.array([h + [""] * (width - len(h)) for h in val_hist], dtype=object).astype(bytes)
+        return bruteforce.user_embedding(tf.constant(padded))[N.EMBEDDING].numpy()
+
+    twins = export_twins(build, emb, catalog.item_ids, queries, model_name=N.RETRIEVAL,
+                         scann_dir=os.path.join(scann_model.uri, N.SERVING_SUBDIR),
+                         bruteforce_dir=os.path.join(bruteforce_model.uri, N.SERVING_SUBDIR),
+                         warmup_histories=[histories[u] for u in users[:5]], target_recall=target_recall,
+                         final_k=max_k + max_exclude, log=lambda m: print(m, flush=True))
+    report = {"catalog_items": len(items), "cold_items": n_cold, "users_with_history": len(users),
+              "scann": dict(twins.report(), validation_queries=len(val_hist)),
+              "max_k": max_k, "max_exclude": max_exclude, "elapsed_s": round(time.time() - start, 1)}
+    with open(os.path.join(scann_model.uri, REPORT_FILE), "w") as f:
         json.dump(report, f, indent=1)
-    scann_model.set_float_custom_property("scann_recall_at_10", tuning.recall_at_10)
+    scann_model.set_float_custom_property("scann_recall_at_10", twins.tuning.recall_at_10)
+    _log.info("IndexBuilder wrote %s in %.1fs", scann_model.uri, time.time() - start)

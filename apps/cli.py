@@ -126,7 +126,7 @@ def write_models_config(layout) -> str:
     from google.protobuf import text_format
 
     from serving.server import model_server_config
-    from tfx_pipeline.pipeline import SERVED_MODELS
+    from recsys.names import SERVED_MODELS
 
     # Relative base paths: our server resolves them against this file's directory;
     # real TF Serving wants absolute ones (see serving/models.config for a container).
@@ -158,7 +158,8 @@ def _recommend_in_process(layout, user: str | None, history: list[str] | None, k
     import tensorflow as tf
 
     from tfx_pipeline.artifacts import latest_version_dir
-    from tfx_pipeline.pipeline import DUAL_RETRIEVAL_BRUTE_FORCE, RETRIEVAL_BRUTE_FORCE
+    from recsys import names as N
+    from recsys.names import DUAL_RETRIEVAL_BRUTE_FORCE, RETRIEVAL_BRUTE_FORCE
 
     if name == "auto":  # the same preference as the client's: the dual head once it was pushed
         name = (DUAL_RETRIEVAL_BRUTE_FORCE if os.path.isdir(os.path.join(layout.serving_dir, DUAL_RETRIEVAL_BRUTE_FORCE))
@@ -167,10 +168,10 @@ def _recommend_in_process(layout, user: str | None, history: list[str] | None, k
     model = tf.saved_model.load(latest_version_dir(os.path.join(layout.serving_dir, name)))
     excl = tf.constant([[e.encode() for e in exclude] or [b""]])
     if user is not None:
-        out = model.signatures["recommend_user"](user_id=tf.constant([user]), k=tf.constant([k]), exclude=excl)
+        out = model.signatures[N.RECOMMEND_USER](user_id=tf.constant([user]), k=tf.constant([k]), exclude=excl)
     else:
-        out = model.signatures["serving_default"](history=tf.constant([history]), k=tf.constant([k]), exclude=excl)
-    return [(i.decode(), float(s)) for i, s in zip(out["item_ids"].numpy()[0], out["scores"].numpy()[0]) if i]
+        out = model.signatures[N.SERVING_DEFAULT](history=tf.constant([history]), k=tf.constant([k]), exclude=excl)
+    return [(i.decode(), float(s)) for i, s in zip(out[N.ITEM_IDS].numpy()[0], out[N.SCORES].numpy()[0]) if i]
 
 
 def cmd_recommend(args) -> int:
@@ -208,7 +209,7 @@ def _item_titles(args) -> dict[str, str]:
 
 
 def cmd_evaluate(args) -> int:
-    from recsys.evaluate import evaluate_split
+    from export.evaluate import evaluate_split
     from recsys.evaluation.report import format_table, write_report
     from recsys import features as F
     from tfx_pipeline.artifacts import ArtifactNotFound, latest_output_uri, latest_version_dir
@@ -236,9 +237,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_campaign(args, beam_args: list[str]) -> int:
-    from recsys.campaign import run_campaign, user_histories_from_examples
+    from apps.campaign import run_campaign, user_histories_from_examples
     from tfx_pipeline.artifacts import latest_output_uri, latest_version_dir
-    from tfx_pipeline.pipeline import GENERATIVE
+    from recsys.names import GENERATIVE
 
     layout = _layout(args)
     examples_uri = latest_output_uri(layout, "SequenceExampleGen", "examples")

@@ -18,19 +18,19 @@ Signatures (the contract ``serving.client.RecommenderClient`` speaks):
 * ``item_embedding``: ``item_id`` string [B] → ``embedding`` float32 [B, D].
 
 Rows with fewer than K eligible items are padded with item id "" and score -inf.
+Names are those of the contract module ``recsys.names``.
 """
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
+from recsys import names as N
+
 SCANN = "scann"
 BRUTE_FORCE = "brute_force"
-WARMUP_FILE = "tf_serving_warmup_requests"
 MIN_SCANN_ITEMS = 16
 
 
@@ -41,7 +41,7 @@ class ScannParams:
     num_reordering_candidates: int
 
 
-def _string_table(keys, default: int) -> tf.lookup.StaticHashTable:
+def string_table(keys, default: int) -> tf.lookup.StaticHashTable:
     """key → its position; unknown keys → ``default``."""
     keys = list(keys)
     values = list(range(len(keys)))
@@ -50,6 +50,21 @@ def _string_table(keys, default: int) -> tf.lookup.StaticHashTable:
     keys = tf.constant(keys, dtype=tf.string)
     values = tf.constant(values, dtype=tf.int64)
     return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=default)
+
+
+def excluded_positions(catalog_table: tf.lookup.StaticHashTable, exclude: tf.Tensor) -> tf.Tensor:
+    """``[X, 2]`` int64 (row, catalogue position) of every known id in ``exclude`` [B, E] ("" and unknown ids skipped)."""
+    pos = catalog_table.lookup(exclude)                                                    # [B, E]
+    rows = tf.broadcast_to(tf.range(tf.shape(exclude, out_type=tf.int64)[0])[:, None], tf.shape(pos))
+    hit = tf.where(pos >= 0)
+    return tf.stack([tf.gather_nd(rows, hit), tf.gather_nd(pos, hit)], axis=1)
+
+
+def mask_excluded(scores: tf.Tensor, catalog_table: tf.lookup.StaticHashTable, exclude: tf.Tensor,
+                  value: float = -np.inf) -> tf.Tensor:
+    """``scores`` [B, N] with ``value`` at the catalogue positions of ``exclude``'s ids (the one exclusion mask)."""
+    idx = excluded_positions(catalog_table, exclude)
+    return tf.tensor_scatter_nd_update(scores, idx, tf.fill([tf.shape(idx)[0]], tf.cast(value, scores.dtype)))
 
 
 class RetrievalModule(tf.Module):
@@ -72,11 +87,11 @@ class RetrievalModule(tf.Module):
         self.max_exclude = max_exclude
         self.max_history = max_history
         self.pad = len(item_vocab) + 1
-        self.item_table = _string_table(item_vocab, default=len(item_vocab))
-        self.catalog_table = _string_table(catalog_ids, default=-1)
+        self.item_table = string_table(item_vocab, default=len(item_vocab))
+        self.catalog_table = string_table(catalog_ids, default=-1)
         self.catalog_ids = tf.constant(catalog_ids.astype(object).astype(bytes))
         self.catalog_embeddings = tf.Variable(catalog_embeddings.astype(np.float32), trainable=False)
-        self.user_table = _string_table(user_ids, default=len(user_ids))
+        self.user_table = string_table(user_ids, default=len(user_ids))
         width = max([len(h) for h in user_histories] + [1])
         hist = np.full((len(user_ids) + 1, min(width, max_history)), b"", dtype=object)
         for i, h in enumerate(user_histories):
@@ -113,12 +128,7 @@ class RetrievalModule(tf.Module):
         kk = tf.clip_by_value(tf.reduce_max(k), 1, self.max_k)
         if self.index_kind == BRUTE_FORCE:
             scores = tf.matmul(query, self.catalog_embeddings, transpose_b=True)             # [B, N]
-            pos = self.catalog_table.lookup(exclude)                                            # [B, E]
-            rows = tf.broadcast_to(tf.range(tf.shape(exclude, out_type=tf.int64)[0])[:, None], tf.shape(pos))
-            hit = tf.where(pos >= 0)
-            idx = tf.stack([tf.gather_nd(rows, hit), tf.gather_nd(pos, hit)], axis=1)
-            scores = tf.tensor_scatter_nd_update(
-                scores, idx, tf.fill([tf.shape(idx)[0]], tf.constant(-np.inf, tf.float32)))
+            scores = mask_excluded(scores, self.catalog_table, exclude)
             top = tf.math.top_k(scores, kk)
             ids = tf.gather(self.catalog_ids, top.indices)
             values = top.values
@@ -130,38 +140,38 @@ class RetrievalModule(tf.Module):
             ids = tf.gather(cand_ids, top.indices, batch_dims=1)
             values = top.values
         ids = tf.where(tf.math.is_inf(values), tf.constant(b""), ids)
-        return {"item_ids": ids, "scores": values}
+        return {N.ITEM_IDS: ids, N.SCORES: values}
 
     # -- signatures ----------------------------------------------------------------
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history"),
-                                  tf.TensorSpec([None], tf.int32, name="k"),
-                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=N.HISTORY),
+                                  tf.TensorSpec([None], tf.int32, name=N.K),
+                                  tf.TensorSpec([None, None], tf.string, name=N.EXCLUDE)])
     def recommend_history(self, history, k, exclude):
         return self._top_k(self._query(history), k, exclude)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
-                                  tf.TensorSpec([None], tf.int32, name="k"),
-                                  tf.TensorSpec([None, None], tf.string, name="exclude")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=N.USER_ID),
+                                  tf.TensorSpec([None], tf.int32, name=N.K),
+                                  tf.TensorSpec([None, None], tf.string, name=N.EXCLUDE)])
     def recommend_user(self, user_id, k, exclude):
         history = tf.gather(self.user_histories, self.user_table.lookup(user_id))
         return self._top_k(self._query(history), k, exclude)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history")])
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=N.HISTORY)])
     def user_embedding(self, history):
-        return {"embedding": self._query(history)}
+        return {N.EMBEDDING: self._query(history)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=N.ITEM_ID)])
     def item_embedding(self, item_id):
         pos = self.catalog_table.lookup(item_id)
-        return {"embedding": tf.gather(self.catalog_embeddings, tf.maximum(pos, 0))
+        return {N.EMBEDDING: tf.gather(self.catalog_embeddings, tf.maximum(pos, 0))
                 * tf.cast(pos >= 0, tf.float32)[:, None]}
 
     def signatures(self) -> dict:
         return {
-            "serving_default": self.recommend_history,
-            "recommend_user": self.recommend_user,
-            "user_embedding": self.user_embedding,
-            "item_embedding": self.item_embedding,
+            N.SERVING_DEFAULT: self.recommend_history,
+            N.RECOMMEND_USER: self.recommend_user,
+            N.USER_EMBEDDING: self.user_embedding,
+            N.ITEM_EMBEDDING: self.item_embedding,
         }
 
 
@@ -170,83 +180,3 @@ def default_scann_params(num_items: int, k: int) -> ScannParams:
     return ScannParams(leaves, max(1, leaves // 4), max(k, 200))
 
 
-def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
-    """Mean |approx ∩ exact| / |exact| over queries; arrays [Q, k] of ids."""
-    hits = [len(set(a) & set(e)) / max(len(e), 1) for a, e in zip(approx_ids.tolist(), exact_ids.tolist())]
-    return float(np.mean(hits)) if hits else float("nan")
-
-
-@dataclass(frozen=True)
-class ScannTuning:
-    params: ScannParams
-    recall_at_10: float
-    query_ms: float
-    brute_force_ms: float
-    tried: tuple[dict, ...]
-
-
-def tune_scann(embeddings: np.ndarray, ids: np.ndarray, queries: np.ndarray, target_recall: float = 0.95,
-               k: int = 10, final_k: int = 300) -> ScannTuning:
-    """Cheapest ScaNN configuration whose recall@k against brute force reaches ``target_recall``.
-
-    Tries increasing ``num_leaves_to_search`` (the main speed/recall knob) at
-    ~sqrt(N) leaves, reordering with exact dot products; falls back to
-    searching every leaf, which is exact up to quantisation + reordering.
-    """
-    import tensorflow_recommenders as tfrs
-
-    n = len(ids)
-    leaves = int(np.clip(round(np.sqrt(n)), 1, 2000))
-    cand = tf.constant(embeddings, tf.float32)
-    q = tf.constant(queries, tf.float32)
-    t0 = time.perf_counter()
-    exact = tf.math.top_k(tf.matmul(q, cand, transpose_b=True), min(k, n)).indices.numpy()
-    bf_ms = (time.perf_counter() - t0) * 1000 / max(len(queries), 1)
-    exact_ids = ids[exact]
-    tried = []
-    final_k = min(final_k, n)
-    # re-score twice the final candidates exactly when the catalogue is large enough to make that cheap
-    reorder = 2 * final_k if n > 4 * final_k else final_k
-    for frac in (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0):
-        p = ScannParams(leaves, max(1, int(round(leaves * frac))), reorder)
-        layer = tfrs.layers.factorized_top_k.ScaNN(
-            k=final_k, distance_measure="dot_product", num_leaves=p.num_leaves,
-            num_leaves_to_search=p.num_leaves_to_search, num_reordering_candidates=min(p.num_reordering_candidates, n))
-        layer.index(cand, tf.constant(ids.astype(bytes)))
-        layer(q[:1])  # build
-        t0 = time.perf_counter()
-        _, got = layer(q)
-        ms = (time.perf_counter() - t0) * 1000 / max(len(queries), 1)
-        got = got.numpy()[:, :k].astype(str)
-        rec = recall_at_k(got, exact_ids.astype(str))
-        tried.append({"num_leaves": p.num_leaves, "num_leaves_to_search": p.num_leaves_to_search,
-                      "recall@10": round(rec, 4), "query_ms": round(ms, 4)})
-        if rec >= target_recall:
-            return ScannTuning(p, rec, ms, bf_ms, tuple(tried))
-    raise RuntimeError(f"ScaNN never reached recall@{k} >= {target_recall} against brute force; tried {tried}")
-
-
-def write_warmup_requests(export_dir: str, model_name: str, histories: list[list[str]], k: int = 10) -> int:
-    """Writes ``assets.extra/tf_serving_warmup_requests`` (PredictionLog TFRecords, TF Serving's format)."""
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
-    path = os.path.join(export_dir, "assets.extra", WARMUP_FILE)
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    n = 0
-    with tf.io.TFRecordWriter(path) as writer:
-        for h in histories:
-            req = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
-            req.inputs["history"].CopyFrom(tf.make_tensor_proto([h or [""]], dtype=tf.string))
-            req.inputs["k"].CopyFrom(tf.make_tensor_proto([k], dtype=tf.int32))
-            req.inputs["exclude"].CopyFrom(tf.make_tensor_proto([[""]], dtype=tf.string))
-            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
-            writer.write(log.SerializeToString())
-            n += 1
-    return n
-
-
-def save(module: RetrievalModule, export_dir: str) -> None:
-    """Saves with the ScaNN op namespace allowed (a no-op for the brute-force twin)."""
-    tf.saved_model.save(module, export_dir, signatures=module.signatures(),
-                        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))

@@ -1,7 +1,7 @@
 """What `make run` shows after the pipeline: served recommendations, the table, how to query.
 
-    python -m recsys.demo --wait localhost:8501            # block until the server is up
-    python -m recsys.demo --output artifacts --rest localhost:8501 --grpc localhost:8500
+    python -m apps.demo --wait localhost:8501            # block until the server is up
+    python -m apps.demo --output artifacts --rest localhost:8501 --grpc localhost:8500
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import urllib.request
 
 import recsys  # noqa: F401
 
-MODEL = "retrieval"
+from recsys.names import RETRIEVAL as MODEL  # noqa: E402
 
 
 def wait_for_server(target: str, model: str = MODEL, timeout: float = 180.0) -> None:
@@ -40,14 +40,14 @@ def show(output: str, dataset: str, rest: str, grpc: str, users: int = 3, k: int
     from recsys.evaluation.report import format_table, read_report
     from serving.client import RecommenderClient
     from tfx_pipeline.layout import Layout
-    from transform.sequences import LEAVE_ONE_OUT
+    from recsys.names import LEAVE_ONE_OUT
 
     layout = Layout(os.path.abspath(output), dataset)
     ds = load_dataset(dataset)
     titles = {i: (t or c or i) for i, t, c in zip(ds.items["item_id"], ds.items["title"], ds.items["category"])}
     events = ds.events.sort_values(["user_id", "timestamp"], kind="stable")
     user_ids = sorted(events["user_id"].unique(), key=lambda u: (len(u), u))[:users]
-    from tfx_pipeline.pipeline import DUAL_RETRIEVAL, GENERATIVE
+    from recsys.names import DUAL_RETRIEVAL, GENERATIVE
 
     pushed = [m for m in (DUAL_RETRIEVAL, GENERATIVE) if os.path.isdir(os.path.join(layout.serving_dir, m))]
     for name in pushed:  # the server loads models one by one; the client's choice must see them all
@@ -142,7 +142,7 @@ def show_semantic_ids(layout, titles: dict[str, str], ds, rest: str, n_items: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m recsys.demo")
+    p = argparse.ArgumentParser(prog="python -m apps.demo")
     p.add_argument("--wait", default="", help="host:port: wait until the retrieval model is served, then exit")
     p.add_argument("--timeout", type=float, default=180.0)
     p.add_argument("--output", default="artifacts")

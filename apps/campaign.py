@@ -1,6 +1,6 @@
 """Campaign batch job (CRM / push): every user's most likely next items from the generative model, on Beam.
 
-    python -m recsys.campaign --model-dir artifacts/serving/generative --examples <Examples uri> \\
+    python -m apps.campaign --model-dir artifacts/serving/generative --examples <Examples uri> \\
         --output artifacts/campaign/next_items [--top-n 5] [--exclude-history] [-- --runner=DataflowRunner ...]
     recsys campaign --dataset movielens-100k --output artifacts   # finds both from the run
 
@@ -30,13 +30,13 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from recsys import features as F
+from recsys import names as N
 
-SIGNATURE = "recommend_orders"
-SIGNATURE_INPUTS = ("history", "order_pos", "k", "exclude")
-SIGNATURE_OUTPUTS = ("item_ids", "scores")
+SIGNATURE = N.RECOMMEND_ORDERS
+SIGNATURE_INPUTS, SIGNATURE_OUTPUTS = N.SIGNATURES[N.GENERATIVE][SIGNATURE]
 # The dual-head retrieval model also has a ``recommend_orders`` signature (dot-product scores, not
 # log-likelihoods); its ``embed_content`` signature, which the generative model lacks, tells them apart.
-RETRIEVAL_ONLY_SIGNATURE = "embed_content"
+RETRIEVAL_ONLY_SIGNATURE = N.EMBED_CONTENT
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 SUFFIX = ".jsonl"
 METRICS_NAMESPACE = "campaign"
@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in argv:
         split = argv.index("--")
         argv, beam_args = argv[:split], argv[split + 1:]
-    parser = argparse.ArgumentParser(prog="python -m recsys.campaign", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m apps.campaign", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True,
                         help="the generative SavedModel (a dir with saved_model.pb) or its base dir of "

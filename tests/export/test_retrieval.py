@@ -3,7 +3,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import export
+from export import retrieval as export
+from export import twins
+from recsys import names as N
+from trainer.warmup import read_warmup, recommend_requests, write_warmup
 
 VOCAB = ["a", "b", "c", "d"]            # training items; OOV index 4, padding index 5
 # "e" is a cold item; f0..f14 are far-away fillers (ScaNN's hashing needs >= 16 points) that
@@ -101,9 +104,12 @@ def test_item_embedding_signature():
 def test_saved_model_round_trip_in_a_fresh_process(index, tmp_path, fresh_process):
     m = module(index)
     path = str(tmp_path / "model")
-    export.save(m, path)
-    n = export.write_warmup_requests(path, "retrieval", [["a", "b"], []])
+    twins.save(m, path)
+    n = write_warmup(path, N.RETRIEVAL, recommend_requests([["a", "b"], []]))
     assert n == 2
+    warm = read_warmup(path)
+    assert [(name, sig) for name, sig, _ in warm] == [(N.RETRIEVAL, N.SERVING_DEFAULT)] * 2
+    assert warm[0][2][N.HISTORY].tolist() == [[b"a", b"b"]] and warm[1][2][N.HISTORY].tolist() == [[b""]]
     expected_ids, expected_scores = call(m.recommend_history, history=[["a", "b", ""]], k=3, exclude=[["c"]])
     got = fresh_process(f"""
         import scann, tensorflow as tf
@@ -119,10 +125,10 @@ def test_saved_model_round_trip_in_a_fresh_process(index, tmp_path, fresh_proces
             "scores": out["scores"].numpy().tolist(),
         }}
     """)
-    assert got["signatures"] == ["item_embedding", "recommend_user", "serving_default", "user_embedding"]
-    assert got["inputs"]["serving_default"] == ["exclude", "history", "k"]
-    assert got["inputs"]["recommend_user"] == ["exclude", "k", "user_id"]
-    assert got["outputs"] == ["item_ids", "scores"]
+    contract = N.SIGNATURES[N.RETRIEVAL]
+    assert got["signatures"] == sorted(contract)
+    assert got["inputs"] == {sig: sorted(inputs) for sig, (inputs, _) in contract.items()}
+    assert got["outputs"] == sorted(contract[N.SERVING_DEFAULT][1])
     assert got["ids"] == expected_ids
     np.testing.assert_allclose(got["scores"], expected_scores, rtol=1e-6)
 
@@ -131,11 +137,37 @@ def test_scann_tuning_reaches_the_target_recall_on_random_vectors():
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(2000, 16)).astype(np.float32)
     queries = rng.normal(size=(100, 16)).astype(np.float32)
-    tuning = export.tune_scann(emb, np.array([str(i) for i in range(2000)], dtype=object), queries,
+    tuning = twins.tune_scann(emb, np.array([str(i) for i in range(2000)], dtype=object), queries,
                                target_recall=0.95, final_k=50)
     assert tuning.recall_at_10 >= 0.95
     assert tuning.tried[-1]["recall@10"] == round(tuning.recall_at_10, 4)
 
 
 def test_recall_at_k():
-    assert export.recall_at_k(np.array([["a", "b"], ["c", "d"]]), np.array([["a", "x"], ["d", "c"]])) == 0.75
+    assert twins.recall_at_k(np.array([["a", "b"], ["c", "d"]]), np.array([["a", "x"], ["d", "c"]])) == 0.75
+
+
+def test_export_twins_writes_both_models_with_warmup_and_a_tuned_index(tmp_path):
+    built = []
+
+    def build(index, params):
+        built.append((index, params))
+        return module(index)
+
+    out = twins.export_twins(build, ITEM_EMB, CATALOG, lambda bf: bf.user_embedding(
+        history=tf.constant([["a"], ["c"], ["b"]]))[N.EMBEDDING].numpy(), model_name=N.RETRIEVAL,
+        scann_dir=str(tmp_path / "scann"), bruteforce_dir=str(tmp_path / "bf"),
+        warmup_histories=[["a"], ["b", "c"]], final_k=10, target_recall=0.5, log=lambda m: None)
+    assert [b[0] for b in built] == [export.BRUTE_FORCE, export.SCANN]
+    assert built[1][1] == out.tuning.params and out.tuning.recall_at_10 >= 0.5
+    for d, name in ((tmp_path / "scann", N.RETRIEVAL), (tmp_path / "bf", N.RETRIEVAL_BRUTE_FORCE)):
+        assert (d / "saved_model.pb").exists()
+        assert [(n, s) for n, s, _ in read_warmup(str(d))] == [(name, N.SERVING_DEFAULT)] * 2
+    assert set(out.report()) == {"params", "recall@10_vs_brute_force", "query_ms", "brute_force_query_ms", "tried"}
+
+
+def test_mask_excluded_masks_known_ids_only():
+    table = export.string_table(["a", "b", "c"], default=-1)
+    scores = tf.zeros([2, 3])
+    got = export.mask_excluded(scores, table, tf.constant([["b", "zz"], ["", "a"]]), value=-1.0).numpy()
+    np.testing.assert_array_equal(got, [[0, -1, 0], [-1, 0, 0]])

@@ -1,11 +1,16 @@
 """Offline evaluation of exported retrieval models and baselines on one split.
 
 Full ranking over the whole catalogue, no sampled negatives. On leave-one-out
-data every item already in the user's history is masked (RecBole's protocol);
-on basket data (leave-last-order-out) repeats are allowed and expected.
+data (MovieLens) every item already in the user's history is masked: the
+convention of RecBole's general models (Pop, ItemKNN). RecBole's *sequential*
+models (SASRec, GRU4Rec, BERT4Rec) are evaluated without that mask, so every
+exported sequence model also gets a row labelled ``<name> (unmasked)``: those
+rows stand beside published sequential results. On basket data
+(leave-last-order-out) repeats are allowed and expected, so nothing is masked.
 
 The exported models are evaluated through their own ``serving_default``
-signature, i.e. exactly what a client gets from the model server.
+signature (``recommend_orders`` where they have it), i.e. exactly what a client
+gets from the model server.
 """
 from __future__ import annotations
 
@@ -17,10 +22,13 @@ import numpy as np
 
 from transform import examples_io
 from recsys.evaluation import baselines, metrics
-from transform.sequences import LEAVE_LAST_ORDER_OUT, LEAVE_ONE_OUT
+from recsys import names as N
+from recsys.names import LEAVE_LAST_ORDER_OUT, LEAVE_ONE_OUT
 
-_log = logging.getLogger("recsys.evaluate")
+_log = logging.getLogger("recsys.export")
 K = 10
+UNMASKED = " (unmasked)"  # label suffix of a sequence model's row evaluated without the history mask
+ITEM_KNN_K, ITEM_KNN_SHRINK = 100, 0.0  # RecBole 1.2.1's ItemKNN defaults
 
 
 def _to_positions(items: list[str], pos: dict[str, int]) -> np.ndarray:
@@ -42,8 +50,8 @@ def saved_model_topk(model_dir: str, histories: list[list[str]], exclude_history
     import scann  # noqa: F401  (ScaNN ops for the ScaNN twin)
 
     signatures = tf.saved_model.load(model_dir).signatures
-    with_orders = order_pos is not None and "recommend_orders" in signatures
-    fn = signatures["recommend_orders" if with_orders else "serving_default"]
+    with_orders = order_pos is not None and N.RECOMMEND_ORDERS in signatures
+    fn = signatures[N.RECOMMEND_ORDERS if with_orders else N.SERVING_DEFAULT]
     out = np.full((len(histories), k), -1, dtype=np.int64)
     for s in range(0, len(histories), batch_size):
         batch = histories[s:s + batch_size]
@@ -80,6 +88,7 @@ def evaluate_split(examples_uri: str, split: str, protocol: str, model_dirs: dic
     scorers: dict[str, object] = {
         "popularity": baselines.Popularity().fit(train_hist, n),
         "item_cf": baselines.ItemCF().fit(train_hist, n),
+        "item_knn": baselines.ItemKNN(k=ITEM_KNN_K, shrink=ITEM_KNN_SHRINK).fit(train_hist, n),
     }
     if protocol == LEAVE_LAST_ORDER_OUT:
         scorers["user_most_frequent"] = baselines.UserMostFrequent().fit(train_hist, n)
@@ -89,9 +98,11 @@ def evaluate_split(examples_uri: str, split: str, protocol: str, model_dirs: dic
         results[name] = metrics.evaluate_scorer(scorer.score, users, histories, targets, n, k=k,
                                                 exclude_history=exclude_history)
         progress(f"[evaluate] {split}: {name} done in {time.time() - t0:.1f}s")
+    modes = [(True, ""), (False, UNMASKED)] if exclude_history else [(False, "")]
     for name, model_dir in model_dirs.items():
-        t0 = time.time()
-        top = saved_model_topk(model_dir, rows.histories, exclude_history, pos, k=k, order_pos=rows.history_order_pos)
-        results[name] = metrics.ranking_metrics(top, targets, n, k=k)
-        progress(f"[evaluate] {split}: {name} done in {time.time() - t0:.1f}s")
+        for masked, suffix in modes:
+            t0 = time.time()
+            top = saved_model_topk(model_dir, rows.histories, masked, pos, k=k, order_pos=rows.history_order_pos)
+            results[name + suffix] = metrics.ranking_metrics(top, targets, n, k=k)
+            progress(f"[evaluate] {split}: {name + suffix} done in {time.time() - t0:.1f}s")
     return results

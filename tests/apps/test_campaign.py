@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from recsys import features as F
 from transform import examples_io
-from recsys.campaign import batch_inputs, main, resolve_model_dir, run_campaign, user_histories_from_examples
+from apps.campaign import batch_inputs, main, resolve_model_dir, run_campaign, user_histories_from_examples
 from transform.sequences import to_example
 
 ORDERS_SPEC = [tf.TensorSpec([None, None], tf.string, name="history"),

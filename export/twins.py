@@ -1,0 +1,125 @@
+"""The twin export every retriever shares: a ScaNN SavedModel and its brute-force twin.
+
+Stock TF Serving lacks ScaNN's ops, so each retrieval model is exported twice
+from the same vectors: with a ScaNN index (tuned here until its recall@10
+against brute force reaches a target on real validation queries) and exact,
+in stock TF ops. Both get warm-up records and one report. ``IndexBuilder``
+(two-tower) and ``DualHeadExporter`` (dual-head student) call
+:func:`export_twins`; the graph retriever and rankers reuse it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from export.retrieval import BRUTE_FORCE, SCANN, ScannParams
+from recsys import names as N
+from trainer.warmup import recommend_requests, write_warmup
+
+
+def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
+    """Mean |approx ∩ exact| / |exact| over queries; arrays [Q, k] of ids."""
+    hits = [len(set(a) & set(e)) / max(len(e), 1) for a, e in zip(approx_ids.tolist(), exact_ids.tolist())]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+@dataclass(frozen=True)
+class ScannTuning:
+    params: ScannParams
+    recall_at_10: float
+    query_ms: float
+    brute_force_ms: float
+    tried: tuple[dict, ...]
+
+
+def tune_scann(embeddings: np.ndarray, ids: np.ndarray, queries: np.ndarray, target_recall: float = 0.95,
+               k: int = 10, final_k: int = 300) -> ScannTuning:
+    """Cheapest ScaNN configuration whose recall@k against brute force reaches ``target_recall``.
+
+    Tries increasing ``num_leaves_to_search`` (the main speed/recall knob) at
+    ~sqrt(N) leaves, reordering with exact dot products; falls back to
+    searching every leaf, which is exact up to quantisation + reordering.
+    """
+    import tensorflow_recommenders as tfrs
+
+    n = len(ids)
+    leaves = int(np.clip(round(np.sqrt(n)), 1, 2000))
+    cand = tf.constant(embeddings, tf.float32)
+    q = tf.constant(queries, tf.float32)
+    t0 = time.perf_counter()
+    exact = tf.math.top_k(tf.matmul(q, cand, transpose_b=True), min(k, n)).indices.numpy()
+    bf_ms = (time.perf_counter() - t0) * 1000 / max(len(queries), 1)
+    exact_ids = ids[exact]
+    tried = []
+    final_k = min(final_k, n)
+    # re-score twice the final candidates exactly when the catalogue is large enough to make that cheap
+    reorder = 2 * final_k if n > 4 * final_k else final_k
+    for frac in (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0):
+        p = ScannParams(leaves, max(1, int(round(leaves * frac))), reorder)
+        layer = tfrs.layers.factorized_top_k.ScaNN(
+            k=final_k, distance_measure="dot_product", num_leaves=p.num_leaves,
+            num_leaves_to_search=p.num_leaves_to_search, num_reordering_candidates=min(p.num_reordering_candidates, n))
+        layer.index(cand, tf.constant(ids.astype(bytes)))
+        layer(q[:1])  # build
+        t0 = time.perf_counter()
+        _, got = layer(q)
+        ms = (time.perf_counter() - t0) * 1000 / max(len(queries), 1)
+        got = got.numpy()[:, :k].astype(str)
+        rec = recall_at_k(got, exact_ids.astype(str))
+        tried.append({"num_leaves": p.num_leaves, "num_leaves_to_search": p.num_leaves_to_search,
+                      "recall@10": round(rec, 4), "query_ms": round(ms, 4)})
+        if rec >= target_recall:
+            return ScannTuning(p, rec, ms, bf_ms, tuple(tried))
+    raise RuntimeError(f"ScaNN never reached recall@{k} >= {target_recall} against brute force; tried {tried}")
+
+
+def save(module: tf.Module, export_dir: str) -> None:
+    """Saves with the ScaNN op namespace allowed (a no-op for the brute-force twin)."""
+    tf.saved_model.save(module, export_dir, signatures=module.signatures(),
+                        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
+
+
+@dataclass(frozen=True)
+class TwinExport:
+    bruteforce: tf.Module
+    scann: tf.Module
+    tuning: ScannTuning
+
+    def report(self) -> dict:
+        t = self.tuning
+        return {"params": vars(t.params), "recall@10_vs_brute_force": t.recall_at_10, "query_ms": t.query_ms,
+                "brute_force_query_ms": t.brute_force_ms, "tried": list(t.tried)}
+
+
+def export_twins(build: Callable[[str, ScannParams | None], tf.Module], embeddings: np.ndarray,
+                 item_ids: np.ndarray, queries: Callable[[tf.Module], np.ndarray], *, model_name: str,
+                 scann_dir: str, bruteforce_dir: str, warmup_histories: Sequence[Sequence[str]],
+                 target_recall: float = 0.95, final_k: int = 600, log: Callable[[str], None] = print) -> TwinExport:
+    """Builds, tunes and saves ``model_name`` (ScaNN) and its brute-force twin ``recsys.names.BRUTE_FORCE_TWINS``.
+
+    Args:
+      build: ``build(index, scann_params)`` → the serving module (``index`` is ``BRUTE_FORCE`` or ``SCANN``).
+      embeddings, item_ids: the catalogue vectors [N, D] and ids [N], in the module's catalogue order.
+      queries: ``queries(bruteforce_module)`` → validation query vectors [Q, D] to tune ScaNN on.
+      scann_dir, bruteforce_dir: SavedModel directories to write.
+      warmup_histories: histories for the warm-up requests of both twins.
+      final_k: candidates ScaNN returns per query (``max_k + max_exclude``).
+    """
+    bf = build(BRUTE_FORCE, None)
+    q = np.asarray(queries(bf), np.float32)
+    tuning = tune_scann(embeddings, np.asarray(item_ids), q, target_recall=target_recall,
+                        final_k=min(final_k, len(item_ids)))
+    log(f"[{model_name}] ScaNN {tuning.params} recall@10 vs brute force {tuning.recall_at_10:.4f} on "
+        f"{len(q):,} validation queries; {tuning.query_ms:.3f} ms/query vs brute force "
+        f"{tuning.brute_force_ms:.3f} ms/query (batched)")
+    sc = build(SCANN, tuning.params)
+    requests = recommend_requests(warmup_histories)
+    for module, out, name in ((bf, bruteforce_dir, N.BRUTE_FORCE_TWINS[model_name]), (sc, scann_dir, model_name)):
+        save(module, out)
+        write_warmup(out, name, requests)
+    return TwinExport(bf, sc, tuning)
