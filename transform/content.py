@@ -8,8 +8,9 @@ Three sources, chosen per dataset (the run says which):
   for coverage, dimension and NaNs;
 * **structure**: for catalogues without any product text (the Instacart sample
   has ids, aisles and departments only): one-hot category levels plus a
-  co-purchase embedding (truncated SVD of the positive PMI matrix of items
-  bought in the same training basket). No product text is ever invented.
+  co-purchase embedding (the leading positive eigen-directions of the positive
+  PMI matrix of items bought in the same training basket). No product text is
+  ever invented.
 """
 from __future__ import annotations
 
@@ -36,51 +37,102 @@ class ContentEmbeddings:
     notes: tuple[str, ...]
 
 
-def copurchase_embeddings(baskets: Sequence[np.ndarray], num_items: int, dim: int = 64,
-                          seed: int = 0) -> np.ndarray:
-    """Items bought together end up close: SVD of the positive PMI co-occurrence matrix.
+DENSE_MAX_ITEMS = 1024  # up to this many items with a positive PMI: dense eigendecomposition (LAPACK)
 
-    Args:
-      baskets: item-index arrays, one per training basket (order).
-      num_items: N.
-      dim: output dimension (capped below the number of items that co-occur).
 
-    Returns:
-      float32 [N, dim]; rows of items never co-purchased in training are zero.
+def ppmi_matrix(baskets: Sequence[np.ndarray], num_items: int):
+    """Positive PMI of items bought in the same basket: scipy.sparse csr float64 [N, N], symmetric, zero diagonal.
 
     PPMI(i, j) = max(0, log(c_ij · T / (c_i · c_j))) with c_ij the number of baskets
-    holding both, c_i the basket count of i and T the total pair count; the
-    embedding is U·sqrt(S) of its rank-``dim`` SVD (Levy & Goldberg, 2014).
+    holding both, c_i = Σ_j c_ij and T = Σ_ij c_ij. An item is counted once per basket.
     """
     import scipy.sparse as sp
-    from scipy.sparse.linalg import svds
 
     rows, cols = [], []
     for b, items in enumerate(baskets):
         items = np.unique(np.asarray(items, dtype=np.int64))
         rows.extend([b] * len(items))
         cols.extend(items.tolist())
-    out = np.zeros((num_items, dim), dtype=np.float32)
     if not rows:
-        return out
-    m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(baskets), num_items))
+        return sp.csr_matrix((num_items, num_items), dtype=np.float64)
+    m = sp.csr_matrix((np.ones(len(rows), np.float64), (rows, cols)), shape=(len(baskets), num_items))
     co = (m.T @ m).tocoo()
     keep = co.row != co.col
-    r, c, v = co.row[keep], co.col[keep], co.data[keep].astype(np.float64)
+    r, c, v = co.row[keep], co.col[keep], co.data[keep]
     if len(v) == 0:
-        return out
+        return sp.csr_matrix((num_items, num_items), dtype=np.float64)
     item_total = np.bincount(r, weights=v, minlength=num_items)
     pmi = np.log(v * v.sum() / (item_total[r] * item_total[c]))
     pos = pmi > 0
-    ppmi = sp.csr_matrix((pmi[pos], (r[pos], c[pos])), shape=(num_items, num_items))
-    active = np.unique(r)
-    k = int(min(dim, len(active) - 1))
-    if k < 1:
+    return sp.csr_matrix((pmi[pos], (r[pos], c[pos])), shape=(num_items, num_items))
+
+
+def copurchase_embeddings(baskets: Sequence[np.ndarray], num_items: int, dim: int = 64,
+                          seed: int = 0) -> np.ndarray:
+    """Items bought together end up close: the positive eigen-directions of the PPMI matrix.
+
+    Args:
+      baskets: item-index arrays, one per training basket (order).
+      num_items: N.
+      dim: output dimension; columns past the number of usable components are zero.
+      seed: seed of ARPACK's start vector (large catalogues only); a fixed
+        default, independent of numpy's global random state.
+
+    Returns:
+      float32 [N, dim], deterministic: the same baskets give bit-identical vectors.
+      Rows of items with no positive-PMI partner (in particular items never
+      co-purchased in training) are zero.
+
+    The PPMI matrix P (:func:`ppmi_matrix`) is symmetric with a zero diagonal, so
+    it is indefinite: its trace is 0, its negative eigenvalues add up to as much as
+    its positive ones (an isolated pair i–j has +p on (1, 1)/√2 and −p on
+    (1, −1)/√2; on the Instacart sample the extremes are −146 and +520). The
+    embedding is E = V·sqrt(λ) over the ``dim`` largest *positive* eigenvalues λ
+    of P (eigenvectors V): E·Eᵀ is the best rank-``dim`` positive semi-definite
+    approximation of P, so items' dot products follow their co-purchase PMI
+    (PPMI factorisation as in Levy & Goldberg, 2014). A truncated SVD, U·sqrt(S),
+    treats a negative eigenvalue like a positive one: it gives the pair above
+    cosine 0, and with tied singular values (±p) an arbitrary mix of the two.
+    Each eigenvector's sign is fixed (its largest-magnitude entry positive), and
+    eigenvalues tied with the largest one left out are left out too, since any
+    basis of a tied eigenspace would be an arbitrary choice. Up to
+    ``DENSE_MAX_ITEMS`` items: LAPACK's dense ``eigh``; beyond: ARPACK ``eigsh``
+    with a seeded start vector.
+    """
+    out = np.zeros((num_items, dim), dtype=np.float32)
+    if dim < 1:
         return out
-    rng = np.random.default_rng(seed)
-    u, s, _ = svds(ppmi.astype(np.float64), k=k, v0=rng.normal(size=num_items))
-    order = np.argsort(-s)
-    out[:, :k] = (u[:, order] * np.sqrt(s[order])).astype(np.float32)
+    ppmi = ppmi_matrix(baskets, num_items)
+    active = np.flatnonzero(np.diff(ppmi.indptr))  # items with a positive-PMI partner
+    n = len(active)
+    if n < 2:
+        return out
+    sub = ppmi[active][:, active]
+    if n <= DENSE_MAX_ITEMS or dim + 1 >= n:
+        values, vectors = np.linalg.eigh(sub.toarray())
+    else:
+        from scipy.sparse.linalg import ArpackNoConvergence, eigsh
+
+        v0 = np.random.default_rng(seed).uniform(0.5, 1.5, size=n)  # fixed start: deterministic ARPACK
+        try:
+            values, vectors = eigsh(sub, k=dim + 1, which="LA", v0=v0)
+        except ArpackNoConvergence as e:  # rare; keep the pairs that did converge (still deterministic)
+            values, vectors = e.eigenvalues, e.eigenvectors
+    if len(values) == 0:
+        return out
+    order = np.argsort(-values, kind="stable")
+    values, vectors = values[order], vectors[:, order]
+    tol = 1e-9 * max(float(np.abs(values).max()), 1e-300)
+    keep = int(np.sum(values[:dim] > tol))
+    if 0 < keep < len(values):  # a tie across the cut: the kept eigenspace would be arbitrary
+        while keep > 0 and values[keep - 1] - values[keep] <= tol:
+            keep -= 1
+    if keep == 0:
+        return out
+    values, vectors = values[:keep], vectors[:, :keep]
+    lead = np.argmax(np.abs(vectors), axis=0)
+    vectors = vectors * np.where(vectors[lead, np.arange(keep)] < 0, -1.0, 1.0)
+    out[active, :keep] = (vectors * np.sqrt(values)).astype(np.float32)
     return out
 
 
