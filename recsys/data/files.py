@@ -13,6 +13,11 @@ leading zeros) and then parsed. Timestamps are epoch seconds or ISO-8601.
 Errors name the file, the data row (the header is not counted) and the field.
 Events whose item (or, with a users table, user) is unknown are dropped and
 counted in the load report, or fail the load with ``strict=True``.
+
+Order of a user's events (it decides the splits): by ``timestamp``, and events
+with the same timestamp keep **the order of their rows in the events file**
+(the rule RecBole uses). Write simultaneous events in the order they happened,
+or give them distinct timestamps. The item id never breaks a tie.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ from recsys.data.contract import (
 )
 
 NAME = "files"
-VERSION = 1  # bump when reading/mapping changes (part of the fingerprint)
+VERSION = 2  # bump when reading/mapping changes (part of the fingerprint); 2: ties keep file order
 EXTENSIONS = (".csv", ".parquet")
 
 

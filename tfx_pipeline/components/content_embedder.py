@@ -95,7 +95,7 @@ def ContentEmbedder(  # noqa: N802
         n_co = int(np.sum(np.any(co != 0, axis=1)))
         notes.append("NO product text in this dataset (none is invented): content embedding = one-hot category "
                      f"levels ({n_cat:,} of {len(item_ids):,} items have a category) + a {copurchase_dim}-d "
-                     f"co-purchase embedding (PPMI + SVD over training baskets; {n_co:,} items were co-purchased)")
+                     f"co-purchase embedding (top positive eigen-directions of the PPMI matrix of training baskets; {n_co:,} items were co-purchased)")
     for n in notes:
         print(f"[content] {n}", flush=True)
 
