@@ -13,6 +13,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving import server as server_module
 from serving.models import ModelRegistry, State
 from serving.server import load_model_server_config, model_server_config
+from recsys.names import SERVED_MODELS
 from serving.status import ServerError
 
 SERVING_DIR = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "serving")
@@ -29,25 +30,70 @@ def versions(registry: ModelRegistry, name: str) -> list[tuple[int, str]]:
     return [(v, State.Name(s.state)) for v, s in registry.status(name)]
 
 
-def test_repo_models_config_lists_both_retrieval_models_under_models(tmp_path):
-    config = load_model_server_config(os.path.join(SERVING_DIR, "models.config"),
-                                      [("/models", str(tmp_path))])
-    assert [(c.name, c.base_path) for c in config.model_config_list.config] == [
-        ("retrieval", str(tmp_path / "retrieval")),
-        ("retrieval_bruteforce", str(tmp_path / "retrieval_bruteforce"))]
-    stock = load_model_server_config(os.path.join(SERVING_DIR, "models.bruteforce.config"))
-    assert [(c.name, c.base_path) for c in stock.model_config_list.config] == [
-        ("retrieval_bruteforce", "/models/retrieval_bruteforce")]
+def _repo_config(name: str, rewrite=()):
+    config = load_model_server_config(os.path.join(SERVING_DIR, name), list(rewrite))
+    return [(c.name, c.base_path, c.model_platform, c.model_version_policy.latest.num_versions)
+            for c in config.model_config_list.config]
+
+
+def pushed_by_the_pipeline(tmp_path) -> list[str]:
+    """The model names the full pipeline's Pushers push to (built, not run)."""
+    from google.protobuf import json_format
+    from tfx import v1 as tfx
+
+    from tfx_pipeline.pipeline import create_pipeline
+
+    pipeline = create_pipeline(pipeline_name="p", pipeline_root=str(tmp_path / "root"),
+                               metadata_path=str(tmp_path / "m.sqlite"), serving_dir="/serving",
+                               dataset="movielens-100k")
+    out = []
+    for component in pipeline.components:
+        if component.type.endswith(".Pusher"):
+            destination = json_format.Parse(component.exec_properties["push_destination"],
+                                            tfx.proto.PushDestination())
+            out.append(os.path.relpath(destination.filesystem.base_directory, "/serving"))
+    return out
+
+
+def test_repo_models_config_lists_every_model_the_pipeline_pushes(tmp_path):
+    from recsys import names as N
+
+    assert sorted(pushed_by_the_pipeline(tmp_path)) == sorted(N.SERVED_MODELS)
+    assert _repo_config("models.config", [("/models", str(tmp_path))]) == [
+        (name, str(tmp_path / name), "tensorflow", 1) for name in N.SERVED_MODELS]
+    assert _repo_config("models.config") == [
+        (name, f"/models/{name}", "tensorflow", 1) for name in N.SERVED_MODELS]
+
+
+def test_repo_bruteforce_config_is_everything_but_the_scann_models():
+    from recsys import names as N
+
+    scann_models = set(N.BRUTE_FORCE_TWINS)
+    assert scann_models == {N.RETRIEVAL, N.DUAL_RETRIEVAL}
+    assert _repo_config("models.bruteforce.config") == [
+        (name, f"/models/{name}", "tensorflow", 1) for name in N.SERVED_MODELS if name not in scann_models]
+    # each ScaNN model's exact twin is there to take its place
+    names = {name for name, *_ in _repo_config("models.bruteforce.config")}
+    assert set(N.BRUTE_FORCE_TWINS.values()) <= names
 
 
 def test_docker_compose_runs_tf_serving_with_the_config():
     with open(os.path.join(SERVING_DIR, "docker-compose.yml"), encoding="utf-8") as f:
-        compose = yaml.safe_load(f)
+        text = f.read()
+    compose = yaml.safe_load(text)
     (service,) = compose["services"].values()
     assert service["image"] == "${TF_SERVING_IMAGE:-tensorflow/serving:2.16.1}"
     assert service["ports"] == ["8500:8500", "8501:8501"]
     assert "../artifacts/serving:/models" in service["volumes"]
-    assert any(arg.startswith("--model_config_file=/models/") for arg in service["command"])
+    assert "--model_config_file=/models/${MODEL_CONFIG:-models.config}" in service["command"]
+    # both configs are mounted from this directory beside the models
+    for name in ("models.config", "models.bruteforce.config"):
+        assert f"./{name}:/models/{name}:ro" in service["volumes"]
+        assert os.path.exists(os.path.join(SERVING_DIR, name))
+    from recsys import names as N
+
+    for name in N.SERVED_MODELS:  # the comment says what the mounted directory holds
+        assert name in text, name
 
 
 def test_relative_base_paths_resolve_against_the_config_file(tmp_path):
@@ -136,7 +182,6 @@ def test_cli_flags_and_defaults(tmp_path):
     args = parser.parse_args([f"--model_config_file={SERVING_DIR}/models.config",
                               "--base_path_rewrite=/models=/srv/exports"])
     assert [c.base_path for c in server_module.server_from_args(args).config
-            .model_config_list.config] == ["/srv/exports/retrieval",
-                                           "/srv/exports/retrieval_bruteforce"]
+            .model_config_list.config] == [f"/srv/exports/{name}" for name in SERVED_MODELS]
     with pytest.raises(SystemExit):
         parser.parse_args(["--base_path_rewrite=nonsense"])
