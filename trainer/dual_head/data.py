@@ -1,0 +1,168 @@
+"""Model inputs: the catalogue-aligned item space and the sequence rows of one split.
+
+Index conventions: catalogue items 0..N-1 (catalogue order), OOV = N, PAD = N+1;
+OOV and PAD are masked out of histories.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys import features as F
+from recsys import names
+from trainer import base
+from trainer.dual_head.config import EVENT_TYPES, DualHeadConfig
+
+
+@dataclass(frozen=True)
+class ItemSpace:
+    """Per-item inputs, aligned with the catalogue.
+
+    item_ids str [N]; codes int32 [N, T] (Semantic IDs); content float32 [N, Dc];
+    category int32 [N] (-1 = none); train_count float32 [N] (times a training target).
+    """
+
+    item_ids: np.ndarray
+    codes: np.ndarray
+    content: np.ndarray
+    category: np.ndarray
+    train_count: np.ndarray
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def oov(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def pad(self) -> int:
+        return len(self.item_ids) + 1
+
+    def positions(self) -> dict[str, int]:
+        return {item: i for i, item in enumerate(self.item_ids.tolist())}
+
+    def to_config(self) -> dict:
+        """JSON-serialisable form (plain lists); ``from_config`` gives back equal arrays."""
+        return {"item_ids": [str(i) for i in self.item_ids.tolist()], "codes": np.asarray(self.codes).tolist(),
+                "content": np.asarray(self.content).tolist(), "category": np.asarray(self.category).tolist(),
+                "train_count": np.asarray(self.train_count).tolist()}
+
+    @classmethod
+    def from_config(cls, values: dict) -> "ItemSpace":
+        n = len(values["item_ids"])
+        return cls(np.array(values["item_ids"], dtype=object),
+                   np.asarray(values["codes"], np.int32).reshape(n, -1),
+                   np.asarray(values["content"], np.float32).reshape(n, -1),
+                   np.asarray(values["category"], np.int32), np.asarray(values["train_count"], np.float32))
+
+
+@dataclass(frozen=True)
+class SequenceData:
+    """Sequence rows of one split as model input.
+
+    history int32 [R, L] (right-padded with PAD, oldest first); order_rel int32 [R, L]
+    (orders before the target, ≥ 1; 0 at padding); events int32 [R, L];
+    positives: R int arrays (catalogue indices of the targets, unknown ones dropped);
+    full_history: R int arrays (the whole history, for exclusion); users: R str.
+    """
+
+    history: np.ndarray
+    order_rel: np.ndarray
+    events: np.ndarray
+    positives: list
+    full_history: list
+    users: list
+
+    def rows(self, keep) -> "SequenceData":
+        """The rows ``keep`` (indices) of this split."""
+        return SequenceData(self.history[keep], self.order_rel[keep], self.events[keep],
+                            [self.positives[i] for i in keep], [self.full_history[i] for i in keep],
+                            [self.users[i] for i in keep])
+
+
+def relative_orders(order_pos: np.ndarray, target_pos: int, max_orders: int) -> np.ndarray:
+    """Order positions → orders before the target, clipped to [1, max_orders - 1].
+
+    Example: order_pos [0, 0, 1, 3], target 4, max_orders 64 → [4, 4, 3, 1].
+    """
+    rel = np.asarray(target_pos, np.int64) - np.asarray(order_pos, np.int64)
+    return np.clip(rel, 1, max_orders - 1).astype(np.int32)
+
+
+def _decode(values) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def load_sequences(examples_uri: str, split: str, items: ItemSpace, config: DualHeadConfig) -> SequenceData:
+    """Raw sequence rows of ``split`` → ``SequenceData`` (last ``max_history`` items as model input)."""
+    spec = F.feature_spec((F.USER_ID, F.HISTORY_ITEM_ID, F.HISTORY_ORDER_POS, F.HISTORY_EVENT_TYPE,
+                           F.TARGET_ITEM_ID, F.TARGET_ORDER_POS))
+    cols = base.read_examples(base.split_files(examples_uri, split), spec)
+    pos = items.positions()
+    ev_index = {e: i for i, e in enumerate(EVENT_TYPES)}
+    n_rows, width = len(cols[F.USER_ID.name]), config.max_history
+    history = np.full((n_rows, width), items.pad, np.int32)
+    order_rel = np.zeros((n_rows, width), np.int32)
+    events = np.zeros((n_rows, width), np.int32)
+    positives, full = [], []
+    for r in range(n_rows):
+        hist = [pos.get(i, items.oov) for i in _decode(cols[F.HISTORY_ITEM_ID.name][r])]
+        opos = np.asarray(cols[F.HISTORY_ORDER_POS.name][r], np.int64)
+        tpos = int(cols[F.TARGET_ORDER_POS.name][r])
+        if not config.order_positions:  # SASRec: every item its own position
+            opos, tpos = np.arange(len(hist)), len(hist)
+        evs = [ev_index.get(e, 0) for e in _decode(cols[F.HISTORY_EVENT_TYPE.name][r])]
+        tail = slice(max(0, len(hist) - width), len(hist))
+        n = tail.stop - tail.start
+        history[r, :n] = hist[tail]
+        order_rel[r, :n] = relative_orders(opos[tail], tpos, config.max_orders)
+        events[r, :n] = evs[tail]
+        positives.append(np.array(sorted({pos[t] for t in _decode(cols[F.TARGET_ITEM_ID.name][r]) if t in pos}),
+                                  np.int64))
+        full.append(np.array([h for h in hist if h < items.num_items], np.int64))
+    return SequenceData(history, order_rel, events, positives, full, _decode(cols[F.USER_ID.name]))
+
+
+def load_item_space(examples_uri: str, semantic_ids_tsv: str, content_npz: str,
+                    item_counts: dict[str, int]) -> ItemSpace:
+    """Catalogue-aligned Semantic IDs, content embeddings, categories and training counts.
+
+    Every catalogue item must have a Semantic ID and a content embedding (the
+    content space is built over the same catalogue); a missing one is an error.
+    """
+    from transform import examples_io
+    from trainer.semantic_ids import SemanticIdTable
+
+    catalog = examples_io.read_catalog(examples_uri)
+    table = SemanticIdTable.load(semantic_ids_tsv)
+    with np.load(content_npz, allow_pickle=False) as z:
+        content_ids = [str(x) for x in z["item_ids"].tolist()]
+        vectors = z["vectors"].astype(np.float32)
+    content_pos = {item: i for i, item in enumerate(content_ids)}
+    missing = [i for i in catalog.item_ids.tolist() if i not in table or i not in content_pos]
+    if missing:
+        raise ValueError(f"{len(missing)} catalogue items have no Semantic ID or content embedding "
+                         f"(first: {missing[:5]}); rebuild the content space for this catalogue.")
+    ids = catalog.item_ids.tolist()
+    codes = np.array([table.id_of(i) for i in ids], np.int32)
+    content = vectors[[content_pos[i] for i in ids]]
+    cats = {c: j for j, c in enumerate(sorted({c for c in catalog.categories.tolist() if c}))}
+    category = np.array([cats.get(c, -1) for c in catalog.categories.tolist()], np.int32)
+    counts = np.array([item_counts.get(i, 0) for i in ids], np.float32)
+    return ItemSpace(catalog.item_ids, codes, content, category, counts)
+
+
+def exclude_history_for(examples_uri: str) -> bool:
+    """Leave-one-out data masks the user's history at evaluation; basket data does not."""
+    with open(os.path.join(examples_uri, names.PROTOCOL_FILE), encoding="utf-8") as f:
+        return f.read().strip() == names.LEAVE_ONE_OUT
+
+
+def most_frequent_event(data: SequenceData, items: ItemSpace) -> str:
+    """The behaviour type served requests are assumed to have when they do not say."""
+    events = data.events[data.history < items.num_items]
+    return EVENT_TYPES[int(np.bincount(events, minlength=len(EVENT_TYPES)).argmax())] if events.size else ""

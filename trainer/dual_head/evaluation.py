@@ -1,0 +1,89 @@
+"""Inference on numpy splits and full-ranking evaluation of the student (exact top-k) and the teacher (beam)."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from trainer.dual_head.data import SequenceData
+from trainer.dual_head.model import DualHeadModel
+
+
+def user_vectors(model: DualHeadModel, data: SequenceData, batch_size: int = 1024) -> np.ndarray:
+    """Retrieval-head user vectors of every row [R, D]."""
+    out = []
+    for s in range(0, len(data.history), batch_size):
+        states, mask = model.encode(tf.constant(data.history[s:s + batch_size]),
+                                    tf.constant(data.order_rel[s:s + batch_size]),
+                                    tf.constant(data.events[s:s + batch_size]))
+        out.append(model.user_vector(states, mask).numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.d_model), np.float32)
+
+
+def catalogue_vectors(model: DualHeadModel) -> np.ndarray:
+    """Retrieval-head vectors of every catalogue item [N, D]."""
+    return model.item_vectors(tf.range(model.num_items)).numpy()
+
+
+def retrieval_topk(model: DualHeadModel, data: SequenceData, exclude_history: bool, k: int = 10) -> np.ndarray:
+    """Student top-k catalogue indices [R, k] by exact dot product (history masked if asked)."""
+    from recsys.evaluation.metrics import top_k
+
+    items = catalogue_vectors(model)
+    users = user_vectors(model, data)
+    out = [top_k(users[s:s + 1024] @ items.T, k, exclude=data.full_history[s:s + 1024] if exclude_history else None)
+           for s in range(0, len(users), 1024)]
+    return np.concatenate(out) if out else np.zeros((0, k), np.int64)
+
+
+def generative_topk(model: DualHeadModel, data: SequenceData, exclude_history: bool, k: int = 10,
+                    beam_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher top-k by constrained beam search: catalogue indices [R, k] (-1 = none) and log-likelihoods."""
+    width = max(beam_width or model.config.beam_width, k)
+    n = model.num_items
+    batch = int(max(8, min(256, 4_000_000 // (width * n))))
+    items_out, scores_out = [], []
+    search = tf.function(lambda h, o, e, allowed: _search(model, h, o, e, allowed, width), reduce_retracing=True)
+    for s in range(0, len(data.history), batch):
+        allowed = np.ones((min(batch, len(data.history) - s), n), bool)
+        if exclude_history:
+            for r, h in enumerate(data.full_history[s:s + batch]):
+                allowed[r, h] = False
+        items, scores = search(tf.constant(data.history[s:s + batch]), tf.constant(data.order_rel[s:s + batch]),
+                               tf.constant(data.events[s:s + batch]), tf.constant(allowed))
+        items_out.append(items.numpy()[:, :k])
+        scores_out.append(scores.numpy()[:, :k])
+    return np.concatenate(items_out), np.concatenate(scores_out)
+
+
+def _search(model, history, order_rel, events, allowed, width):
+    states, mask = model.encode(history, order_rel, events)
+    return model.beam_search(model.memory(states, mask), allowed, width)
+
+
+def evaluate(model: DualHeadModel, data: SequenceData, exclude_history: bool, k: int = 10,
+             generative: bool = True) -> dict:
+    """Full-ranking metrics of the student (and of the teacher by beam search) on ``data``."""
+    from recsys.evaluation.metrics import ranking_metrics
+
+    n = model.num_items
+    sub = data.rows([i for i, p in enumerate(data.positives) if len(p)])
+    out = {"retrieval": ranking_metrics(retrieval_topk(model, sub, exclude_history, k), sub.positives, n, k)}
+    if generative and model.generative:
+        top, _ = generative_topk(model, sub, exclude_history, k)
+        out["generative"] = metrics_with_missing(top, sub.positives, n, k)
+    return out
+
+
+def metrics_with_missing(top: np.ndarray, positives: list, n: int, k: int) -> dict:
+    """Ranking metrics of lists that may be short (-1 slots, when fewer than k items were allowed).
+
+    A missing slot is a miss: it becomes a dummy item n that no target equals; coverage is
+    corrected so the dummy does not count as a covered item (entropy keeps it as one symbol).
+    """
+    from recsys.evaluation.metrics import ranking_metrics
+
+    if (top >= 0).all():
+        return ranking_metrics(top, positives, n, k)
+    m = ranking_metrics(np.where(top < 0, n, top), positives, n + 1, k)
+    m[f"coverage@{k}"] = (m[f"coverage@{k}"] * (n + 1) - 1) / n
+    return m

@@ -1,0 +1,118 @@
+"""The training loop: one optimiser step over both heads per batch, per-epoch validation, best epoch kept."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import tensorflow as tf
+
+from trainer.dual_head.config import DualHeadConfig
+from trainer.dual_head.data import ItemSpace, SequenceData
+from trainer.dual_head.evaluation import evaluate
+from trainer.dual_head.losses import distillation_kl, listmle
+from trainer.dual_head.model import DualHeadModel
+from trainer.dual_head.sampler import PairSampler
+
+
+class Trainer:
+    """Custom training loop: one optimiser step per batch over both heads."""
+
+    def __init__(self, model: DualHeadModel, config: DualHeadConfig):
+        self.model, self.config = model, config
+        self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+        self._steps: dict = {}
+
+    def losses(self, batch: dict, training: bool = True, distill: bool = True) -> dict:
+        """The loss terms of one ``PairSampler`` batch: retrieval (the item block's), generative, distillation."""
+        m, cfg = self.model, self.config
+        states, mask = m.encode(batch["history"], batch["order_rel"], batch["events"], training=training)
+        user = m.user_vector(states, mask)                                       # [B, D]
+        out = {}
+        out["retrieval"], cands = m.item_block.retrieval_loss(user, batch, training=training)
+        if m.generative:
+            head = m.generative_head
+            memory = head.memory(states, mask)
+            out["generative"] = head.loss(memory, batch["anchor"], training=training)
+            if cfg.distill_weight > 0 and distill:
+                if cands is None:
+                    raise ValueError(f"the {m.item_block.variant!r} item block scores no candidates to distil on")
+                masked = tf.where(cands.valid, cands.raw, -1e9)
+                top = tf.math.top_k(tf.stop_gradient(masked),
+                                    tf.minimum(cfg.distill_candidates, tf.shape(cands.items)[0]))
+                cand_items = tf.gather(cands.items, top.indices)                       # [B, c]
+                teacher = tf.stop_gradient(head.code_log_likelihood(memory, cand_items, training=False))
+                student = tf.gather(cands.raw, top.indices, batch_dims=1)
+                out["distill_kl"] = distillation_kl(teacher, student, cfg.distill_temperature)
+                if cfg.listwise_weight > 0:
+                    out["distill_listwise"] = listmle(teacher, student)
+        return out
+
+    def total(self, losses: dict) -> tf.Tensor:
+        cfg = self.config
+        weights = {"retrieval": 1.0, "generative": cfg.generative_weight, "distill_kl": cfg.distill_weight,
+                   "distill_listwise": cfg.distill_weight * cfg.listwise_weight}
+        return tf.add_n([weights[k] * v for k, v in losses.items()])
+
+    def train_step(self, batch: dict, distill: bool = True) -> dict:
+        """One optimiser step; ``distill`` (python bool) selects one of two traced graphs."""
+        fn = self._steps.get(distill)
+        if fn is None:
+            fn = self._steps[distill] = tf.function(lambda b: self._step(b, distill), reduce_retracing=True)
+        return fn(batch)
+
+    def _step(self, batch, distill: bool):
+        with tf.GradientTape() as tape:
+            losses = self.losses(batch, training=True, distill=distill)
+            loss = self.total(losses)
+        variables = [v for group in self.model.variable_groups().values() for v in group]
+        grads = tape.gradient(loss, variables)
+        grads, _ = tf.clip_by_global_norm([g if g is not None else tf.zeros_like(v) for g, v in zip(grads, variables)], 5.0)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return dict(losses, total=loss)
+
+
+@dataclass
+class TrainResult:
+    model: DualHeadModel
+    log: list = field(default_factory=list)
+    best_epoch: int = 0
+    validation: dict = field(default_factory=dict)
+
+
+def train(train_data: SequenceData, val_data: SequenceData, items: ItemSpace, config: DualHeadConfig,
+          exclude_history: bool, label: str = "dual_head") -> TrainResult:
+    """Trains with per-epoch validation (student NDCG@10); keeps the best epoch's weights."""
+    tf.keras.utils.set_random_seed(config.seed)
+    sampler = PairSampler(train_data, items, config)
+    model = DualHeadModel(items, config)
+    trainer = Trainer(model, config)
+    print(f"[{label}] {len(sampler.pair_target):,} training pairs from {len(train_data.history):,} rows, "
+          f"{items.num_items:,} items, code sizes {model.sizes}, validation rows {len(val_data.history):,}", flush=True)
+    start = time.time()
+    log, best, best_weights, best_epoch, stale = [], -1.0, None, 0, 0
+    for epoch in range(1, config.epochs + 1):
+        pairs = sampler.epoch()
+        sums: dict[str, float] = {}
+        steps = len(pairs) // config.batch_size
+        for s in range(steps):
+            batch = sampler.batch(pairs[s * config.batch_size:(s + 1) * config.batch_size])
+            values = trainer.train_step({k: tf.constant(v) for k, v in batch.items()},
+                                        distill=epoch > config.distill_warmup_epochs)
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        val = evaluate(model, val_data, exclude_history, generative=False)["retrieval"]
+        entry = {"epoch": epoch, **{f"loss_{k}": round(v / max(steps, 1), 4) for k, v in sums.items()},
+                 "val_HR@10": round(val["HR@10"], 4), "val_NDCG@10": round(val["NDCG@10"], 4),
+                 "elapsed_s": round(time.time() - start, 1)}
+        log.append(entry)
+        print(f"[{label}] epoch {epoch}/{config.epochs}: " + " ".join(f"{k}={v}" for k, v in entry.items()
+                                                                      if k != "epoch"), flush=True)
+        if val["NDCG@10"] > best:
+            best, best_weights, best_epoch, stale = val["NDCG@10"], model.get_weights(), epoch, 0
+        else:
+            stale += 1
+            if stale >= config.early_stopping_patience:
+                print(f"[{label}] early stop: validation NDCG@10 has not improved for {stale} epochs", flush=True)
+                break
+    model.set_weights(best_weights)
+    return TrainResult(model, log, best_epoch)
