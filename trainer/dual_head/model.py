@@ -21,11 +21,13 @@ class DualHeadModel(tf.keras.Model):
     """Encoder + retrieval head + generative head over one item space (see the package docstring).
 
     ``item_block`` is the variant: how items enter the encoder and how the retrieval
-    head scores them (``items.ITEM_BLOCKS``; default: the one of ``config.variant``).
+    head scores them, an ``ItemBlock`` class or its name in ``items.ITEM_BLOCKS``
+    (default: the block of ``config.variant``). It is built once, over the model's
+    item tables; nothing else in the model depends on the variant.
     """
 
     def __init__(self, items: ItemSpace, config: DualHeadConfig, num_events: int = len(EVENT_TYPES),
-                 item_block: str | None = None, **kwargs):
+                 item_block: str | type[ItemBlock] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.config = config
         self.item_space = items
@@ -36,7 +38,8 @@ class DualHeadModel(tf.keras.Model):
         tables = ItemTables.from_space(items)
         self.codes, self.content, self.known = tables.codes, tables.content, tables.known
         d = config.d_model
-        self.item_block: ItemBlock = ITEM_BLOCKS[item_block or config.variant](tables, self.sizes, config)
+        block = ITEM_BLOCKS[item_block or config.variant] if not isinstance(item_block, type) else item_block
+        self.item_block: ItemBlock = block(tables, self.sizes, config)
         self.order_embedding = tf.keras.layers.Embedding(config.max_orders, d)
         self.event_embedding = tf.keras.layers.Embedding(num_events, d)
         self.input_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
@@ -56,6 +59,8 @@ class DualHeadModel(tf.keras.Model):
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None) -> "DualHeadModel":
+        if config["item_block"] not in ITEM_BLOCKS:
+            raise ValueError(f"unknown item block {config['item_block']!r}: register it in items.ITEM_BLOCKS")
         return cls(ItemSpace.from_config(config["items"]), DualHeadConfig.from_dict(config["config"]),
                    num_events=config["num_events"], item_block=config["item_block"])
 
@@ -82,8 +87,10 @@ class DualHeadModel(tf.keras.Model):
                   "item_head": self.item_block.head_variables(),
                   "generative_head": self.generative_head.ordered_variables() if self.generative else []}
         listed = [id(v) for group in groups.values() for v in group]
-        if sorted(listed) != sorted(id(v) for v in self.trainable_variables):
-            raise AssertionError("variable_groups does not list every trainable variable exactly once")
+        known = set(listed)
+        unlisted = [v.name for v in self.trainable_variables if id(v) not in known]
+        if unlisted or len(listed) != len(set(listed)):
+            raise RuntimeError(f"variable_groups must list every trainable variable once; unlisted: {unlisted}")
         return groups
 
     # -- items ----------------------------------------------------------------------
@@ -127,18 +134,17 @@ class DualHeadModel(tf.keras.Model):
         return self.generative_head
 
     def memory(self, states, mask):
+        """The generative head's context [B, M + R, D] (``GenerativeHead.memory``)."""
         return self._head().memory(states, mask)
 
     def decode(self, memory, prefix, training=False):
+        """Next-code logits after each prefix length (``GenerativeHead.decode``)."""
         return self._head().decode(memory, prefix, training)
 
     def code_log_likelihood(self, memory, items, training=False):
+        """log P(item | user) [B, C] of items [B, C] by teacher forcing (``GenerativeHead.code_log_likelihood``)."""
         return self._head().code_log_likelihood(memory, items, training)
 
     def beam_search(self, memory, allowed, beam_width: int):
+        """Top allowed items [B, W] and log-likelihoods [B, W] (``GenerativeHead.beam_search``)."""
         return self._head().beam_search(memory, allowed, beam_width)
-
-    memory.__doc__ = GenerativeHead.memory.__doc__
-    decode.__doc__ = GenerativeHead.decode.__doc__
-    code_log_likelihood.__doc__ = GenerativeHead.code_log_likelihood.__doc__
-    beam_search.__doc__ = GenerativeHead.beam_search.__doc__

@@ -11,6 +11,7 @@ import tensorflow as tf
 from trainer.dual_head.config import DualHeadConfig
 from trainer.dual_head.data import ItemSpace
 from trainer.dual_head.model import DualHeadModel
+from trainer.dual_head.training import TrainResult
 
 TRAIN_INFO = "dual_head.json"
 WEIGHTS = "weights"
@@ -22,8 +23,8 @@ class WeightsMismatchError(ValueError):
     """The saved weights do not fit the model rebuilt from the saved config."""
 
 
-def save_trained(result, items: ItemSpace, config: DualHeadConfig, out_dir: str, extra: dict) -> None:
-    """Weights + config + item space of ``result`` (a ``TrainResult``): everything ``load_trained`` needs."""
+def save_trained(result: TrainResult, items: ItemSpace, config: DualHeadConfig, out_dir: str, extra: dict) -> None:
+    """Weights + config + item space: everything ``load_trained`` needs to rebuild the model."""
     os.makedirs(out_dir, exist_ok=True)
     result.model.save_weights(os.path.join(out_dir, WEIGHTS, "model"))
     np.savez(os.path.join(out_dir, ITEMS_FILE), item_ids=items.item_ids.astype(str), codes=items.codes,

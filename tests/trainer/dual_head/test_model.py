@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from trainer import dual_head as D
 
-from .helpers import SASREC, encode, make_data, make_items, make_model
+from .helpers import SASREC, SMALL, encode, make_data, make_items, make_model
 
 
 def _outputs(model, data):
@@ -51,3 +51,13 @@ def test_variable_groups_partition_the_trainable_variables():
     assert {id(v) for v in groups["item_head"]} == {id(v) for v in block.mapping.trainable_variables}
     assert {id(v) for v in groups["generative_head"]} == {id(v) for v in head.trainable_variables}
     assert {id(v) for v in groups["user_head"]} == {id(v) for v in model.user_mlp.trainable_variables}
+
+
+def test_the_item_block_can_be_passed_as_a_class_and_is_recorded_by_name():
+    items = make_items()
+    config = D.DualHeadConfig(**{**SMALL, **SASREC})
+    model = D.DualHeadModel(items, config, item_block=D.FreeIdItems)
+    assert isinstance(model.item_block, D.FreeIdItems) and model.get_config()["item_block"] == "sasrec"
+    assert isinstance(D.DualHeadModel(items, config, item_block="sasrec").item_block, D.FreeIdItems)
+    with pytest.raises(ValueError, match="unknown item block 'bert4rec'"):
+        D.DualHeadModel.from_config(dict(model.get_config(), item_block="bert4rec"))
