@@ -8,7 +8,7 @@ Content space (``semantic_ids=True``): SequenceExampleGen → ContentEmbedder �
 Trainer (RQ-VAE Semantic IDs) → Pusher (``item_encoder``).
 
 Collaborative space (``dual_head=True``, needs the content space): Trainer
-(dual-head transformer, ``trainer/dual_head.py``) → DualHeadExporter →
+(dual-head transformer, ``trainer/dual_head/``) → DualHeadExporter →
 DualHeadEvaluator → Pushers: ``dual_retrieval`` + brute-force twin (only when
 the student beats the two-tower on validation) and ``generative`` (when the
 teacher beats popularity).

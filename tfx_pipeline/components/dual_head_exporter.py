@@ -36,7 +36,7 @@ def DualHeadExporter(  # noqa: N802
 ) -> None:
     import scann  # noqa: F401  (registers the ScaNN ops)
 
-    from trainer.dual_head_export import DualRetrievalModule, GenerativeModule, HistoryInput, save_generative
+    from export.dual_head import DualRetrievalModule, GenerativeModule, HistoryInput, save_generative
     from export.twins import export_twins
     from recsys import features as F
     from trainer import dual_head

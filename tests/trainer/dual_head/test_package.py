@@ -9,7 +9,7 @@ import trainer.dual_head as D
 
 PACKAGE = pathlib.Path(D.__file__).parent
 REPO = PACKAGE.parent.parent
-# what trainer/dual_head_export.py, tfx_pipeline/, benchmarks/, recsys/ and the tests use
+# what export/dual_head.py, tfx_pipeline/, benchmarks/, recsys/ and the tests use
 USED = ("EVENT_TYPES", "VARIANTS", "DualHeadConfig", "ItemSpace", "SequenceData", "DualHeadModel", "PairSampler",
         "Trainer", "TrainResult", "TRAIN_INFO", "relative_orders", "load_sequences", "load_item_space",
         "exclude_history_for", "catalogue_vectors", "user_vectors", "retrieval_topk", "generative_topk", "evaluate",

@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import dual_head as D
-from trainer.dual_head_export import HistoryInput
+from export.dual_head import HistoryInput
 
 
 def _items(n=5):
@@ -64,7 +64,7 @@ def _answers(call) -> dict:
 
 
 def test_generative_savedmodel_answers_the_same_items_and_scores_in_a_fresh_process(tmp_path, fresh_process):
-    from trainer.dual_head_export import GenerativeModule, save_generative
+    from export.dual_head import GenerativeModule, save_generative
     from trainer.semantic_ids import disambiguate
 
     n = 12
