@@ -101,6 +101,9 @@ def _latency(model, data, n: int = 200) -> dict:
     return out
 
 
+UNMASKED = " (unmasked)"  # the same suffix as export.evaluate's rows
+
+
 def _write(args, layout, exclude, results, configs, logs, latency, teacher_of, start) -> str:
     """Merges the spine's rows (and, with --merge, earlier variants) and writes the ablation JSON."""
     results = {split: dict(rows) for split, rows in results.items()}
@@ -119,7 +122,8 @@ def _write(args, layout, exclude, results, configs, logs, latency, teacher_of, s
         with open(layout.metrics_path) as f:
             spine = json.load(f)
         for label, key in (("test", "models"), ("validation", "validation")):
-            for model in ("popularity", "item_cf", "user_most_frequent", "two_tower"):
+            for model in ("popularity", "item_cf", "item_knn", "user_most_frequent", "two_tower",
+                          "two_tower" + UNMASKED):
                 if model in spine.get(key, {}):
                     results[label][f"spine: {model}"] = spine[key][model]
     report = {"dataset": args.dataset, "exclude_history": exclude, "epochs": args.epochs, "results": results,
@@ -171,13 +175,16 @@ def main(argv=None) -> int:
         result = dual_head.train(train, splits["validation"], items, config, exclude, label=name)
         configs[name], logs[name] = dict(vars(config)), {"best_epoch": result.best_epoch, "log": result.log}
         for split, data in splits.items():
-            metrics = dual_head.evaluate(result.model, data, exclude)
-            results[split][name] = metrics["retrieval"]
-            if "generative" in metrics:
-                label = "teacher (generative head of C)" if name == "C + distillation" else f"teacher of '{name}'"
-                results[split][label] = metrics["generative"]
-                if name == "C + distillation":
-                    teacher_of = label
+            # leave-one-out: history masked (our default) and unmasked (RecBole's sequential models' convention)
+            for masked, suffix in ((True, ""), (False, UNMASKED)) if exclude else ((False, ""),):
+                metrics = dual_head.evaluate(result.model, data, masked)
+                results[split][name + suffix] = metrics["retrieval"]
+                if "generative" in metrics:
+                    label = ("teacher (generative head of C)" if name == "C + distillation"
+                             else f"teacher of '{name}'")
+                    results[split][label + suffix] = metrics["generative"]
+                    if name == "C + distillation" and not suffix:
+                        teacher_of = label
         if name == "C + distillation":
             latency = _latency(result.model, splits["test"])
         print(f"[ablation] {name} done, {time.time() - start:.0f}s so far; test: "
