@@ -1,0 +1,95 @@
+"""README tables are generated from committed metrics JSON, never typed by hand.
+
+    python scripts/readme_tables.py --collect artifacts artifacts-instacart   # copy a run's metrics to docs/results/
+    python scripts/readme_tables.py                                           # rewrite README.md's tables
+    python scripts/readme_tables.py --check                                   # exit 1 if README.md is out of date
+
+A table in README.md is a block between two markers::
+
+    <!-- table: docs/results/movielens-100k.json models -->
+    ...generated rows...
+    <!-- /table -->
+
+The first word after ``table:`` is a JSON file (relative to the repository), the
+second a dotted key inside it whose value maps model → metrics (``models``,
+``validation``, ``results.test``). ``tests/test_readme_tables.py`` fails when a
+table differs from its JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join("docs", "results")
+_BLOCK = re.compile(r"(<!-- table: (\S+) (\S+) -->\n)(.*?)(<!-- /table -->)", re.S)
+
+
+def _rows(path: str, key: str) -> dict:
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        value = json.load(f)
+    for part in key.split("."):
+        if part not in value:
+            raise KeyError(f"{path}: no key {key!r} (missing {part!r})")
+        value = value[part]
+    return value
+
+
+def markdown(rows: dict) -> str:
+    from recsys.evaluation.report import markdown_table
+
+    return markdown_table({"dataset": "-", "protocol": "-", "models": rows}) + "\n"
+
+
+def render(text: str) -> str:
+    """``text`` with every marked table regenerated from its JSON."""
+    return _BLOCK.sub(lambda m: m.group(1) + markdown(_rows(m.group(2), m.group(3))) + m.group(5), text)
+
+
+def collect(roots: list[str]) -> list[str]:
+    """Copies ``<root>/metrics/*.json`` of finished runs into docs/results/; returns what was copied."""
+    copied = []
+    for root in roots:
+        files = sorted(glob.glob(os.path.join(root, "metrics", "*.json")))
+        if not files:
+            raise FileNotFoundError(f"{root}/metrics/ holds no JSON: run `recsys run --output {root}` first")
+        for path in files:
+            dest = os.path.join(ROOT, RESULTS, os.path.basename(path))
+            shutil.copyfile(path, dest)
+            copied.append(os.path.relpath(dest, ROOT))
+    return copied
+
+
+def main(argv=None) -> int:
+    sys.path.insert(0, ROOT)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--collect", nargs="+", metavar="ROOT", help="artifact roots whose metrics/ to copy first")
+    p.add_argument("--check", action="store_true", help="only check; exit 1 when README.md is out of date")
+    p.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
+    args = p.parse_args(argv)
+    if args.collect:
+        for path in collect(args.collect):
+            print(f"[tables] {path}")
+    with open(args.readme, encoding="utf-8") as f:
+        text = f.read()
+    new = render(text)
+    n = len(_BLOCK.findall(text))
+    if args.check:
+        if new != text:
+            print(f"[tables] {args.readme} is out of date: run python scripts/readme_tables.py", file=sys.stderr)
+            return 1
+        print(f"[tables] {n} tables up to date")
+        return 0
+    with open(args.readme, "w", encoding="utf-8") as f:
+        f.write(new)
+    print(f"[tables] {n} tables regenerated in {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
