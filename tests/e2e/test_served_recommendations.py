@@ -1,4 +1,8 @@
-"""The pushed models behind the model server: client over REST and gRPC == the model called in-process."""
+"""The pushed models behind the model server: client over REST and gRPC == the model called in-process.
+
+The models come from the ``deployed`` fixture (every exporter's output pushed as TFX's Pusher lays
+it out, whatever the gates said), so no test here depends on a training outcome.
+"""
 import os
 
 import numpy as np
@@ -9,10 +13,10 @@ SERVED = ("retrieval", "retrieval_bruteforce", "dual_retrieval", "dual_retrieval
 
 
 @pytest.fixture(scope="module")
-def served(ml_slice):
+def served(deployed):
     from serving.server import ModelServer, model_server_config
 
-    layout, _ = ml_slice
+    layout = deployed
     config = model_server_config({name: os.path.join(layout.serving_dir, name)
                                   for name in SERVED})
     server = ModelServer(config, grpc_port=0, rest_port=0, poll_seconds=0, host="127.0.0.1").start()
@@ -99,11 +103,11 @@ def test_default_model_is_the_dual_retrieval_once_pushed_and_reads_order_positio
         client.recommend(history=history[-6:], k=5, order_positions=[0, 1])
 
 
-def test_default_model_falls_back_to_the_two_tower(ml_slice):
+def test_default_model_falls_back_to_the_two_tower(deployed):
     from serving.client import RecommenderClient
     from serving.server import ModelServer, model_server_config
 
-    layout, _ = ml_slice
+    layout = deployed
     config = model_server_config({"retrieval": os.path.join(layout.serving_dir, "retrieval")})
     server = ModelServer(config, grpc_port=0, rest_port=0, poll_seconds=0, host="127.0.0.1").start()
     try:

@@ -1,5 +1,7 @@
-"""The `recsys` command line on the pipeline slice: evaluate reprints the evaluator's numbers."""
-import glob
+"""The `recsys` command line on the pipeline slice: evaluate reprints the evaluator's numbers.
+
+It runs on the ``deployed`` layout: the slice's pipeline run with every exported model pushed.
+"""
 import json
 import os
 
@@ -10,15 +12,14 @@ from apps import cli
 pytestmark = pytest.mark.integration
 
 
-def test_evaluate_reproduces_the_pipeline_evaluator(ml_slice, capsys):
-    layout, _ = ml_slice
+def test_evaluate_reproduces_the_pipeline_evaluator(ml_slice, deployed, capsys):
+    layout = deployed
     assert cli.main(["evaluate", "--dataset", "movielens-100k", "--output", layout.root]) == 0
     printed = capsys.readouterr().out
     report = json.load(open(layout.metrics_path))
     assert report["dataset"] == "movielens-100k"
     # the dual-head evaluator's table holds the spine's rows and the dual-head models', as recsys evaluate does
-    ev = sorted(glob.glob(os.path.join(layout.pipeline_root, "DualHeadEvaluator", "evaluation", "*")))[-1]
-    expected = json.load(open(os.path.join(ev, "metrics.json")))["test"]["models"]
+    expected = ml_slice.read_json("DualHeadEvaluator", "evaluation", "metrics.json")["test"]["models"]
     assert {"two_tower", "dual_retrieval", "generative"} <= set(expected)
     assert set(report["models"]) == set(expected)
     for model, values in expected.items():
@@ -26,11 +27,22 @@ def test_evaluate_reproduces_the_pipeline_evaluator(ml_slice, capsys):
     assert f"{expected['two_tower']['HR@10']:.4f}" in printed
 
 
-def test_recommend_in_process_prints_titles(ml_slice, capsys):
-    layout, _ = ml_slice
-    assert cli.main(["recommend", "--user", "1", "--k", "3", "--output", layout.root]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")]
+def test_recommend_in_process_prints_titles(deployed, capsys):
+    import tensorflow as tf
+
+    from tfx_pipeline.artifacts import latest_version_dir
+
+    assert cli.main(["recommend", "--user", "1", "--k", "3", "--output", deployed.root]) == 0
+    captured = capsys.readouterr()
+    lines = [line.split() for line in captured.out.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")]
     assert len(lines) == 3
+    # "auto" takes the dual-head student once it is pushed; the printed items are its top 3 for the user
+    assert "(in-process model: dual_retrieval_bruteforce)" in captured.err
+    model = tf.saved_model.load(latest_version_dir(os.path.join(deployed.serving_dir, "dual_retrieval_bruteforce")))
+    want = model.signatures["recommend_user"](user_id=tf.constant(["1"]), k=tf.constant([3]),
+                                              exclude=tf.constant([[""]]))["item_ids"].numpy().astype(str)[0]
+    assert [line[1] for line in lines] == want.tolist()
+    assert all(len(line) > 3 for line in lines)  # a title after the id and the score
 
 
 def test_evaluate_without_a_run_says_what_to_do(tmp_path, capsys):

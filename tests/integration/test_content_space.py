@@ -9,11 +9,10 @@ pytestmark = pytest.mark.integration
 
 
 
-def test_every_catalogue_item_is_embedded_from_its_text(ml_slice, latest):
-    layout, _ = ml_slice
+def test_every_catalogue_item_is_embedded_from_its_text(ml_slice):
     from transform import examples_io
 
-    uri = latest(os.path.join(layout.pipeline_root, "ContentEmbedder", "embeddings", "*"))
+    uri = ml_slice.uri("ContentEmbedder", "embeddings")
     report = json.load(open(os.path.join(uri, "content_report.json")))
     assert report["source"] == "text" and report["items"] == 1682
     rows = examples_io.read_content(uri)
@@ -21,17 +20,15 @@ def test_every_catalogue_item_is_embedded_from_its_text(ml_slice, latest):
     np.testing.assert_allclose(np.linalg.norm(rows.vectors, axis=1), 1.0, rtol=1e-4)
 
 
-def test_semantic_ids_are_unique_and_follow_the_taxonomy(ml_slice, latest):
-    layout, _ = ml_slice
-    report = json.load(open(latest(os.path.join(layout.pipeline_root, "SemanticIdTrainer", "model_run", "*",
-                                              "semantic_id_report.json"))))
+def test_semantic_ids_are_unique_and_follow_the_taxonomy(ml_slice):
+    report = ml_slice.read_json("SemanticIdTrainer", "model_run", "semantic_id_report.json")
     assert report["collision_rate_disambiguated"] == 0.0
     assert report["category_purity"] > report["random_category_purity"]
     assert len(report["levels"]) == 3
 
 
 def test_item_encoder_is_pushed_with_its_id_table(ml_slice):
-    layout, _ = ml_slice
+    layout = ml_slice.layout  # the pipeline's own push: the item encoder has no gate
     from tfx_pipeline.artifacts import latest_version_dir
     from trainer.semantic_ids import SemanticIdTable
 
@@ -43,7 +40,7 @@ def test_item_encoder_is_pushed_with_its_id_table(ml_slice):
 
 def test_served_item_encoder_matches_in_process(ml_slice, fresh_process):
     """Korean and English items through the model server (REST and gRPC) == the SavedModel in-process."""
-    layout, _ = ml_slice
+    layout = ml_slice.layout
     from serving.client import RecommenderClient
     from serving.server import ModelServer, model_server_config
     from tfx_pipeline.artifacts import latest_version_dir

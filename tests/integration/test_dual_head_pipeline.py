@@ -8,13 +8,8 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def _model_dir(layout, latest, component: str, output: str) -> str:
-    return latest(os.path.join(layout.pipeline_root, component, output, "*", "Format-Serving"))
-
-
-def test_trainer_logs_validation_and_keeps_the_best_epoch(ml_slice, latest):
-    layout, _ = ml_slice
-    info = json.load(open(os.path.join(_model_dir(layout, latest, "DualHeadTrainer", "model"), "dual_head.json")))
+def test_trainer_logs_validation_and_keeps_the_best_epoch(ml_slice):
+    info = json.load(open(os.path.join(ml_slice.model_dir("DualHeadTrainer", "model"), "dual_head.json")))
     assert info["config"]["epochs"] == 2 and len(info["log"]) == 2
     best = max(info["log"], key=lambda e: e["val_NDCG@10"])
     assert info["best_epoch"] == best["epoch"]
@@ -23,25 +18,51 @@ def test_trainer_logs_validation_and_keeps_the_best_epoch(ml_slice, latest):
     assert info["exclude_history"] is True and info["default_event"] in ("purchase", "click")
 
 
-def test_evaluator_reports_student_teacher_and_spine_and_gates(ml_slice, latest):
-    layout, _ = ml_slice
-    ev = latest(os.path.join(layout.pipeline_root, "DualHeadEvaluator", "evaluation", "*"))
-    metrics = json.load(open(os.path.join(ev, "metrics.json")))
+def test_evaluator_reports_student_teacher_and_spine(ml_slice):
+    """Measured on the slice (2 epochs, 40 users): the student and the teacher find 0 of the 40
+    validation targets (the ScaNN twin 1), popularity 2, the two-tower 4: the dual heads are not
+    better than popularity here, their gates say NOT blessed (tests/integration/test_gates.py), and
+    what this test can hold them to is consistency, not quality."""
+    metrics = ml_slice.read_json("DualHeadEvaluator", "evaluation", "metrics.json")
+    spine = ml_slice.read_json("RetrievalEvaluator", "evaluation", "metrics.json")
+    info = json.load(open(os.path.join(ml_slice.model_dir("DualHeadTrainer", "model"), "dual_head.json")))
+    best = next(e for e in info["log"] if e["epoch"] == info["best_epoch"])
     for split in ("validation", "test"):
         models = metrics[split]["models"]
         assert {"dual_retrieval", "dual_retrieval_scann", "generative", "two_tower", "popularity"} <= set(models)
-        for values in models.values():
-            assert 0.0 <= values["HR@10"] <= 1.0
-    verdict = open(latest(os.path.join(layout.pipeline_root, "DualHeadEvaluator", "retrieval_blessing", "*",
-                                       "*BLESSED"))).read()
-    assert "vs two_tower" in verdict
+        # the spine's rows are the RetrievalEvaluator's, copied, not measured again
+        for name, values in spine[split]["models"].items():
+            assert models[name] == values, name
+        student, scann = models["dual_retrieval"], models["dual_retrieval_scann"]
+        # the ScaNN twin ranks like its exact twin: within one of the 40 users
+        assert abs(scann["HR@10"] - student["HR@10"]) <= 1 / 40 + 1e-9
+        assert abs(scann["NDCG@10"] - student["NDCG@10"]) <= 1 / 40
+        # leave-one-out targets are never in the history: masking it can only move a target up
+        assert student["HR@10"] >= models["dual_retrieval (unmasked)"]["HR@10"]
+        assert student["NDCG@10"] >= models["dual_retrieval (unmasked)"]["NDCG@10"] - 1e-9
+    # the exported student ranks the validation users like the trainer's own validation of its best
+    # epoch (measured: HR@10 0.025 in training, 0.0 exported: one target at rank 10 vs 11)
+    assert abs(metrics["validation"]["models"]["dual_retrieval"]["HR@10"] - best["val_HR@10"]) <= 1 / 40 + 1e-9
 
 
-def test_retrieval_export_round_trip_in_a_fresh_process(ml_slice, latest, fresh_process):
-    layout, _ = ml_slice
+def test_both_heads_learn(ml_slice):
+    """Losses fall epoch to epoch, and the teacher predicts codes far better than a uniform guess
+    (measured: generative loss 15.99 -> 13.61 nats per item against 20.37 for uniform codes over the
+    code sizes (255, 256, 256, 42); retrieval loss 5.63 -> 5.54)."""
+    import math
+
+    info = json.load(open(os.path.join(ml_slice.model_dir("DualHeadTrainer", "model"), "dual_head.json")))
+    first, last = info["log"][0], info["log"][-1]
+    assert last["loss_retrieval"] < first["loss_retrieval"] and last["loss_generative"] < first["loss_generative"]
+    report = ml_slice.read_json("DualHeadExporter", "scann_model", "dual_head_report.json")
+    uniform = sum(math.log(n) for n in report["generative"]["code_sizes"])
+    assert last["loss_generative"] < uniform - 4.0, (last, uniform)
+
+
+def test_retrieval_export_round_trip_in_a_fresh_process(ml_slice, fresh_process):
     import tensorflow as tf
 
-    path = _model_dir(layout, latest, "DualHeadExporter", "bruteforce_model")
+    path = ml_slice.model_dir("DualHeadExporter", "bruteforce_model")
     model = tf.saved_model.load(path)
     assert {"serving_default", "recommend_orders", "recommend_user", "user_embedding", "item_embedding",
             "embed_content"} <= set(model.signatures)
@@ -68,31 +89,29 @@ def test_retrieval_export_round_trip_in_a_fresh_process(ml_slice, latest, fresh_
     np.testing.assert_allclose(default["scores"].numpy(), apart["scores"].numpy(), rtol=1e-5)
 
 
-def test_cold_start_items_are_embedded_from_content(ml_slice, latest):
-    layout, _ = ml_slice
+def test_cold_start_items_are_embedded_from_content(ml_slice):
     import tensorflow as tf
 
     from trainer import dual_head
 
-    trained = _model_dir(layout, latest, "DualHeadTrainer", "model")
+    trained = ml_slice.model_dir("DualHeadTrainer", "model")
     _, items, _ = dual_head.load_trained(trained)
     cold = np.flatnonzero(items.train_count == 0)
     assert len(cold) > 100  # 40 users never rate hundreds of the 1,682 movies
-    model = tf.saved_model.load(_model_dir(layout, latest, "DualHeadExporter", "bruteforce_model"))
+    model = tf.saved_model.load(ml_slice.model_dir("DualHeadExporter", "bruteforce_model"))
     ids = tf.constant(items.item_ids[cold[:20]].astype(str))
     stored = model.signatures["item_embedding"](item_id=ids)["embedding"].numpy()
     mapped = model.signatures["embed_content"](content=tf.constant(items.content[cold[:20]]))["embedding"].numpy()
     np.testing.assert_allclose(stored, mapped, atol=1e-5)
 
 
-def test_generative_export_returns_likelihoods_that_match_teacher_forcing(ml_slice, latest, fresh_process):
-    layout, _ = ml_slice
+def test_generative_export_returns_likelihoods_that_match_teacher_forcing(ml_slice, fresh_process):
     import tensorflow as tf
 
     from trainer import dual_head
-    from trainer.dual_head_export import HistoryInput
+    from export.dual_head import HistoryInput
 
-    path = _model_dir(layout, latest, "DualHeadExporter", "generative_model")
+    path = ml_slice.model_dir("DualHeadExporter", "generative_model")
     gen = tf.saved_model.load(path)
     assert {"serving_default", "recommend_orders", "recommend_user"} <= set(gen.signatures)
     history = tf.constant([["50", "172", "133"]])
@@ -102,7 +121,7 @@ def test_generative_export_returns_likelihoods_that_match_teacher_forcing(ml_sli
     assert len(ids) == 10 and len(set(ids)) == 10 and "172" not in ids and "" not in ids
     assert np.all(scores <= 0) and np.all(np.diff(scores) <= 1e-6)
     # the beam's log-likelihoods are the teacher's Σ_t log P(c_t | c_<t) of those very items
-    model, items, info = dual_head.load_trained(_model_dir(layout, latest, "DualHeadTrainer", "model"))
+    model, items, info = dual_head.load_trained(ml_slice.model_dir("DualHeadTrainer", "model"))
     inputs = HistoryInput(items, model.config.max_history, model.config.max_orders, model.config.order_positions,
                           info["default_event"])
     h, rel, ev = inputs(history)
