@@ -22,6 +22,7 @@ Names are those of the contract module ``recsys.names``.
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,14 +100,8 @@ class RetrievalModule(tf.Module):
             hist[i, : len(tail)] = tail
         self.user_histories = tf.constant(hist.astype(bytes))
         if index == SCANN:
-            import tensorflow_recommenders as tfrs
-
             p = scann_params or default_scann_params(len(catalog_ids), self.max_k + max_exclude)
-            self.scann = tfrs.layers.factorized_top_k.ScaNN(
-                k=min(self.max_k + max_exclude, len(catalog_ids)), distance_measure="dot_product",
-                num_leaves=p.num_leaves, num_leaves_to_search=p.num_leaves_to_search,
-                num_reordering_candidates=p.num_reordering_candidates)
-            self.scann.index(tf.constant(catalog_embeddings, tf.float32), tf.constant(catalog_ids.astype(bytes)))
+            self.scann = scann_layer(catalog_embeddings, catalog_ids, min(self.max_k + max_exclude, len(catalog_ids)), p)
 
     # -- building blocks ---------------------------------------------------------
     def _history_indices(self, history: tf.Tensor) -> tf.Tensor:
@@ -173,6 +168,39 @@ class RetrievalModule(tf.Module):
             N.USER_EMBEDDING: self.user_embedding,
             N.ITEM_EMBEDDING: self.item_embedding,
         }
+
+
+def scann_layer(embeddings: np.ndarray, ids: np.ndarray, k: int, params: ScannParams):
+    """A TFRS ScaNN layer indexing ``embeddings`` (dot product), built **deterministically**.
+
+    TFRS's layer trains its partitioning tree from a random k-means initialisation, so two
+    builds with the same parameters differ, and the index the pipeline tuned would not be the
+    index it exports. ScaNN's ``random_init=False`` (k-means++ from a fixed start) makes every
+    build of the same vectors and parameters identical, across processes and thread counts,
+    so the exported index is the tuned one. TFRS 0.7.7 does not expose that flag: the layer's
+    searcher builder (``_build_searcher``) is replaced by one that sets it, everything else as TFRS.
+    """
+    import tensorflow_recommenders as tfrs
+    from scann.scann_ops.py import scann_ops
+
+    n = len(ids)
+    layer = tfrs.layers.factorized_top_k.ScaNN(
+        k=k, distance_measure="dot_product", num_leaves=params.num_leaves,
+        num_leaves_to_search=params.num_leaves_to_search,
+        num_reordering_candidates=min(params.num_reordering_candidates, n))
+
+    def build_searcher(candidates):
+        builder = scann_ops.builder(db=candidates, num_neighbors=k, distance_measure="dot_product")
+        builder = builder.tree(num_leaves=params.num_leaves, num_leaves_to_search=params.num_leaves_to_search,
+                               training_iterations=12, random_init=False)
+        builder = builder.score_ah(dimensions_per_block=2).reorder(min(params.num_reordering_candidates, n))
+        return builder.build(shared_name=f"{layer.name}/{uuid.uuid4()}")
+
+    if not hasattr(layer, "_build_searcher"):
+        raise RuntimeError("this tensorflow-recommenders has no ScaNN._build_searcher; pin 0.7.7")
+    layer._build_searcher = build_searcher
+    layer.index(tf.constant(embeddings, tf.float32), tf.constant(np.asarray(ids).astype(object).astype(bytes)))
+    return layer
 
 
 def default_scann_params(num_items: int, k: int) -> ScannParams:

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from export.retrieval import BRUTE_FORCE, SCANN, ScannParams
+from export.retrieval import BRUTE_FORCE, SCANN, ScannParams, scann_layer
 from recsys import names as N
 from trainer.warmup import recommend_requests, write_warmup
 
@@ -45,8 +45,6 @@ def tune_scann(embeddings: np.ndarray, ids: np.ndarray, queries: np.ndarray, tar
     ~sqrt(N) leaves, reordering with exact dot products; falls back to
     searching every leaf, which is exact up to quantisation + reordering.
     """
-    import tensorflow_recommenders as tfrs
-
     n = len(ids)
     leaves = int(np.clip(round(np.sqrt(n)), 1, 2000))
     cand = tf.constant(embeddings, tf.float32)
@@ -61,10 +59,7 @@ def tune_scann(embeddings: np.ndarray, ids: np.ndarray, queries: np.ndarray, tar
     reorder = 2 * final_k if n > 4 * final_k else final_k
     for frac in (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0):
         p = ScannParams(leaves, max(1, int(round(leaves * frac))), reorder)
-        layer = tfrs.layers.factorized_top_k.ScaNN(
-            k=final_k, distance_measure="dot_product", num_leaves=p.num_leaves,
-            num_leaves_to_search=p.num_leaves_to_search, num_reordering_candidates=min(p.num_reordering_candidates, n))
-        layer.index(cand, tf.constant(ids.astype(bytes)))
+        layer = scann_layer(embeddings, ids, final_k, p)
         layer(q[:1])  # build
         t0 = time.perf_counter()
         _, got = layer(q)
@@ -82,6 +77,14 @@ def save(module: tf.Module, export_dir: str) -> None:
     """Saves with the ScaNN op namespace allowed (a no-op for the brute-force twin)."""
     tf.saved_model.save(module, export_dir, signatures=module.signatures(),
                         options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
+
+
+def _exported_recall(scann_module, bruteforce_module, queries: np.ndarray, item_ids, k: int = 10) -> float:
+    """recall@k of the exported module's ScaNN index against exact top-k, on the tuning queries."""
+    q = tf.constant(queries, tf.float32)
+    exact = tf.math.top_k(tf.matmul(q, bruteforce_module.catalog_embeddings, transpose_b=True), k).indices.numpy()
+    _, got = scann_module.scann(q)
+    return recall_at_k(got.numpy()[:, :k].astype(str), np.asarray(item_ids)[exact].astype(str))
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,10 @@ def export_twins(build: Callable[[str, ScannParams | None], tf.Module], embeddin
         f"{len(q):,} validation queries; {tuning.query_ms:.3f} ms/query vs brute force "
         f"{tuning.brute_force_ms:.3f} ms/query (batched)")
     sc = build(SCANN, tuning.params)
+    exported = _exported_recall(sc, bf, q, item_ids)
+    if abs(exported - tuning.recall_at_10) > 1e-9:
+        raise RuntimeError(f"[{model_name}] the exported ScaNN index differs from the tuned one: recall@10 "
+                           f"{exported:.4f} vs {tuning.recall_at_10:.4f} when tuned (the build must be deterministic)")
     requests = recommend_requests(warmup_histories)
     for module, out, name in ((bf, bruteforce_dir, N.BRUTE_FORCE_TWINS[model_name]), (sc, scann_dir, model_name)):
         save(module, out)

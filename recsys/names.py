@@ -2,8 +2,8 @@
 
 Evaluation protocols, served model names, signature names and tensor names are
 spelled here once and imported by the exports, the pipeline, the evaluators,
-the client and the CLI. ``tests/test_contract.py`` loads every exported
-SavedModel kind and checks its signatures against :data:`SIGNATURES`.
+the client and the CLI. ``tests/integration/test_exported_models.py`` loads every exported
+SavedModel in a fresh process and checks its signatures against :data:`SIGNATURES`.
 
 Nothing here may import anything (not even the standard library): the client
 and light tools import it without TensorFlow or Beam.

@@ -171,3 +171,17 @@ def test_mask_excluded_masks_known_ids_only():
     scores = tf.zeros([2, 3])
     got = export.mask_excluded(scores, table, tf.constant([["b", "zz"], ["", "a"]]), value=-1.0).numpy()
     np.testing.assert_array_equal(got, [[0, -1, 0], [-1, 0, 0]])
+
+
+def test_scann_index_builds_are_identical_so_the_exported_index_is_the_tuned_one():
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(3000, 16)).astype(np.float32)
+    ids = np.array([str(i) for i in range(3000)], dtype=object)
+    q = tf.constant(rng.normal(size=(64, 16)).astype(np.float32))
+    params = export.ScannParams(num_leaves=55, num_leaves_to_search=3, num_reordering_candidates=40)
+    first, second = (export.scann_layer(emb, ids, 20, params)(q) for _ in range(2))
+    exact = tf.math.top_k(tf.matmul(q, emb, transpose_b=True), 10).indices.numpy()
+    recall = twins.recall_at_k(first[1].numpy()[:, :10].astype(str), ids[exact].astype(str))
+    assert recall < 1.0  # approximate search (3 of 55 leaves): a random tree would show up as a difference
+    np.testing.assert_array_equal(first[1].numpy(), second[1].numpy())
+    np.testing.assert_array_equal(first[0].numpy(), second[0].numpy())
