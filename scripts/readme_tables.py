@@ -12,7 +12,8 @@ A table in README.md is a block between two markers::
 
 The first word after ``table:`` is a JSON file (relative to the repository), the
 second a dotted key inside it whose value maps model → metrics (``models``,
-``validation``, ``results.test``). ``tests/test_readme_tables.py`` fails when a
+``validation``, ``results.test``), or ``semantic_ids`` for Semantic-ID quality
+reports (then the first word is a comma-separated list of them). ``tests/test_readme_tables.py`` fails when a
 table differs from its JSON.
 """
 from __future__ import annotations
@@ -46,9 +47,37 @@ def markdown(rows: dict) -> str:
     return markdown_table({"dataset": "-", "protocol": "-", "models": rows}) + "\n"
 
 
+_DATASETS = {"movielens-100k": "MovieLens-100K", "instacart": "Instacart"}
+_SOURCES = {"text": "text", "structure": "category + co-purchase", "precomputed": "precomputed"}
+
+
+def semantic_ids_table(paths: list[str]) -> str:
+    """One row per ``metrics/<dataset>.semantic_ids.json`` (the Semantic-ID quality report)."""
+    lines = ["| dataset (embeddings) | items | reconstruction cosine / MSE | codebook usage (perplexity) per level "
+             "| collisions before → after | first-level category purity (random) | kNN recall@10 |",
+             "|---|---:|---|---|---|---|---:|"]
+    for path in paths:
+        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+            r = json.load(f)
+        name = os.path.basename(path).split(".")[0]
+        levels = ", ".join(f"{lv['usage']:.0%} ({lv['perplexity']:.0f})" for lv in r["levels"])
+        lines.append(
+            f"| {_DATASETS.get(name, name)} ({_SOURCES.get(r['source'], r['source'])}, {r['config']['input_dim']}-d) "
+            f"| {r['num_items']:,} | {r['reconstruction_cosine']:.3f} / {r['reconstruction_mse']:.5f} | {levels} "
+            f"| {r['collision_rate']:.2%} → {r['collision_rate_disambiguated']:.0%} "
+            f"| {r['category_purity']:.3f} ({r['random_category_purity']:.3f}) | {r['knn_recall@10']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _table(source: str, key: str) -> str:
+    if key == "semantic_ids":
+        return semantic_ids_table(source.split(","))
+    return markdown(_rows(source, key))
+
+
 def render(text: str) -> str:
     """``text`` with every marked table regenerated from its JSON."""
-    return _BLOCK.sub(lambda m: m.group(1) + markdown(_rows(m.group(2), m.group(3))) + m.group(5), text)
+    return _BLOCK.sub(lambda m: m.group(1) + _table(m.group(2), m.group(3)) + m.group(5), text)
 
 
 def collect(roots: list[str]) -> list[str]:

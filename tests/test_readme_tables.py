@@ -1,0 +1,23 @@
+"""Every table in README.md equals what its committed metrics JSON generates (scripts/readme_tables.py)."""
+import importlib.util
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+spec = importlib.util.spec_from_file_location("readme_tables", os.path.join(ROOT, "scripts", "readme_tables.py"))
+tables = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tables)
+
+
+def test_readme_tables_match_their_metrics_json():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    assert tables._BLOCK.findall(text), "README.md has no generated tables"
+    assert tables.render(text) == text, "README.md is out of date: run python scripts/readme_tables.py"
+
+
+def test_a_hand_edited_table_is_detected(tmp_path):
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    block = tables._BLOCK.search(text)
+    edited = text[:block.start(4)] + block.group(4).replace("0.", "9.", 1) + text[block.end(4):]
+    assert tables.render(edited) != edited
