@@ -32,6 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import recsys  # noqa: E402,F401  (legacy Keras before TensorFlow)
 import numpy as np  # noqa: E402
 
+from export.evaluate import UNMASKED  # noqa: E402  (the label suffix of unmasked rows, as in the pipeline's tables)
+
 VARIANTS = {
     "A retrieval head": dict(generative_weight=0.0, distill_weight=0.0, debias_targets=False,
                              hard_negatives_category=0, hard_negatives_history=0),
@@ -99,9 +101,6 @@ def _latency(model, data, n: int = 200) -> dict:
                      "p90_ms": round(float(np.percentile(times, 90)), 2)}
     out["generative_over_retrieval_p50"] = round(out["generative"]["p50_ms"] / out["retrieval"]["p50_ms"], 1)
     return out
-
-
-UNMASKED = " (unmasked)"  # the same suffix as export.evaluate's rows
 
 
 def _write(args, layout, exclude, results, configs, logs, latency, teacher_of, start) -> str:

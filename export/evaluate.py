@@ -28,7 +28,6 @@ from recsys.names import LEAVE_LAST_ORDER_OUT, LEAVE_ONE_OUT
 _log = logging.getLogger("recsys.export")
 K = 10
 UNMASKED = " (unmasked)"  # label suffix of a sequence model's row evaluated without the history mask
-ITEM_KNN_K, ITEM_KNN_SHRINK = 100, 0.0  # RecBole 1.2.1's ItemKNN defaults
 
 
 def _to_positions(items: list[str], pos: dict[str, int]) -> np.ndarray:
@@ -88,7 +87,7 @@ def evaluate_split(examples_uri: str, split: str, protocol: str, model_dirs: dic
     scorers: dict[str, object] = {
         "popularity": baselines.Popularity().fit(train_hist, n),
         "item_cf": baselines.ItemCF().fit(train_hist, n),
-        "item_knn": baselines.ItemKNN(k=ITEM_KNN_K, shrink=ITEM_KNN_SHRINK).fit(train_hist, n),
+        "item_knn": baselines.ItemKNN().fit(train_hist, n),  # RecBole 1.2.1 defaults: k=100, shrink=0
     }
     if protocol == LEAVE_LAST_ORDER_OUT:
         scorers["user_most_frequent"] = baselines.UserMostFrequent().fit(train_hist, n)
