@@ -6,13 +6,15 @@ Every figure is measured in this process against a baseline measured in the
 same run (the brute-force twin called in-process), on real users' histories
 from the pipeline's test split. Prints a table of p50/p95 milliseconds per
 single-user request and the ratio to the baseline, plus ScaNN's recall@10
-against brute force on the same requests. Models that were not pushed (the
+against brute force on the same requests, and writes them to
+``metrics/<dataset>.serving_latency.json`` (the README's latency table). Models that were not pushed (the
 dual-head ones when they did not pass their gate) are skipped and listed.
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import statistics
 import sys
@@ -102,13 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     base_p50, _ = _percentiles(results["retrieval_bruteforce in-process"])
     print(f"{len(histories)} single-user requests, k={args.k}, {args.dataset} test-split histories")
     print(f"{'path':40s} {'p50 ms':>8s} {'p95 ms':>8s} {'p50 / brute-force in-process':>30s}")
+    report = {"dataset": args.dataset, "requests": len(histories), "k": args.k, "paths": {}, "scann_recall": {}}
     for name, ms in results.items():
         p50, p95 = _percentiles(ms)
         print(f"{name:40s} {p50:8.3f} {p95:8.3f} {p50 / base_p50:30.2f}")
+        report["paths"][name] = {"p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "ratio": round(p50 / base_p50, 2)}
     for scann_name, exact in ((RETRIEVAL, RETRIEVAL_BRUTE_FORCE), (DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE)):
         if scann_name in answers and exact in answers:
             recall = np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(answers[scann_name], answers[exact])])
             print(f"{scann_name}: ScaNN recall@{args.k} against brute force on these requests: {recall:.4f}")
+            report["scann_recall"][scann_name] = round(float(recall), 4)
+    path = layout.metrics_path.replace(".json", ".serving_latency.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"[latency] written to {path}")
     return 0
 
 

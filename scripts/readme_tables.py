@@ -13,7 +13,8 @@ A table in README.md is a block between two markers::
 The first word after ``table:`` is a JSON file (relative to the repository), the
 second a dotted key inside it whose value maps model → metrics (``models``,
 ``validation``, ``results.test``), or ``semantic_ids`` for Semantic-ID quality
-reports (then the first word is a comma-separated list of them). ``tests/test_readme_tables.py`` fails when a
+reports (then the first word is a comma-separated list of them), or ``latency``
+for the serving-latency report. ``tests/test_readme_tables.py`` fails when a
 table differs from its JSON.
 """
 from __future__ import annotations
@@ -69,7 +70,18 @@ def semantic_ids_table(paths: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def latency_table(path: str) -> str:
+    """The serving-latency report of ``benchmarks/serving_latency.py``: one row per request path."""
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        r = json.load(f)
+    lines = ["| path | p50 ms | p95 ms | p50 ratio |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {v['p50_ms']:.3f} | {v['p95_ms']:.3f} | {v['ratio']:.2f} |" for name, v in r["paths"].items()]
+    return "\n".join(lines) + "\n"
+
+
 def _table(source: str, key: str) -> str:
+    if key == "latency":
+        return latency_table(source)
     if key == "semantic_ids":
         return semantic_ids_table(source.split(","))
     return markdown(_rows(source, key))
