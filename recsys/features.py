@@ -65,12 +65,16 @@ TARGET_ITEM_ID = Feature(
     "The target(s): the next interaction (leave-one-out data) or every item of the next order "
     "(basket data). All are positives.")
 TARGET_CATEGORY = Feature("target_category", "string", True, "Category path of each target item.")
+TARGET_EVENT_TYPE = Feature(
+    "target_event_type", "string", True,
+    "Behaviour of each target item (its strongest one when a unit holds the item twice: "
+    "click < like < cart < purchase).")
 TARGET_ORDER_POS = Feature("target_order_pos", "int64", False, "Order position of the target.")
 TARGET_TIMESTAMP = Feature("target_timestamp", "int64", False, "Epoch seconds of the target.")
 
 SEQUENCE_FEATURES = (
     USER_ID, HISTORY_ITEM_ID, HISTORY_ORDER_POS, HISTORY_EVENT_TYPE,
-    TARGET_ITEM_ID, TARGET_CATEGORY, TARGET_ORDER_POS, TARGET_TIMESTAMP,
+    TARGET_ITEM_ID, TARGET_CATEGORY, TARGET_EVENT_TYPE, TARGET_ORDER_POS, TARGET_TIMESTAMP,
 )
 
 ITEM_ID = Feature("item_id", "string", False, "The item.")
@@ -86,6 +90,21 @@ EMBEDDING = Feature("embedding", "float32", True, "Content embedding of the item
 CONTENT_FEATURES = (ITEM_ID, CATEGORY, EMBEDDING)  # rows of the ContentEmbedder's catalog split
 
 CATEGORY_SEPARATOR = " > "
+
+# --- the interaction graph (``transform/graph.py``, the GraphBuilder's artifact) --------------------
+EDGES = "edges"                    # split: one row per (user, item, behaviour) of the training events
+ITEM_NEIGHBOURS = "item_neighbours"  # split: one row per item with its top-K co-interaction neighbours
+GRAPH_SPLITS = (EDGES, ITEM_NEIGHBOURS)
+TARGET_BEHAVIOUR = "purchase"      # the behaviour the graph retriever scores (auxiliary ones only teach)
+BEHAVIOUR = Feature("behaviour", "string", False, "Behaviour of the edge (one of INTERACTION_TYPES).")
+EDGE_COUNT = Feature("edge_count", "int64", False, "Training events of this user, item and behaviour.")
+EDGE_RECENCY = Feature(
+    "edge_recency", "float32", False,
+    "Sum over the edge's events of 2^(-age / half-life), age = the user's later training orders.")
+NEIGHBOUR_ITEM_ID = Feature("neighbour_item_id", "string", True, "Top-K item-graph neighbours, best first.")
+NEIGHBOUR_WEIGHT = Feature("neighbour_weight", "float32", True, "UltraGCN's omega(i, j) of each neighbour.")
+EDGE_FEATURES = (USER_ID, ITEM_ID, BEHAVIOUR, EDGE_COUNT, EDGE_RECENCY)
+ITEM_NEIGHBOUR_FEATURES = (ITEM_ID, NEIGHBOUR_ITEM_ID, NEIGHBOUR_WEIGHT)
 
 # --- TF Transform outputs ------------------------------------------------------
 ITEM_VOCAB = "item"            # items seen in training, most frequent first

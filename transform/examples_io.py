@@ -149,3 +149,31 @@ def read_content(embeddings_uri: str) -> ContentRows:
     order = np.argsort(ids, kind="stable")
     vectors = np.stack(cols[F.EMBEDDING.name]).astype(np.float32)
     return ContentRows(ids[order], np.array(_decode(cols[F.CATEGORY.name]), dtype=object)[order], vectors[order])
+
+
+@dataclass(frozen=True)
+class GraphEdges:
+    """The GraphBuilder's edges (one per user, item, behaviour), sorted by (user, item, behaviour)."""
+
+    user_ids: np.ndarray    # str [E]
+    item_ids: np.ndarray    # str [E]
+    behaviours: np.ndarray  # str [E]
+    counts: np.ndarray      # int64 [E]
+    recency: np.ndarray     # float32 [E]
+
+
+def read_graph_edges(graph_uri: str) -> GraphEdges:
+    cols = read_examples(split_files(graph_uri, F.EDGES), F.feature_spec(F.EDGE_FEATURES))
+    u = np.array(_decode(cols[F.USER_ID.name]), dtype=object)
+    i = np.array(_decode(cols[F.ITEM_ID.name]), dtype=object)
+    b = np.array(_decode(cols[F.BEHAVIOUR.name]), dtype=object)
+    order = np.lexsort((b, i, u))
+    return GraphEdges(u[order], i[order], b[order], np.asarray(cols[F.EDGE_COUNT.name], np.int64)[order],
+                      np.asarray(cols[F.EDGE_RECENCY.name], np.float32)[order])
+
+
+def read_item_neighbours(graph_uri: str) -> dict[str, tuple[list[str], list[float]]]:
+    """item → (neighbours best first, UltraGCN omega weights)."""
+    cols = read_examples(split_files(graph_uri, F.ITEM_NEIGHBOURS), F.feature_spec(F.ITEM_NEIGHBOUR_FEATURES))
+    return {item: (_decode(n), np.asarray(w, np.float32).tolist()) for item, n, w in zip(
+        _decode(cols[F.ITEM_ID.name]), cols[F.NEIGHBOUR_ITEM_ID.name], cols[F.NEIGHBOUR_WEIGHT.name], strict=True)}

@@ -23,6 +23,7 @@ from recsys import features as F
 from recsys.names import LEAVE_LAST_ORDER_OUT, LEAVE_ONE_OUT, PROTOCOLS  # noqa: E402,F401
 
 _log = logging.getLogger("recsys.transform")
+_STRENGTH = {t: i for i, t in enumerate(F.INTERACTION_TYPES)}  # click < like < cart < purchase
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,14 @@ def build_user_rows(
         lo = max(0, start - max_history) if split == F.TRAIN else 0
         history = interactions[lo:start]
         targets: list[str] = []
+        behaviour: dict[str, str] = {}
         for i in unit:
-            if interactions[i].item_id not in targets:
-                targets.append(interactions[i].item_id)
+            e = interactions[i]
+            if e.item_id not in behaviour:
+                targets.append(e.item_id)
+                behaviour[e.item_id] = e.event_type
+            elif _STRENGTH[e.event_type] > _STRENGTH[behaviour[e.item_id]]:
+                behaviour[e.item_id] = e.event_type
         rows.append((split, {
             F.USER_ID.name: user_id,
             F.HISTORY_ITEM_ID.name: [e.item_id for e in history],
@@ -119,6 +125,7 @@ def build_user_rows(
             F.HISTORY_EVENT_TYPE.name: [e.event_type for e in history],
             F.TARGET_ITEM_ID.name: targets,
             F.TARGET_CATEGORY.name: [item_category.get(t, "") for t in targets],
+            F.TARGET_EVENT_TYPE.name: [behaviour[t] for t in targets],
             F.TARGET_ORDER_POS.name: positions[start],
             F.TARGET_TIMESTAMP.name: interactions[start].timestamp,
         }))

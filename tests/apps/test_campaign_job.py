@@ -184,7 +184,8 @@ def test_models_without_the_generative_contract_are_refused(models, tmp_path):
 def _row(user, history, history_pos, targets, target_pos, ts):
     return {F.USER_ID.name: user, F.HISTORY_ITEM_ID.name: history, F.HISTORY_ORDER_POS.name: history_pos,
             F.HISTORY_EVENT_TYPE.name: ["purchase"] * len(history), F.TARGET_ITEM_ID.name: targets,
-            F.TARGET_CATEGORY.name: [""] * len(targets), F.TARGET_ORDER_POS.name: target_pos,
+            F.TARGET_CATEGORY.name: [""] * len(targets), F.TARGET_EVENT_TYPE.name: ["purchase"] * len(targets),
+            F.TARGET_ORDER_POS.name: target_pos,
             F.TARGET_TIMESTAMP.name: ts}
 
 

@@ -13,7 +13,8 @@ def _rows():
         return {
             F.USER_ID.name: user, F.HISTORY_ITEM_ID.name: hist, F.HISTORY_ORDER_POS.name: list(range(len(hist))),
             F.HISTORY_EVENT_TYPE.name: ["purchase"] * len(hist), F.TARGET_ITEM_ID.name: targets,
-            F.TARGET_CATEGORY.name: cats, F.TARGET_ORDER_POS.name: len(hist), F.TARGET_TIMESTAMP.name: 1,
+            F.TARGET_CATEGORY.name: cats, F.TARGET_EVENT_TYPE.name: ["purchase"] * len(targets),
+            F.TARGET_ORDER_POS.name: len(hist), F.TARGET_TIMESTAMP.name: 1,
         }
     # training targets: a ×3, b ×1 ; c only in a history
     return [row("u1", ["c"], ["a"], ["x"]), row("u1", ["c", "a"], ["a", "b"], ["x", "y"]), row("u2", [], ["a"], ["x"])]

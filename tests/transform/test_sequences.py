@@ -45,6 +45,14 @@ def test_leave_last_order_out_targets_whole_baskets_and_history_is_previous_orde
     assert rows[0][1][F.TARGET_ITEM_ID.name] == ["c"]
 
 
+def test_targets_carry_their_strongest_behaviour():
+    events = [ev(10, "a", "o1", "click"), ev(20, "b", "o2", "click"), ev(21, "c", "o2", "cart"),
+              ev(22, "b", "o2", "purchase"), ev(23, "b", "o2", "like")]
+    rows = build_user_rows("u", events, {}, LEAVE_LAST_ORDER_OUT)
+    assert rows[0][1][F.TARGET_ITEM_ID.name] == ["b", "c"]
+    assert rows[0][1][F.TARGET_EVENT_TYPE.name] == ["purchase", "cart"]  # b: click, purchase, like -> purchase
+
+
 def test_impressions_never_enter_sequences_and_short_users_are_train_only():
     events = [ev(1, "a", kind="impression"), ev(2, "b", kind="click"), ev(3, "c", kind="cart")]
     rows = build_user_rows("u", events, {}, LEAVE_ONE_OUT)
