@@ -241,13 +241,27 @@ def _shape_text(shape) -> str:
 def parse_predict_request(
     body: bytes,
     get_input_dtypes: Callable[[str], Mapping[str, int]],
+    max_elements: int | None = None,
 ) -> tuple[str, dict[str, np.ndarray], str]:
     """Parses a REST predict body.
 
     ``get_input_dtypes(signature_name)`` returns {input name: DataType} for the requested
     signature (raising ServerError for an unknown model or signature). Returns
     (signature_name as given, possibly "", input arrays, ROW or COLUMNAR).
+    Inputs the signature does not have are refused (as over gRPC); more than
+    ``max_elements`` tensor elements in all is RESOURCE_EXHAUSTED (HTTP 413).
     """
+    signature_name, arrays, fmt = _parse_predict_request(body, get_input_dtypes)
+    total = sum(array.size for array in arrays.values())
+    if max_elements is not None and total > max_elements:
+        from serving.limits import too_large
+
+        raise too_large(f"Request has {total:,} tensor elements, more than the server's limit "
+                        f"of {max_elements:,} (--max_tensor_elements)")
+    return signature_name, arrays, fmt
+
+
+def _parse_predict_request(body, get_input_dtypes):
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
     try:
@@ -289,6 +303,11 @@ def parse_predict_request(
                     "tensors required as per tensorinfo_map")
             (name, dtype), = infos.items()
             return signature_name, {name: json_to_array(value, dtype)}, COLUMNAR
+        extra = sorted(set(value) - set(infos))
+        if extra:
+            raise invalid_argument(
+                f"input tensor alias not found in signature: {extra[0]}. Inputs expected to be "
+                f"in the set {{{','.join(sorted(infos))}}}.")
         arrays = {}
         for name in sorted(infos):
             if name not in value:

@@ -7,6 +7,7 @@ from the same code, with TF Serving's status codes and messages.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable
 
 import grpc
@@ -22,7 +23,10 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving import tensors
 from serving import status as st
+from serving.metrics import Metrics
 from serving.models import ModelRegistry, Servable
+from serving.security import Security
+from serving.servable import DEFAULT_SIGNATURE, new_cancellation
 
 log = logging.getLogger("serving.grpc")
 
@@ -35,13 +39,23 @@ def _resolve(registry: ModelRegistry, spec) -> Servable:
     return registry.resolve(spec.name, version, label)
 
 
-def predict(registry: ModelRegistry, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+def predict(registry: ModelRegistry, request: predict_pb2.PredictRequest, cancellation=None,
+            info: dict | None = None) -> predict_pb2.PredictResponse:
+    info = {} if info is None else info
     if not request.HasField("model_spec"):
         raise st.invalid_argument("Missing ModelSpec")
+    info["model"] = request.model_spec.name
     servable = _resolve(registry, request.model_spec)
-    inputs = {name: tensors.tensor_proto_to_array(proto) for name, proto in request.inputs.items()}
+    info.update(version=servable.version,
+                signature=request.model_spec.signature_name or DEFAULT_SIGNATURE)
+    budget = registry.limits.max_tensor_elements
+    inputs = {}
+    for name, proto in request.inputs.items():  # declared shapes checked before decoding
+        inputs[name] = tensors.tensor_proto_to_array(proto, max_elements=budget)
+        budget -= inputs[name].size
     signature_name, outputs = servable.predict(
-        request.model_spec.signature_name, inputs, list(request.output_filter))
+        request.model_spec.signature_name, inputs, list(request.output_filter),
+        cancellation=cancellation)
     response = predict_pb2.PredictResponse()
     response.model_spec.name = request.model_spec.name
     response.model_spec.version.value = servable.version
@@ -87,7 +101,11 @@ def get_model_status(
     return response
 
 
-def _answer(context: grpc.ServicerContext, method: str, fn: Callable):
+def _answer(context: grpc.ServicerContext, method: str, fn: Callable,
+            metrics: Metrics | None = None, api: str = "", info: dict | None = None):
+    start = time.perf_counter()
+    info = {} if info is None else info
+    error = None
     try:
         return fn()
     except st.ServerError as err:
@@ -95,20 +113,41 @@ def _answer(context: grpc.ServicerContext, method: str, fn: Callable):
     except Exception as err:  # a bug or an unexpected TF failure: INTERNAL, server stays up
         log.exception("%s failed", method)
         error = st.internal(f"{type(err).__name__}: {err}")
+    finally:
+        if metrics is not None:
+            metrics.observe(info.get("model", ""), info.get("version"), info.get("signature", ""),
+                            api or method, "GRPC", "OK" if error is None else error.code.name,
+                            time.perf_counter() - start)
     log.debug("%s failed: %s", method, error)
     context.abort(error.code, error.message)
 
 
+def _cancel_on_termination(context: grpc.ServicerContext):
+    """A TF CancellationManager cancelled when the RPC ends early (client cancel, deadline)."""
+    cancellation = new_cancellation()
+    if cancellation is not None:
+        context.add_callback(cancellation.start_cancel)
+        if not context.is_active():
+            cancellation.start_cancel()
+    return cancellation
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, registry: ModelRegistry):
+    def __init__(self, registry: ModelRegistry, metrics: Metrics | None = None):
         self.registry = registry
+        self.metrics = metrics
 
     def Predict(self, request, context):
-        return _answer(context, "Predict", lambda: predict(self.registry, request))
+        info: dict = {}
+        return _answer(context, "Predict",
+                       lambda: predict(self.registry, request, _cancel_on_termination(context),
+                                       info), self.metrics, "predict", info)
 
     def GetModelMetadata(self, request, context):
+        info = {"model": request.model_spec.name}
         return _answer(context, "GetModelMetadata",
-                       lambda: get_model_metadata(self.registry, request))
+                       lambda: get_model_metadata(self.registry, request), self.metrics,
+                       "metadata", info)
 
     def _unsupported(self, context, method: str):
         context.abort(grpc.StatusCode.UNIMPLEMENTED,
@@ -127,23 +166,46 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, registry: ModelRegistry,
-                 reload_config: Callable[[model_server_config_pb2.ModelServerConfig], None]):
+                 reload_config: Callable[[model_server_config_pb2.ModelServerConfig], None],
+                 security: Security | None = None, metrics: Metrics | None = None):
         self.registry = registry
         self.reload_config = reload_config
+        self.security = security or Security()
+        self.metrics = metrics
 
     def GetModelStatus(self, request, context):
-        return _answer(context, "GetModelStatus", lambda: get_model_status(self.registry, request))
+        return _answer(context, "GetModelStatus", lambda: get_model_status(self.registry, request),
+                       self.metrics, "status", {"model": request.model_spec.name})
 
     def HandleReloadConfigRequest(self, request, context):
         def run():
+            self.security.check_reload(request.config)
             self.reload_config(request.config)
             return model_management_pb2.ReloadConfigResponse()
-        return _answer(context, "HandleReloadConfigRequest", run)
+        return _answer(context, "HandleReloadConfigRequest", run, self.metrics, "reload_config")
+
+
+class TokenInterceptor(grpc.ServerInterceptor):
+    """Refuses calls without ``authorization: Bearer <token>`` metadata (UNAUTHENTICATED)."""
+
+    def __init__(self, security: Security):
+        self.security = security
+
+    def intercept_service(self, continuation, handler_call_details):
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        try:
+            self.security.check_authorization(metadata.get("authorization"))
+        except st.ServerError as err:
+            def deny(request, context):
+                context.abort(err.code, err.message)
+            return grpc.unary_unary_rpc_method_handler(deny)
+        return continuation(handler_call_details)
 
 
 def add_services(server: grpc.Server, registry: ModelRegistry,
-                 reload_config: Callable[[model_server_config_pb2.ModelServerConfig], None]) -> None:
+                 reload_config: Callable[[model_server_config_pb2.ModelServerConfig], None],
+                 security: Security | None = None, metrics: Metrics | None = None) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(registry), server)
+        PredictionServicer(registry, metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(registry, reload_config), server)
+        ModelServicer(registry, reload_config, security, metrics), server)

@@ -23,6 +23,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import status as st
+from serving.limits import Limits
 from serving.servable import Servable, import_custom_ops  # noqa: F401 - re-exported
 
 log = logging.getLogger("serving.models")
@@ -85,8 +86,11 @@ def validate_config(config: model_server_config_pb2.ModelServerConfig) -> None:
 class ModelRegistry:
     """Thread-safe set of models; requests resolve servables, a poller syncs with disk."""
 
-    def __init__(self, config: model_server_config_pb2.ModelServerConfig | None = None):
+    def __init__(self, config: model_server_config_pb2.ModelServerConfig | None = None,
+                 limits: Limits | None = None, batching=None):
         import_custom_ops()
+        self.limits = limits or Limits()
+        self.batching = batching  # serving.batching.BatchingParameters, or None
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()
         self._models: dict[str, _Model] = {}
@@ -108,7 +112,7 @@ class ModelRegistry:
             for name in list(self._models):
                 if name not in wanted:
                     log.info("Removing model %s (not in the new config)", name)
-                    del self._models[name]
+                    self._stop_batchers(self._models.pop(name))
             for name, model_config in wanted.items():
                 if name in self._models:
                     self._models[name].update(model_config)
@@ -148,6 +152,15 @@ class ModelRegistry:
         if self._poller is not None:
             self._poller.join(timeout=30)
             self._poller = None
+        with self._lock:
+            for model in self._models.values():
+                self._stop_batchers(model)
+
+    @staticmethod
+    def _stop_batchers(model: _Model) -> None:
+        for servable in model.servables.values():
+            if servable.batcher is not None:
+                servable.batcher.stop()
 
     def _scan(self, model: _Model) -> dict[int, str] | None:
         base = model.base_path
@@ -165,11 +178,22 @@ class ModelRegistry:
 
     @staticmethod
     def _fingerprint(path: str) -> object:
+        """(relative path, size, mtime) of every file of a version directory.
+
+        A version that failed to load is retried when this changes: a version written
+        non-atomically (saved_model.pb first, variables later) fails while it is half
+        written and loads on the first poll after its last file lands.
+        """
+        entries = []
         try:
-            stat = tf.io.gfile.stat(os.path.join(path, "saved_model.pb"))
-            return (stat.length, stat.mtime_nsec, sorted(tf.io.gfile.listdir(path)))
+            for root, _, files in tf.io.gfile.walk(path):
+                for name in files:
+                    full = os.path.join(root, name)
+                    stat = tf.io.gfile.stat(full)
+                    entries.append((os.path.relpath(full, path), stat.length, stat.mtime_nsec))
         except tf.errors.OpError:
             return None
+        return tuple(sorted(entries))
 
     def _sync(self, model: _Model) -> None:
         on_disk = self._scan(model)
@@ -196,13 +220,18 @@ class ModelRegistry:
             fingerprint = self._fingerprint(ready[version])
             if model.failed.get(version, object()) == fingerprint:
                 continue  # failed before and unchanged since: don't retry every poll
+            if version in model.failed:
+                log.info("Files of version %d of model %s changed since it failed to load; "
+                         "retrying", version, model.name)
             self._load(model, version, ready[version], fingerprint)
         with self._lock:
             available = aspired & set(model.servables)
             stale = sorted(set(model.servables) - aspired) if available else []
             for version in stale:
                 model.states[version] = VersionState(State.UNLOADING)
-                del model.servables[version]
+                unloaded = model.servables.pop(version)
+                if unloaded.batcher is not None:
+                    unloaded.batcher.stop()
                 model.states[version] = VersionState(State.END)
                 log.info("Successfully unloaded servable version {name: %s version: %d}",
                          model.name, version)
@@ -224,15 +253,22 @@ class ModelRegistry:
                  version, path)
         start = time.monotonic()
         try:
-            servable = Servable(model.name, version, path).load()
+            servable = Servable(model.name, version, path, self.limits).load()
         except Exception as err:
             error = st.from_exception(err)
-            log.error("Loading servable version {name: %s version: %d} failed: %s", model.name,
-                      version, error)
+            log.error("Loading servable version {name: %s version: %d} failed: %s (retried "
+                      "when its files change)", model.name, version, error)
             with self._lock:
                 model.failed[version] = fingerprint
-                model.states[version] = VersionState(State.END, error.code, error.message)
+                model.states[version] = VersionState(
+                    State.END, error.code,
+                    f"{error.message} (load failed; retried when the files of version "
+                    f"{version} change)")
             return
+        if self.batching is not None:
+            from serving.batching import BatchScheduler
+
+            servable.batcher = BatchScheduler(self.batching, f"{model.name}/{version}")
         with self._lock:
             model.failed.pop(version, None)
             model.servables[version] = servable

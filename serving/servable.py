@@ -6,11 +6,13 @@ either import fails, that is logged and such models fail to load with an error s
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import grpc
@@ -23,6 +25,27 @@ from tensorflow_serving.apis import prediction_log_pb2
 from recsys import names as N
 from serving import status as st
 from serving import tensors
+from serving.limits import Limits, check_elements
+
+try:  # TensorFlow's eager cancellation (how TF Serving's RunOptions deadline stops a Session)
+    from tensorflow.python.eager import cancellation as _cancellation
+except ImportError:  # pragma: no cover - a TensorFlow without it: requests are not cancellable
+    _cancellation = None
+
+# TensorFlow keeps the active CancellationManager in one process-wide global
+# (cancellation.CancellationManagerContext), read by context.call_function when a function
+# runs. Concurrent requests would cancel each other's calls, so the lookup is made
+# per thread: a manager set by this module for this thread wins, else TF's global.
+_thread_cancellation = threading.local()
+if _cancellation is not None and not getattr(_cancellation, "_serving_thread_local", False):
+    _tf_context_lookup = _cancellation.context
+
+    def _thread_local_context():
+        manager = getattr(_thread_cancellation, "manager", None)
+        return manager if manager is not None else _tf_context_lookup()
+
+    _cancellation.context = _thread_local_context
+    _cancellation._serving_thread_local = True
 
 log = logging.getLogger("serving.models")
 
@@ -30,6 +53,9 @@ DEFAULT_SIGNATURE = N.SERVING_DEFAULT
 SERVE_TAG = "serve"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
+
+_LIST_INPUTS = (N.HISTORY, N.EXCLUDE, N.ORDER_POS)
+_RANKED_PADDING = {N.ITEM_IDS: b"", N.SCORES: -np.inf}
 
 _custom_ops_lock = threading.Lock()
 _custom_ops: dict[str, str | None] = {}
@@ -84,14 +110,43 @@ def _shape_text(shape: Iterable[int]) -> str:
     return "[" + ",".join("?" if d < 0 else str(d) for d in shape) + "]"
 
 
+@dataclass
+class Prepared:
+    """A validated request: what :meth:`Servable.run` (or a batch scheduler) executes."""
+
+    signature_name: str
+    feeds: dict[str, np.ndarray]
+    outputs: list[str]
+    rows: int | None  # dimension 0 shared by the batched inputs (None: no batch dimension)
+    ks: np.ndarray | None = None  # per-row k of the recommender contract
+
+    def batch_key(self) -> tuple:
+        return (self.signature_name, tuple(self.outputs), tuple(sorted(self.feeds)))
+
+
+@contextlib.contextmanager
+def _cancellation_context(manager):
+    """Runs TF functions of this thread under ``manager`` (start_cancel() stops them)."""
+    if manager is None or _cancellation is None:
+        yield
+        return
+    _thread_cancellation.manager = manager
+    try:
+        yield
+    finally:
+        _thread_cancellation.manager = None
+
+
 class Servable:
     """One loaded version of a model: its SavedModel, signature functions and defs."""
 
-    def __init__(self, name: str, version: int, path: str):
+    def __init__(self, name: str, version: int, path: str, limits: Limits | None = None):
         self.name, self.version, self.path = name, int(version), path
+        self.limits = limits or Limits()
         self.signature_defs: dict[str, meta_graph_pb2.SignatureDef] = {}
         self.functions: dict = {}
         self.warmup_records = 0
+        self.batcher = None  # set by the registry when --enable_batching
 
     def __repr__(self) -> str:
         return f"Servable(name={self.name!r}, version={self.version}, path={self.path!r})"
@@ -129,9 +184,9 @@ class Servable:
                 f'Serving signature name: "{name}" not found in signature def')
         return {k: v.dtype for k, v in self.signature_defs[name].inputs.items()}
 
-    def predict(self, signature_name: str, inputs: Mapping[str, np.ndarray],
-                output_filter: Sequence[str] = ()) -> tuple[str, dict[str, np.ndarray]]:
-        """Runs a signature like TF Serving's RunPredict; returns (signature name, outputs)."""
+    def prepare(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+                output_filter: Sequence[str] = ()) -> Prepared:
+        """Checks a request against the signature and the limits (TF Serving's messages)."""
         name = signature_name or DEFAULT_SIGNATURE
         signature = self.signature_def(name)
         expected = sorted(signature.inputs)
@@ -144,7 +199,9 @@ class Servable:
                 f"len({{{','.join(sent)}}}) != len({{{','.join(expected)}}}). "
                 f"Sent extra: {{{','.join(extra)}}}. Missing but required: "
                 f"{{{','.join(missing)}}}.")
-        feeds = {}
+        feeds: dict[str, np.ndarray] = {}
+        rows: dict[str, int] = {}
+        total = 0
         for key, array in inputs.items():
             if key not in signature.inputs:
                 raise st.invalid_argument(
@@ -157,6 +214,7 @@ class Servable:
                     f"Expects arg[{expected.index(key)}] ({key}) to be "
                     f"{tensors.dtype_name(info.dtype)} but "
                     f"{tensors.dtype_name(tensors.dtype_of_array(array))} is provided")
+            total += array.size
             if not info.tensor_shape.unknown_rank:
                 want = [d.size for d in info.tensor_shape.dim]
                 if len(want) != array.ndim or any(
@@ -164,7 +222,20 @@ class Servable:
                     raise st.invalid_argument(
                         f"input '{key}' has shape {_shape_text(array.shape)}, which is "
                         f"incompatible with the signature's {_shape_text(want)}")
-            feeds[key] = tf.constant(array, dtype=tf.dtypes.as_dtype(info.dtype))
+                if want and want[0] < 0:
+                    rows[key] = array.shape[0]
+            feeds[key] = array
+        check_elements(total, self.limits)
+        if len(set(rows.values())) > 1:
+            sizes = ", ".join(f"{k} has {n}" for k, n in sorted(rows.items()))
+            raise st.invalid_argument(
+                f"inputs must have the same batch size (dimension 0): {sizes}")
+        batch = next(iter(rows.values()), None)
+        if batch is not None and batch > self.limits.max_batch_size:
+            raise st.invalid_argument(
+                f"Task size {batch} is larger than maximum batch size "
+                f"{self.limits.max_batch_size} (--max_batch_size)")
+        ks = self._check_contract(feeds)
         wanted = list(output_filter)
         for alias in wanted:
             if alias not in signature.outputs:
@@ -174,12 +245,77 @@ class Servable:
         if len(set(wanted)) != len(wanted):
             dup = next(a for a in wanted if wanted.count(a) > 1)
             raise st.invalid_argument(f"duplicate output tensor alias: {dup}")
+        return Prepared(name, feeds, wanted or sorted(signature.outputs), batch, ks)
+
+    def _check_contract(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """The recommender signatures' own rules: 1 <= k <= max_k, bounded list lengths."""
+        limits = self.limits
+        for key in _LIST_INPUTS:
+            array = feeds.get(key)
+            if array is not None and array.ndim >= 2 and array.shape[1] > limits.max_list_length:
+                raise st.invalid_argument(
+                    f"input '{key}' has {array.shape[1]} items per row, more than the server's "
+                    f"limit of {limits.max_list_length} (--max_list_length)")
+        k = feeds.get(N.K)
+        if k is None or k.dtype.kind not in "iu":
+            return None
+        bad = np.flatnonzero((k < 1) | (k > limits.max_k))
+        if bad.size:
+            row = int(bad[0])
+            raise st.invalid_argument(
+                f"k must be between 1 and {limits.max_k} (--max_k); got {k.reshape(-1)[row]}"
+                + (f" in row {row}" if k.ndim else ""))
+        return k.reshape(-1) if k.ndim <= 1 else None
+
+    def run(self, prepared: Prepared, cancellation=None) -> dict[str, np.ndarray]:
+        """Runs the signature function on validated feeds; ``cancellation`` (a TF
+        CancellationManager) stops it mid-way when the client goes away or times out."""
+        signature = self.signature_defs[prepared.signature_name]
+        feeds = {key: tf.constant(array, dtype=tf.dtypes.as_dtype(signature.inputs[key].dtype))
+                 for key, array in prepared.feeds.items()}
         try:
-            result = self.functions[name](**feeds)
+            with _cancellation_context(cancellation):
+                result = self.functions[prepared.signature_name](**feeds)
         except Exception as err:
             raise st.from_exception(err) from None
-        names = wanted or list(signature.outputs)
-        return name, {alias: result[alias].numpy() for alias in names}
+        return {alias: result[alias].numpy() for alias in prepared.outputs}
+
+    @staticmethod
+    def finish(prepared: Prepared, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-row k of the recommender contract: ranked outputs ([B, K] ``item_ids`` and
+        ``scores``) keep the first k[i] entries of row i; the rest is the contract's
+        padding ("" and -inf), so one row's k is never replaced by the batch's maximum."""
+        ks = prepared.ks
+        ranked = [alias for alias in outputs if alias in _RANKED_PADDING]
+        if ks is None or not ranked:
+            return outputs
+        ids = outputs[ranked[0]]
+        if ids.ndim != 2 or ids.shape[0] != ks.shape[0]:
+            return outputs
+        width = min(ids.shape[1], int(ks.max()) if ks.size else 0)
+        mask = np.arange(width)[None, :] >= ks[:, None]
+        done = {}
+        for alias, array in outputs.items():
+            if array.ndim >= 2 and array.shape[0] == ks.shape[0] and alias in _RANKED_PADDING:
+                array = array[:, :width].copy()
+                if mask.any():
+                    array[mask] = _RANKED_PADDING[alias]
+            done[alias] = array
+        return done
+
+    def predict(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+                output_filter: Sequence[str] = (), *, cancellation=None,
+                batching: bool = True) -> tuple[str, dict[str, np.ndarray]]:
+        """Runs a signature like TF Serving's RunPredict; returns (signature name, outputs).
+
+        With a batch scheduler attached (``--enable_batching``) the request joins a batch.
+        """
+        prepared = self.prepare(signature_name, inputs, output_filter)
+        if batching and self.batcher is not None and prepared.rows is not None:
+            outputs = self.batcher.run(self, prepared, cancellation)
+        else:
+            outputs = self.run(prepared, cancellation)
+        return prepared.signature_name, self.finish(prepared, outputs)
 
     # --------------------------------------------------------------------- warm-up
 
@@ -202,8 +338,14 @@ class Servable:
                                           f"({MAX_WARMUP_RECORDS}) at {path}")
             request = entry.predict_log.request
             inputs = {k: tensors.tensor_proto_to_array(v) for k, v in request.inputs.items()}
-            self.predict(request.model_spec.signature_name, inputs, list(request.output_filter))
+            self.predict(request.model_spec.signature_name, inputs, list(request.output_filter),
+                         batching=False)
         log.info("Finished reading warmup data for model at %s. Number of warmup records read: "
                  "%d. Elapsed time (microseconds): %d.", path, count,
                  int((time.monotonic() - start) * 1e6))
         return count
+
+
+def new_cancellation():
+    """A TF CancellationManager for one request (None if this TensorFlow has none)."""
+    return _cancellation.CancellationManager() if _cancellation is not None else None

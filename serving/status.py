@@ -37,14 +37,16 @@ _BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 class ServerError(Exception):
     """A request failed with a canonical status code (what TF Serving would answer)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str):
+    def __init__(self, code: grpc.StatusCode, message: str, http_status: int | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self._http_status = http_status
 
     @property
     def http_status(self) -> int:
-        return HTTP_STATUS.get(self.code, 500)
+        """TF Serving's HTTP status for the code (or an explicit one, e.g. 413 for size)."""
+        return self._http_status or HTTP_STATUS.get(self.code, 500)
 
     def __str__(self) -> str:  # like tensorflow::Status::ToString()
         return f"{self.code.name}: {self.message}"
@@ -72,6 +74,26 @@ def internal(message: str) -> ServerError:
 
 def deadline_exceeded(message: str) -> ServerError:
     return ServerError(grpc.StatusCode.DEADLINE_EXCEEDED, message)
+
+
+def resource_exhausted(message: str) -> ServerError:
+    return ServerError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+
+def unavailable(message: str) -> ServerError:
+    return ServerError(grpc.StatusCode.UNAVAILABLE, message)
+
+
+def permission_denied(message: str) -> ServerError:
+    return ServerError(grpc.StatusCode.PERMISSION_DENIED, message)
+
+
+def unauthenticated(message: str) -> ServerError:
+    return ServerError(grpc.StatusCode.UNAUTHENTICATED, message)
+
+
+def cancelled(message: str) -> ServerError:
+    return ServerError(grpc.StatusCode.CANCELLED, message)
 
 
 def code_from_number(number: int) -> grpc.StatusCode:

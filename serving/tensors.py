@@ -42,12 +42,61 @@ def dtype_of_array(array: np.ndarray) -> int:
     raise invalid_argument(f"unsupported numpy dtype {array.dtype}")
 
 
-def tensor_proto_to_array(proto) -> np.ndarray:
-    """TensorProto -> numpy via tf.make_ndarray (strings come back as object arrays of bytes)."""
-    import tensorflow as tf
+def declared_elements(proto) -> int:
+    """Number of elements the TensorProto's shape declares (what decoding would allocate)."""
+    if proto.tensor_shape.unknown_rank:
+        raise invalid_argument("Tensor in request has an unknown rank; give its shape")
+    count = 1
+    for dim in proto.tensor_shape.dim:
+        if dim.size < 0:
+            raise invalid_argument(f"Tensor in request has a negative dimension ({dim.size})")
+        count *= dim.size
+    return count
 
+
+_TYPED_FIELDS = {
+    DT_FLOAT: "float_val", DT_DOUBLE: "double_val", DT_INT32: "int_val", DT_INT16: "int_val",
+    DT_INT8: "int_val", DT_UINT8: "int_val", DT_UINT16: "int_val", DT_INT64: "int64_val",
+    DT_BOOL: "bool_val", DT_UINT32: "uint32_val", DT_UINT64: "uint64_val",
+}
+
+
+def tensor_proto_to_array(proto, max_elements: int | None = None) -> np.ndarray:
+    """TensorProto -> numpy (strings come back as object arrays of bytes).
+
+    The declared shape is checked against ``max_elements`` *before* anything is
+    allocated: a 100-byte proto declaring 10^8 elements would otherwise be expanded to
+    the full size (a TensorProto with fewer values than elements repeats the last one).
+    Fully specified tensors are decoded with numpy directly; the rest (repeated last
+    value, half floats, ...) go through ``tf.make_ndarray``.
+    """
     if proto.dtype not in NUMPY_DTYPES:
         raise invalid_argument(f"Unsupported tensor dtype in request: {dtype_name(proto.dtype)}")
+    count = declared_elements(proto)
+    if max_elements is not None and count > max_elements:
+        from serving.limits import too_large
+
+        raise too_large(f"Tensor in request declares {count:,} elements, more than the "
+                        f"server's limit of {max_elements:,} (--max_tensor_elements)")
+    shape = [d.size for d in proto.tensor_shape.dim]
+    if proto.dtype == DT_STRING:
+        if len(proto.string_val) == count:
+            array = np.empty(count, dtype=object)
+            array[:] = list(proto.string_val)
+            return array.reshape(shape)
+    elif proto.tensor_content:
+        np_dtype = np.dtype(NUMPY_DTYPES[proto.dtype])
+        if len(proto.tensor_content) == count * np_dtype.itemsize:
+            return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape).copy()
+    elif proto.dtype in _TYPED_FIELDS:
+        values = getattr(proto, _TYPED_FIELDS[proto.dtype])
+        if len(values) == count:
+            try:
+                return np.array(values, dtype=NUMPY_DTYPES[proto.dtype]).reshape(shape)
+            except (OverflowError, ValueError):
+                pass  # out-of-range values: TensorFlow's decoder says what is wrong
+    import tensorflow as tf
+
     try:
         return tf.make_ndarray(proto)
     except Exception as err:  # malformed protos: wrong number of values, bad content size...

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import grpc
 import numpy as np
@@ -17,6 +18,7 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+from tensorflow_serving.config import model_server_config_pb2
 
 HISTORY = np.array([["item-3", "item-9", ""], ["item-0", "item-1", "item-2"]], dtype=object)
 K = np.array([4, 2], np.int32)
@@ -54,6 +56,15 @@ def malformed_k_request():
     return request
 
 
+def per_row_k(expected, k):
+    """The in-process outputs with row i cut to k[i] (the server's contract: "" and -inf after)."""
+    out = {name: array.copy() for name, array in expected.items()}
+    mask = np.arange(out["item_ids"].shape[1])[None, :] >= np.asarray(k)[:, None]
+    out["item_ids"][mask] = b""
+    out["scores"][mask] = -np.inf
+    return out
+
+
 def rpc_error(fn, request) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
         fn(request, timeout=30)
@@ -62,7 +73,8 @@ def rpc_error(fn, request) -> grpc.RpcError:
 
 def test_predict_equals_the_in_process_signature_call(stubs, reference):
     response = stubs[0].Predict(retrieval_request(), timeout=30)
-    expected = reference("retrieval", 2, "serving_default", history=HISTORY, k=K, exclude=EXCLUDE)
+    expected = per_row_k(reference("retrieval", 2, "serving_default", history=HISTORY, k=K,
+                                   exclude=EXCLUDE), K)
     assert (response.model_spec.name, response.model_spec.version.value,
             response.model_spec.signature_name) == ("retrieval", 2, "serving_default")
     assert set(response.outputs) == {"item_ids", "scores"}
@@ -80,7 +92,8 @@ def test_predict_recommend_user_version_label_and_output_filter(stubs, reference
     request = retrieval_request("recommend_user", label="stable", history=None, user_id=users)
     request.output_filter.append("scores")
     response = stubs[0].Predict(request, timeout=30)
-    expected = reference("retrieval", 1, "recommend_user", user_id=users, k=K, exclude=EXCLUDE)
+    expected = per_row_k(reference("retrieval", 1, "recommend_user", user_id=users, k=K,
+                                   exclude=EXCLUDE), K)
     assert response.model_spec.version.value == 1
     assert list(response.outputs) == ["scores"]
     assert np.array_equal(tf.make_ndarray(response.outputs["scores"]), expected["scores"])
@@ -88,7 +101,8 @@ def test_predict_recommend_user_version_label_and_output_filter(stubs, reference
 
 def test_predict_specific_version_and_default_signature(stubs, reference):
     response = stubs[0].Predict(retrieval_request(signature="", version=1), timeout=30)
-    expected = reference("retrieval", 1, "serving_default", history=HISTORY, k=K, exclude=EXCLUDE)
+    expected = per_row_k(reference("retrieval", 1, "serving_default", history=HISTORY, k=K,
+                                   exclude=EXCLUDE), K)
     assert response.model_spec.signature_name == "serving_default"
     assert response.model_spec.version.value == 1
     assert np.array_equal(tf.make_ndarray(response.outputs["item_ids"]), expected["item_ids"])
@@ -195,11 +209,69 @@ def test_classify_is_unimplemented(stubs):
     assert error.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-def test_reload_config_adds_and_removes_models(stubs, server, model_root):
+def test_reload_config_is_off_by_default(stubs, server, model_root):
+    config = type(server.config)()
+    config.CopyFrom(server.config)
+    config.model_config_list.config.add(name="toy2", base_path=os.path.join(model_root, "toy"))
+    error = rpc_error(stubs[1].HandleReloadConfigRequest,
+                      model_management_pb2.ReloadConfigRequest(config=config))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "--enable_reload_config" in error.details()
+    assert rpc_error(stubs[1].GetModelStatus, status_request("toy2")).code() == \
+        grpc.StatusCode.NOT_FOUND
+    empty = type(server.config)()
+    empty.model_config_list.SetInParent()  # would unload every model
+    error = rpc_error(stubs[1].HandleReloadConfigRequest,
+                      model_management_pb2.ReloadConfigRequest(config=empty))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert stubs[1].GetModelStatus(status_request("toy"), timeout=30).model_version_status
+
+
+@pytest.fixture()
+def admin_server(model_root):
+    from serving.security import Security
+    from serving.server import ModelServer
+
+    config = model_server_config_pb2.ModelServerConfig()
+    config.model_config_list.config.add(name="toy", base_path=os.path.join(model_root, "toy"))
+    config.model_config_list.config.add(name="retrieval",
+                                        base_path=os.path.join(model_root, "retrieval"))
+    with ModelServer(config, grpc_port=0, rest_port=None, poll_seconds=0, host="127.0.0.1",
+                     security=Security(enable_reload_config=True)) as srv:
+        channel = grpc.insecure_channel(f"127.0.0.1:{srv.grpc_port}")
+        srv.stubs = (prediction_service_pb2_grpc.PredictionServiceStub(channel),
+                     model_service_pb2_grpc.ModelServiceStub(channel))
+        yield srv
+        channel.close()
+
+
+def test_enabled_reload_only_loads_under_the_configured_base_paths(admin_server, model_root,
+                                                                   tmp_path):
+    stubs = admin_server.stubs
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(os.path.join(model_root, "toy"), outside)
+    os.symlink(outside, os.path.join(model_root, "toy-link"))  # a link out of the base paths
+    for path in (str(outside), os.path.join(model_root, "toy", "..", "staging"),
+                 os.path.join(model_root, "toy-link")):
+        config = type(admin_server.config)()
+        config.CopyFrom(admin_server.config)
+        config.model_config_list.config.add(name="evil", base_path=path)
+        error = rpc_error(stubs[1].HandleReloadConfigRequest,
+                          model_management_pb2.ReloadConfigRequest(config=config))
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED, path
+        assert "not under an allowed model base path" in error.details()
+    os.remove(os.path.join(model_root, "toy-link"))
+    assert rpc_error(stubs[1].GetModelStatus, status_request("evil")).code() == \
+        grpc.StatusCode.NOT_FOUND
+
+
+def test_reload_config_adds_and_removes_models(admin_server, model_root):
+    server, stubs = admin_server, admin_server.stubs
     original = type(server.config)()
     original.CopyFrom(server.config)
     new_config = type(server.config)()
     new_config.CopyFrom(original)
+    # Another name for a directory under a configured base path is allowed.
     new_config.model_config_list.config.add(name="toy2", base_path=os.path.join(model_root, "toy"))
     request = model_management_pb2.ReloadConfigRequest(config=new_config)
     stubs[1].HandleReloadConfigRequest(request, timeout=60)
