@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 
@@ -40,22 +40,33 @@ def _pad(rows: list[list[str]]) -> np.ndarray:
 
 
 def saved_model_topk(model_dir: str, histories: list[list[str]], exclude_history: bool, pos: dict[str, int],
-                     k: int = K, batch_size: int = 256, order_pos: list[list[int]] | None = None) -> np.ndarray:
+                     k: int = K, batch_size: int = 256, order_pos: list[list[int]] | None = None,
+                     user_ids: list[str] | None = None) -> np.ndarray:
     """Top-k catalogue positions [R, k] from a retrieval SavedModel's serving signature (-1 = no item).
 
     Models with a ``recommend_orders`` signature get the histories' order positions too.
+    With ``user_ids`` the model is asked through ``recommend_user`` (models that learn a
+    vector per user, e.g. the graph retriever; the histories are then only excluded).
     """
     import tensorflow as tf
     import scann  # noqa: F401  (ScaNN ops for the ScaNN twin)
 
     signatures = tf.saved_model.load(model_dir).signatures
-    with_orders = order_pos is not None and N.RECOMMEND_ORDERS in signatures
-    fn = signatures[N.RECOMMEND_ORDERS if with_orders else N.SERVING_DEFAULT]
+    with_orders = order_pos is not None and N.RECOMMEND_ORDERS in signatures and user_ids is None
+    fn = signatures[N.RECOMMEND_USER if user_ids is not None else
+                    N.RECOMMEND_ORDERS if with_orders else N.SERVING_DEFAULT]
     out = np.full((len(histories), k), -1, dtype=np.int64)
     for s in range(0, len(histories), batch_size):
         batch = histories[s:s + batch_size]
         padded = tf.constant(_pad(batch))
         exclude = padded if exclude_history else tf.constant([[b""]] * len(batch))
+        if user_ids is not None:
+            res = fn(user_id=tf.constant(user_ids[s:s + batch_size]), k=tf.constant([k] * len(batch), tf.int32),
+                     exclude=exclude)
+            for r, ids in enumerate(res["item_ids"].numpy().tolist()):
+                got = [pos.get(i.decode(), -1) for i in ids][:k]
+                out[s + r, : len(got)] = got
+            continue
         extra = {}
         if with_orders:
             width = padded.shape[1]
@@ -69,8 +80,13 @@ def saved_model_topk(model_dir: str, histories: list[list[str]], exclude_history
 
 
 def evaluate_split(examples_uri: str, split: str, protocol: str, model_dirs: dict[str, str],
-                   k: int = K, progress: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
-    """Metrics of the baselines and of every model in ``model_dirs`` on ``split``."""
+                   k: int = K, progress: Callable[[str], None] = print,
+                   user_models: Collection[str] = ()) -> dict[str, dict[str, float]]:
+    """Metrics of the baselines and of every model in ``model_dirs`` on ``split``.
+
+    ``user_models``: models asked by user id (``recommend_user``); they are not sequence
+    models, so they get the history mask only (RecBole's convention for general models).
+    """
     if protocol not in (LEAVE_ONE_OUT, LEAVE_LAST_ORDER_OUT):
         raise ValueError(f"Unknown protocol {protocol!r}")
     catalog = examples_io.read_catalog(examples_uri)
@@ -99,9 +115,11 @@ def evaluate_split(examples_uri: str, split: str, protocol: str, model_dirs: dic
         progress(f"[evaluate] {split}: {name} done in {time.time() - t0:.1f}s")
     modes = [(True, ""), (False, UNMASKED)] if exclude_history else [(False, "")]
     for name, model_dir in model_dirs.items():
-        for masked, suffix in modes:
+        by_user = name in user_models
+        for masked, suffix in modes[:1] if by_user else modes:
             t0 = time.time()
-            top = saved_model_topk(model_dir, rows.histories, masked, pos, k=k, order_pos=rows.history_order_pos)
+            top = saved_model_topk(model_dir, rows.histories, masked, pos, k=k, order_pos=rows.history_order_pos,
+                                   user_ids=rows.user_ids if by_user else None)
             results[name + suffix] = metrics.ranking_metrics(top, targets, n, k=k)
             progress(f"[evaluate] {split}: {name + suffix} done in {time.time() - t0:.1f}s")
     return results

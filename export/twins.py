@@ -102,7 +102,8 @@ class TwinExport:
 def export_twins(build: Callable[[str, ScannParams | None], tf.Module], embeddings: np.ndarray,
                  item_ids: np.ndarray, queries: Callable[[tf.Module], np.ndarray], *, model_name: str,
                  scann_dir: str, bruteforce_dir: str, warmup_histories: Sequence[Sequence[str]],
-                 target_recall: float = 0.95, final_k: int = 600, log: Callable[[str], None] = print) -> TwinExport:
+                 target_recall: float = 0.95, final_k: int = 600, log: Callable[[str], None] = print,
+                 extra_warmup: Sequence = ()) -> TwinExport:
     """Builds, tunes and saves ``model_name`` (ScaNN) and its brute-force twin ``recsys.names.BRUTE_FORCE_TWINS``.
 
     Args:
@@ -112,6 +113,7 @@ def export_twins(build: Callable[[str, ScannParams | None], tf.Module], embeddin
       scann_dir, bruteforce_dir: SavedModel directories to write.
       warmup_histories: histories for the warm-up requests of both twins.
       final_k: candidates ScaNN returns per query (``max_k + max_exclude``).
+      extra_warmup: more warm-up requests (``trainer.warmup.WarmupRequest``) for the model's other signatures.
     """
     bf = build(BRUTE_FORCE, None)
     q = np.asarray(queries(bf), np.float32)
@@ -125,7 +127,7 @@ def export_twins(build: Callable[[str, ScannParams | None], tf.Module], embeddin
     if abs(exported - tuning.recall_at_10) > 1e-9:
         raise RuntimeError(f"[{model_name}] the exported ScaNN index differs from the tuned one: recall@10 "
                            f"{exported:.4f} vs {tuning.recall_at_10:.4f} when tuned (the build must be deterministic)")
-    requests = recommend_requests(warmup_histories)
+    requests = recommend_requests(warmup_histories) + list(extra_warmup)
     for module, out, name in ((bf, bruteforce_dir, N.BRUTE_FORCE_TWINS[model_name]), (sc, scann_dir, model_name)):
         save(module, out)
         write_warmup(out, name, requests)

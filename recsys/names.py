@@ -22,10 +22,13 @@ ITEM_ENCODER = "item_encoder"                            # text / embedding -> S
 DUAL_RETRIEVAL = "dual_retrieval"                        # dual-head student, ScaNN index inside
 DUAL_RETRIEVAL_BRUTE_FORCE = "dual_retrieval_bruteforce"  # its exact twin
 GENERATIVE = "generative"                                # dual-head teacher, constrained beam search
+GRAPH_RETRIEVAL = "graph_retrieval"                      # multi-behaviour graph retriever, ScaNN index inside
+GRAPH_RETRIEVAL_BRUTE_FORCE = "graph_retrieval_bruteforce"  # its exact twin
 SERVED_MODELS = (RETRIEVAL, RETRIEVAL_BRUTE_FORCE, ITEM_ENCODER, DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE,
-                 GENERATIVE)
+                 GENERATIVE, GRAPH_RETRIEVAL, GRAPH_RETRIEVAL_BRUTE_FORCE)
 #: every ScaNN model and its brute-force twin (stock TF Serving serves only the twin)
-BRUTE_FORCE_TWINS = {RETRIEVAL: RETRIEVAL_BRUTE_FORCE, DUAL_RETRIEVAL: DUAL_RETRIEVAL_BRUTE_FORCE}
+BRUTE_FORCE_TWINS = {RETRIEVAL: RETRIEVAL_BRUTE_FORCE, DUAL_RETRIEVAL: DUAL_RETRIEVAL_BRUTE_FORCE,
+                     GRAPH_RETRIEVAL: GRAPH_RETRIEVAL_BRUTE_FORCE}
 #: ``model_name="auto"`` in the client: the first of these the server has
 DEFAULT_RETRIEVAL_MODELS = (DUAL_RETRIEVAL, RETRIEVAL)
 
@@ -33,6 +36,8 @@ DEFAULT_RETRIEVAL_MODELS = (DUAL_RETRIEVAL, RETRIEVAL)
 SERVING_DEFAULT = "serving_default"
 RECOMMEND_USER = "recommend_user"      # a user id -> items (the user's latest history lives in the model)
 RECOMMEND_ORDERS = "recommend_orders"  # history + order positions -> items (basket-aware models)
+RECOMMEND_SESSION = "recommend_session"  # user id + recently clicked items -> items (session shift)
+USER_VECTOR = "user_vector"            # user id -> the user's vector (graph retriever)
 USER_EMBEDDING = "user_embedding"
 ITEM_EMBEDDING = "item_embedding"
 EMBED_CONTENT = "embed_content"        # content vector -> item embedding (cold-start items)
@@ -45,6 +50,8 @@ HISTORY = "history"      # string [B, L], "" padded, oldest first
 ORDER_POS = "order_pos"  # int64 [B, L], order position of each history item
 K = "k"                  # int32 [B]
 EXCLUDE = "exclude"      # string [B, E], "" padded
+RECENT_ITEMS = "recent_items"      # string [B, R], "" padded: items clicked in this session
+SESSION_WEIGHT = "session_weight"  # float32 [B]: weight of the recent items (< 0: the model's default)
 USER_ID = "user_id"      # string [B]
 ITEM_ID = "item_id"      # string [B]
 CONTENT = "content"      # float32 [B, D] content embedding
@@ -68,6 +75,11 @@ _RETRIEVAL = {
 _DUAL_RETRIEVAL = dict(_RETRIEVAL, **{RECOMMEND_ORDERS: _RECOMMEND_ORDERS,
                                       EMBED_CONTENT: ((CONTENT,), (EMBEDDING,))})
 
+_GRAPH_RETRIEVAL = dict(_RETRIEVAL, **{
+    RECOMMEND_SESSION: ((USER_ID, RECENT_ITEMS, SESSION_WEIGHT, K, EXCLUDE), _RECOMMEND_OUT),
+    USER_VECTOR: ((USER_ID,), (EMBEDDING,)),
+    EMBED_CONTENT: ((CONTENT,), (EMBEDDING,))})
+
 #: model -> signature -> (input tensor names, output tensor names). The item encoder of a
 #: text-trained catalogue adds ``ENCODE_TEXT`` (and makes it its ``serving_default``):
 #: see :data:`ITEM_ENCODER_TEXT_SIGNATURES`.
@@ -76,6 +88,8 @@ SIGNATURES = {
     RETRIEVAL_BRUTE_FORCE: _RETRIEVAL,
     DUAL_RETRIEVAL: _DUAL_RETRIEVAL,
     DUAL_RETRIEVAL_BRUTE_FORCE: _DUAL_RETRIEVAL,
+    GRAPH_RETRIEVAL: _GRAPH_RETRIEVAL,
+    GRAPH_RETRIEVAL_BRUTE_FORCE: _GRAPH_RETRIEVAL,
     GENERATIVE: {SERVING_DEFAULT: _RECOMMEND_HISTORY, RECOMMEND_ORDERS: _RECOMMEND_ORDERS,
                  RECOMMEND_USER: _RECOMMEND_USER},
     ITEM_ENCODER: {SERVING_DEFAULT: ((EMBEDDING,), (SEMANTIC_ID,)),

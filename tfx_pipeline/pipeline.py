@@ -7,6 +7,11 @@ Trainer → IndexBuilder → RetrievalEvaluator → Pusher (ScaNN model) + Pushe
 Content space (``semantic_ids=True``): SequenceExampleGen → ContentEmbedder →
 Trainer (RQ-VAE Semantic IDs) → Pusher (``item_encoder``).
 
+Graph space (``graph=True``, needs the content embeddings): GraphBuilder (Beam:
+per-behaviour edges + item graph) → GraphTrainer (``trainer/graph/``) →
+GraphExporter → GraphEvaluator → Pushers: ``graph_retrieval`` + brute-force twin
+(only when it beats item-CF's validation NDCG@10).
+
 Collaborative space (``dual_head=True``, needs the content space): Trainer
 (dual-head transformer, ``trainer/dual_head/``) → DualHeadExporter →
 DualHeadEvaluator → Pushers: ``dual_retrieval`` + brute-force twin (only when
@@ -28,10 +33,15 @@ from tfx_pipeline.components.dual_head_evaluator import DualHeadEvaluator
 from tfx_pipeline.components.dual_head_exporter import DualHeadExporter
 from tfx_pipeline.components.evaluator import RetrievalEvaluator
 from tfx_pipeline.components.example_gen import SequenceExampleGen
+from tfx_pipeline.components.graph_builder import GraphBuilder
+from tfx_pipeline.components.graph_evaluator import GraphEvaluator
+from tfx_pipeline.components.graph_exporter import GraphExporter
+from tfx_pipeline.components.graph_trainer import GraphTrainer
 from tfx_pipeline.components.index_builder import IndexBuilder
 
 from recsys.names import (  # noqa: F401  (SERVED_MODELS re-exported for the serving config)
-    DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE, ITEM_ENCODER, RETRIEVAL, RETRIEVAL_BRUTE_FORCE, SERVED_MODELS)
+    DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE, GRAPH_RETRIEVAL, GRAPH_RETRIEVAL_BRUTE_FORCE, ITEM_ENCODER,
+    RETRIEVAL, RETRIEVAL_BRUTE_FORCE, SERVED_MODELS)
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
@@ -57,6 +67,8 @@ def create_pipeline(
     rqvae: dict | None = None,
     dual_head: bool = True,
     dual_head_config: dict | None = None,
+    graph: bool = True,
+    graph_config: dict | None = None,
     beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_ARGS,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
@@ -113,12 +125,16 @@ def create_pipeline(
         # No blessing: the trainer itself refuses to export IDs that are not unique.
         push_encoder = _pusher(semantic_trainer.outputs["model"], None, serving_dir, ITEM_ENCODER, "PushItemEncoder")
         content_space = [content_embedder, semantic_trainer, push_encoder]
+        if graph:
+            content_space += _graph_space(example_gen, content_embedder, evaluator, serving_dir,
+                                          dict(graph_config or {}), max_k=max_k, max_exclude=max_exclude,
+                                          target_recall=scann_target_recall, min_lift=min_lift)
         if dual_head:
             content_space += _collaborative_space(
                 example_gen, transform, semantic_trainer, evaluator, serving_dir, dict(dual_head_config or {}),
                 max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
-    elif dual_head:
-        raise ValueError("the dual-head model needs the content space (semantic_ids=True)")
+    elif dual_head or graph:
+        raise ValueError("the dual-head and graph models need the content space (semantic_ids=True)")
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
@@ -163,3 +179,23 @@ def _collaborative_space(example_gen, transform, semantic_trainer, evaluator, se
             _pusher(exporter.outputs["bruteforce_model"], retrieval_ok, serving_dir, DUAL_RETRIEVAL_BRUTE_FORCE,
                     "PushDualRetrievalBruteForce"),
             _pusher(exporter.outputs["generative_model"], generative_ok, serving_dir, GENERATIVE, "PushGenerative")]
+
+
+def _graph_space(example_gen, content_embedder, evaluator, serving_dir: str, config: dict, *, max_k: int,
+                 max_exclude: int, target_recall: float, min_lift: float) -> list:
+    """GraphBuilder (Beam) → graph Trainer → GraphExporter → GraphEvaluator → two pushers."""
+    builder = GraphBuilder(examples=example_gen.outputs["examples"], neighbours=int(config.get("neighbours", 10)))
+    trainer = GraphTrainer(examples=example_gen.outputs["examples"], graph=builder.outputs["graph"],
+                           content=content_embedder.outputs["embeddings"],
+                           config_json=json.dumps(config, sort_keys=True))
+    exporter = GraphExporter(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+                             max_k=max_k, max_exclude=max_exclude, target_recall=target_recall)
+    graph_evaluator = GraphEvaluator(
+        examples=example_gen.outputs["examples"], bruteforce_model=exporter.outputs["bruteforce_model"],
+        scann_model=exporter.outputs["scann_model"], baseline_evaluation=evaluator.outputs["evaluation"],
+        min_lift=min_lift)
+    blessed = graph_evaluator.outputs["blessing"]
+    return [builder, trainer, exporter, graph_evaluator,
+            _pusher(exporter.outputs["scann_model"], blessed, serving_dir, GRAPH_RETRIEVAL, "PushGraphRetrieval"),
+            _pusher(exporter.outputs["bruteforce_model"], blessed, serving_dir, GRAPH_RETRIEVAL_BRUTE_FORCE,
+                    "PushGraphRetrievalBruteForce")]

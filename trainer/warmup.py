@@ -58,6 +58,21 @@ def recommend_requests(histories: Sequence[Sequence[str]], k: int = 10,
                          N.EXCLUDE: np.array([[""]], dtype=object)}) for h in histories]
 
 
+def user_requests(user_ids: Sequence[str], k: int = 10, recent: Sequence[Sequence[str]] | None = None
+                  ) -> list[WarmupRequest]:
+    """``recommend_user`` requests, and ``recommend_session`` ones when ``recent`` items are given (default weight)."""
+    out: list[WarmupRequest] = [(N.RECOMMEND_USER, {N.USER_ID: np.array([u], dtype=object),
+                                                    N.K: np.array([k], dtype=np.int32),
+                                                    N.EXCLUDE: np.array([[""]], dtype=object)}) for u in user_ids]
+    for u, r in zip(user_ids, recent or []):
+        out.append((N.RECOMMEND_SESSION, {N.USER_ID: np.array([u], dtype=object),
+                                          N.RECENT_ITEMS: np.array([list(r) or [""]], dtype=object),
+                                          N.SESSION_WEIGHT: np.array([-1.0], dtype=np.float32),
+                                          N.K: np.array([k], dtype=np.int32),
+                                          N.EXCLUDE: np.array([[""]], dtype=object)}))
+    return out
+
+
 def read_warmup(export_dir: str) -> list[tuple[str, str, dict[str, np.ndarray]]]:
     """The warm-up records of ``export_dir`` as (model name, signature, inputs), for tests and tools."""
     import tensorflow as tf

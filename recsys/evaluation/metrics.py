@@ -234,3 +234,19 @@ def evaluate_scorer(
         ranked = top_k(scores, k, batch_hist if exclude_history else None)
         acc.update(ranked, [targets[i] for i in idx])
     return acc.result()
+
+
+def long_tail_items(train_counts: np.ndarray, head_fraction: float = 0.2) -> np.ndarray:
+    """Bool [I]: items outside the ``head_fraction`` most popular (by training count; ties to the lower id)."""
+    counts = np.asarray(train_counts)
+    order = np.lexsort((np.arange(len(counts)), -counts))
+    tail = np.ones(len(counts), bool)
+    tail[order[: int(round(head_fraction * len(counts)))]] = False
+    return tail
+
+
+def long_tail_share(topk: np.ndarray, tail: np.ndarray, k: int = 10) -> float:
+    """Share of recommended slots (first ``k`` of each row, -1 ignored) holding a long-tail item."""
+    top = np.asarray(topk)[:, :k].ravel()
+    top = top[top >= 0]
+    return float(np.mean(tail[top])) if len(top) else float("nan")

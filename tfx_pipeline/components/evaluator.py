@@ -39,10 +39,12 @@ def RetrievalEvaluator(  # noqa: N802
     Gate(GATE_MODEL, GATE_BASELINE, min_lift).apply(out["validation"]["models"], blessing)
 
 
-def evaluate_splits(examples, dirs: dict[str, str], evaluation_uri: str, known: dict | None = None) -> dict:
+def evaluate_splits(examples, dirs: dict[str, str], evaluation_uri: str, known: dict | None = None,
+                    user_models: tuple[str, ...] = ()) -> dict:
     """Baselines + the SavedModels in ``dirs`` on validation and test; prints and writes ``METRICS_FILE``.
 
     ``known``: rows already measured by another evaluator ({label: {model: metrics}}), added beside ours.
+    ``user_models``: models asked by user id (``export.evaluate.evaluate_split``).
     """
     from export.evaluate import evaluate_split
     from recsys.evaluation import report
@@ -51,7 +53,7 @@ def evaluate_splits(examples, dirs: dict[str, str], evaluation_uri: str, known: 
     protocol = examples.get_string_custom_property("protocol")
     out = {}
     for split, label in ((F.EVAL, "validation"), (F.TEST, "test")):
-        models = evaluate_split(examples.uri, split, protocol, dirs)
+        models = evaluate_split(examples.uri, split, protocol, dirs, user_models=user_models)
         for name, values in (known or {}).get(label, {}).items():
             models.setdefault(name, values)
         out[label] = {"dataset": dataset, "protocol": f"{protocol} ({label} split)", "models": models}

@@ -1,0 +1,66 @@
+"""GraphModel and training on a tiny graph: semantic init, target-aligned scores, cold items, early stopping."""
+import numpy as np
+import pytest
+
+from trainer.graph import GraphConfig, GraphData, train
+from trainer.graph.data import EvalRows
+from trainer.graph.model import GraphModel
+from trainer.graph.training import session_vectors
+
+
+def tiny_graph(content=True) -> GraphData:
+    # 3 users, 12 items (items d..l have no edge); behaviours (click, purchase)
+    rng = np.random.default_rng(0)
+    nbr = np.full((12, 2), -1)
+    nbr[:3] = [[1, -1], [0, 2], [1, -1]]
+    omega = np.zeros((12, 2), np.float32)
+    omega[:3] = [[1.0, 0], [0.5, 0.5], [1.0, 0]]
+    return GraphData(np.array(list("abcdefghijkl"), dtype=object), np.array(["u0", "u1", "u2"], dtype=object),
+                     ("click", "purchase"), np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 2, 2]),
+                     np.array([1, 0, 1, 1, 1], np.int32), np.ones(5, np.int64), np.ones(5, np.float32), nbr, omega,
+                     rng.normal(size=(12, 6)).astype(np.float32) if content else None)
+
+
+def test_semantic_init_users_start_at_the_mean_of_their_items_and_new_items_from_content():
+    g = tiny_graph()
+    m = GraphModel(g, GraphConfig(semantic_init=True, embedding_dim=4))
+    items = m.items().numpy()
+    assert np.allclose(m.user_table.numpy()[0], items[[0, 1]].mean(0), atol=1e-6)
+    assert np.allclose(m.user_table.numpy()[2], items[2], atol=1e-6)
+    # item d has no edge: its vector is the content map alone, as for a never-seen item
+    assert np.allclose(m.content_vectors(g.content[3:4]).numpy(), items[3:4], atol=1e-6)
+
+
+def test_without_semantic_init_there_is_no_content_path():
+    m = GraphModel(tiny_graph(content=False), GraphConfig(semantic_init=False, embedding_dim=4))
+    with pytest.raises(ValueError, match="no content map"):
+        m.content_vectors(np.zeros((1, 6), np.float32))
+    with pytest.raises(ValueError, match="needs content"):
+        GraphModel(tiny_graph(content=False), GraphConfig(semantic_init=True))
+
+
+@pytest.mark.parametrize("variant", ["ultragcn", "lightgcn"])
+def test_training_keeps_the_target_relation_fixed_and_learns_the_target_edges(variant):
+    g = tiny_graph()
+    val = EvalRows(np.array([0, 1]), [np.array([2]), np.array([0])], [np.array([0, 1]), np.array([1, 2])], ["u0", "u1"])
+    cfg = GraphConfig(variant=variant, embedding_dim=8, negatives=4, negative_weight=4, learning_rate=0.05,
+                      batch_size=2, max_epochs=30, patience=30, w1=1.0, w3=1.0, layers=1)
+    r = train(g, val, cfg, exclude_history=True, log=lambda _: None)
+    rel = r.model.relation.numpy()
+    assert np.array_equal(rel[g.target], np.ones(8, np.float32))       # purchase scores are plain dot products
+    assert not np.allclose(rel[0], 1.0) or variant == "lightgcn"        # the click relation is learned (UltraGCN)
+    assert r.users.shape == (3, 8) and r.items.shape == (12, 8)
+    # the purchase edges (u0, a) and (u2, c) outscore the never-touched item d
+    s = r.users @ r.items.T
+    assert s[0, 0] > s[0, 3] and s[2, 2] > s[2, 3]
+    assert 1 <= r.best_epoch <= 30 and len(r.log) == 30
+
+
+def test_session_vectors_mix_normalised_user_and_recent_mean():
+    users = np.array([[3.0, 0.0]])
+    items = np.array([[0.0, 2.0], [0.0, 4.0], [1.0, 0.0]])
+    rows = EvalRows(np.array([0, 0]), [np.array([2]), np.array([2])], [np.array([2, 0, 1]), np.array([], np.int64)],
+                    ["u", "u"])
+    got = session_vectors(users, items, rows, weight=0.25, recent=2)
+    assert np.allclose(got[0], [0.75, 0.25])   # m = mean(items 0, 1) = (0, 3) -> (0, 1)
+    assert np.allclose(got[1], [1.0, 0.0])     # no history: the user alone

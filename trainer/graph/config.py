@@ -1,0 +1,79 @@
+"""``GraphConfig``: every hyperparameter of the graph retriever, validated, with UltraGCN's defaults where they apply."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recsys import features as F
+from trainer import base
+
+ULTRAGCN = "ultragcn"
+LIGHTGCN = "lightgcn"
+VARIANTS = (ULTRAGCN, LIGHTGCN)
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """Hyperparameters. ``variant`` switches the objective on the same graph and item space.
+
+    * ``ultragcn``: constraint loss (weights ``w1 + w2 * beta`` on positives, ``w3 + w4 * beta``
+      on ``negatives`` uniform negatives times ``negative_weight``), item–item constraint
+      (``item_weight``), L2 (``l2``); one edge stream over every behaviour in ``behaviours``,
+      auxiliary behaviours scored through a learned diagonal relation and weighted ``aux_weight``.
+    * ``lightgcn``: ``layers`` rounds of symmetric-normalised propagation over all edges (behaviours
+      collapsed, binary), layer mean, BPR with one uniform negative, L2 ``l2`` on the batch's layer-0
+      embeddings (LightGCN, He et al. SIGIR 2020; RecBole's defaults).
+    * ``semantic_init``: items = learned linear map of their content embedding + a free residual
+      (zero at start); users start as the mean of their items. Off: free embeddings, N(0, init_std).
+    """
+
+    variant: str = ULTRAGCN
+    embedding_dim: int = 64
+    behaviours: tuple[str, ...] = F.INTERACTION_TYPES  # edge types used (the target is always used)
+    aux_weight: float = 1.0
+    semantic_init: bool = True
+    init_std: float = 1e-3
+    # UltraGCN
+    negatives: int = 200
+    negative_weight: float = 200.0
+    w1: float = 1e-7
+    w2: float = 1.0
+    w3: float = 1e-7
+    w4: float = 1.0
+    item_weight: float = 1e-3
+    neighbours: int = 10
+    l2: float = 1e-4
+    # LightGCN
+    layers: int = 2
+    # optimisation
+    learning_rate: float = 1e-3
+    batch_size: int = 1024
+    max_epochs: int = 200
+    patience: int = 10
+    eval_every: int = 1
+    session_items: int = 5  # recent items the session-shift default is tuned with
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"GraphConfig.variant must be one of {VARIANTS}, got {self.variant!r}")
+        unknown = set(self.behaviours) - set(F.INTERACTION_TYPES)
+        if unknown:
+            raise ValueError(f"GraphConfig.behaviours: unknown {sorted(unknown)}; known {F.INTERACTION_TYPES}")
+        if F.TARGET_BEHAVIOUR not in self.behaviours:
+            raise ValueError(f"GraphConfig.behaviours must include the target behaviour {F.TARGET_BEHAVIOUR!r}")
+        for f in ("embedding_dim", "negatives", "batch_size", "max_epochs", "patience", "eval_every", "layers",
+                  "session_items"):
+            if getattr(self, f) <= 0:
+                raise ValueError(f"GraphConfig.{f} must be positive, got {getattr(self, f)}")
+        for f in ("aux_weight", "init_std", "negative_weight", "w1", "w2", "w3", "w4", "item_weight", "l2"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"GraphConfig.{f} must be >= 0, got {getattr(self, f)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"GraphConfig.learning_rate must be positive, got {self.learning_rate}")
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "GraphConfig":
+        values = dict(values or {})
+        if "behaviours" in values:
+            values["behaviours"] = tuple(values["behaviours"])
+        return base.config_from_dict(cls, values, "graph")

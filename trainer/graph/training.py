@@ -1,0 +1,158 @@
+"""Training loop: edge batches, uniform negatives, validation NDCG@10 every epoch, early stopping, session shift."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from recsys.evaluation import metrics
+from trainer.graph import losses
+from trainer.graph.config import GraphConfig
+from trainer.graph.data import EvalRows, GraphData
+from trainer.graph.model import GraphModel
+
+SESSION_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
+
+
+@dataclass
+class TrainResult:
+    model: GraphModel
+    users: np.ndarray   # [U, D] served user vectors (best epoch)
+    items: np.ndarray   # [N, D] served item vectors (best epoch)
+    best_epoch: int
+    best_val: dict
+    log: list = field(default_factory=list)
+    seconds_per_epoch: float = 0.0
+    wall_s: float = 0.0
+    session_weight: float = 0.0
+    session_val: dict = field(default_factory=dict)
+
+
+def edge_tensors(graph: GraphData, config: GraphConfig) -> dict[str, np.ndarray]:
+    """Per-edge constants: UltraGCN beta in the edge's behaviour graph, loss weight, neighbours."""
+    du, di = graph.degrees()
+    beta = 1.0 / du[graph.edge_behaviour, graph.edge_user] * np.sqrt(
+        (du[graph.edge_behaviour, graph.edge_user] + 1) / (di[graph.edge_behaviour, graph.edge_item] + 1))
+    weight = np.where(graph.edge_behaviour == graph.target, 1.0, config.aux_weight).astype(np.float32)
+    return {"user": graph.edge_user, "item": graph.edge_item, "behaviour": graph.edge_behaviour.astype(np.int64),
+            "pos_beta": beta.astype(np.float32), "weight": weight,
+            "user_degree": du[graph.edge_behaviour, graph.edge_user].astype(np.float32)}
+
+
+def scores_topk(users: np.ndarray, items: np.ndarray, rows: EvalRows, exclude_history: bool, k: int = 10,
+                user_vectors: np.ndarray | None = None) -> np.ndarray:
+    """Full-ranking top-k catalogue positions [R, k] of ``rows`` (history masked when asked)."""
+    q = users[rows.users] if user_vectors is None else user_vectors
+    out = []
+    for s in range(0, len(q), 1024):
+        sc = q[s:s + 1024] @ items.T
+        out.append(metrics.top_k(sc, k, rows.histories[s:s + 1024] if exclude_history else None))
+    return np.concatenate(out) if out else np.zeros((0, k), np.int64)
+
+
+def evaluate(users: np.ndarray, items: np.ndarray, rows: EvalRows, exclude_history: bool,
+             user_vectors: np.ndarray | None = None, k: int = 10) -> dict:
+    top = scores_topk(users, items, rows, exclude_history, k, user_vectors)
+    return metrics.ranking_metrics(top, rows.targets, len(items), k=k)
+
+
+def session_vectors(users: np.ndarray, items: np.ndarray, rows: EvalRows, weight: float, recent: int) -> np.ndarray:
+    """``(1 - w) u/|u| + w m/|m|``, m = mean vector of each row's last ``recent`` history items (the served rule)."""
+    u = users[rows.users]
+    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+    m = np.zeros_like(u)
+    for r, h in enumerate(rows.histories):
+        if len(h):
+            m[r] = items[h[-recent:]].mean(axis=0)
+    norm = np.linalg.norm(m, axis=1, keepdims=True)
+    m = np.where(norm > 0, m / np.maximum(norm, 1e-12), 0.0)
+    return np.where(norm > 0, (1 - weight) * u + weight * m, u)
+
+
+class Trainer:
+    def __init__(self, graph: GraphData, config: GraphConfig):
+        tf.keras.utils.set_random_seed(config.seed)
+        self.graph, self.config = graph, config
+        self.model = GraphModel(graph, config)
+        self.edges = edge_tensors(graph, config)
+        du, di = graph.degrees()
+        self.item_degree = tf.constant(di)                        # [nb, N]
+        self.neighbours = tf.constant(graph.neighbours)           # [N, K]
+        self.omega = tf.constant(graph.omega)
+        self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+        self.rng = tf.random.Generator.from_seed(config.seed)
+        self._step = tf.function(self._train_step, reduce_retracing=True)
+
+    def _train_step(self, user, item, behaviour, pos_beta, weight, user_degree):
+        c = self.config
+        m = c.negatives if c.variant == "ultragcn" else 1
+        negatives = self.rng.uniform([tf.shape(user)[0], m], 0, self.model.num_items, dtype=tf.int64)
+        rows = tf.broadcast_to(behaviour[:, None], tf.shape(negatives))
+        neg_deg = tf.gather_nd(self.item_degree, tf.stack([rows, negatives], axis=-1))  # [B, M]
+        neg_beta = losses.constraint_beta(user_degree[:, None], neg_deg)
+        batch = {"user": user, "item": item, "behaviour": behaviour, "pos_beta": pos_beta, "weight": weight,
+                 "negatives": negatives, "neg_beta": neg_beta,
+                 "neighbours": tf.gather(self.neighbours, item), "omega": tf.gather(self.omega, item)}
+        with tf.GradientTape() as tape:
+            loss = self.model.loss(batch)
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    def epoch(self, epoch: int) -> float:
+        n = len(self.edges["user"])
+        order = np.random.default_rng(self.config.seed + epoch).permutation(n)
+        total = 0.0
+        for s in range(0, n, self.config.batch_size):
+            idx = order[s:s + self.config.batch_size]
+            total += float(self._step(*(tf.constant(self.edges[k][idx]) for k in
+                                        ("user", "item", "behaviour", "pos_beta", "weight", "user_degree"))))
+        return total / max(1, -(-n // self.config.batch_size))
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        u, i = self.model.final_vectors()
+        return u.numpy(), i.numpy()
+
+
+def train(graph: GraphData, val: EvalRows, config: GraphConfig, exclude_history: bool, log=print,
+          name: str = "graph") -> TrainResult:
+    """Trains to convergence: validation NDCG@10 every ``eval_every`` epochs, stop after ``patience`` without gain."""
+    start = time.time()
+    t = Trainer(graph, config)
+    best, best_epoch, best_vectors, history, waited, train_s = -1.0, 0, None, [], 0, 0.0
+    for epoch in range(1, config.max_epochs + 1):
+        t0 = time.time()
+        loss = t.epoch(epoch)
+        train_s += time.time() - t0
+        if epoch % config.eval_every and epoch != config.max_epochs:
+            continue
+        users, items = t.vectors()
+        m = evaluate(users, items, val, exclude_history)
+        entry = {"epoch": epoch, "loss": round(loss, 5), "val_HR@10": round(m["HR@10"], 4),
+                 "val_NDCG@10": round(m["NDCG@10"], 4), "elapsed_s": round(time.time() - start, 1)}
+        history.append(entry)
+        improved = m["NDCG@10"] > best
+        if improved:
+            best, best_epoch, best_vectors, best_metrics, waited = m["NDCG@10"], epoch, (users, items), m, 0
+        else:
+            waited += 1
+        log(f"[{name}] epoch {epoch}: loss={loss:.4f} val_HR@10={m['HR@10']:.4f} val_NDCG@10={m['NDCG@10']:.4f}"
+            f"{' *' if improved else ''} elapsed={entry['elapsed_s']}s")
+        if waited >= config.patience:
+            log(f"[{name}] early stop: no validation gain for {config.patience} evaluations; best epoch {best_epoch}")
+            break
+    users, items = best_vectors
+    result = TrainResult(t.model, users, items, best_epoch, best_metrics, history,
+                         seconds_per_epoch=train_s / max(1, len(history) * config.eval_every),
+                         wall_s=time.time() - start)
+    # session shift: the weight of the recent items' mean, chosen on validation
+    scores = {w: evaluate(users, items, val, exclude_history,
+                          user_vectors=session_vectors(users, items, val, w, config.session_items))["NDCG@10"]
+              for w in SESSION_WEIGHTS}
+    result.session_weight = max(scores, key=lambda w: (scores[w], -w))
+    result.session_val = {str(w): round(v, 4) for w, v in scores.items()}
+    log(f"[{name}] session shift (last {config.session_items} items) val NDCG@10 by weight: {result.session_val}; "
+        f"default weight {result.session_weight}")
+    return result
