@@ -50,12 +50,14 @@ def cmd_run(args, beam_args: list[str]) -> int:
         two_tower["epochs"] = args.epochs
     rqvae = {"epochs": args.rqvae_epochs} if args.rqvae_epochs else {}
     dual_head = {"epochs": args.dual_head_epochs} if args.dual_head_epochs else {}
+    graph = {"max_epochs": args.graph_epochs} if args.graph_epochs else {}
     local_runner.run(
         layout, dataset=args.dataset, data_path=data_path, dataset_options=options,
         fingerprint=fingerprint, beam_pipeline_args=beam_args or list(DEFAULT_BEAM_ARGS),
         max_users=args.max_users, two_tower=two_tower, min_lift=args.min_lift,
         semantic_ids=not args.no_semantic_ids, rqvae=rqvae,
         dual_head=not (args.no_semantic_ids or args.no_dual_head), dual_head_config=dual_head,
+        graph=not (args.no_semantic_ids or args.no_graph), graph_config=graph,
         item_embeddings_path=os.path.abspath(args.item_embeddings) if args.item_embeddings else "",
         enable_cache=not args.no_cache)
     print(f"[run] pipeline finished in {time.time() - t0:.0f}s", flush=True)
@@ -271,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rqvae-epochs", type=int, default=0, help="RQ-VAE epochs (default: the model's)")
     run.add_argument("--no-dual-head", action="store_true", help="skip the dual-head transformer")
     run.add_argument("--dual-head-epochs", type=int, default=0, help="dual-head epochs (default: the model's)")
+    run.add_argument("--no-graph", action="store_true", help="skip the graph retriever")
+    run.add_argument("--graph-epochs", type=int, default=0,
+                     help="graph retriever's maximum epochs (default: the model's; early stopping on validation)")
 
     serve = sub.add_parser("serve", help="serve pushed models over TF Serving's REST and gRPC API "
                                          "(arguments after -- go to the server, e.g. --file_system_poll_wait_seconds=5)")
