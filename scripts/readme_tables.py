@@ -12,7 +12,8 @@ A table in README.md is a block between two markers::
 
 The first word after ``table:`` is a JSON file (relative to the repository), the
 second a dotted key inside it whose value maps model → metrics (``models``,
-``validation``, ``results.test``), or ``semantic_ids`` for Semantic-ID quality
+``validation``, ``results.test``; ``wide:<key>`` for rows with more metrics than the
+report's five, e.g. ``long_tail@10``), or ``semantic_ids`` for Semantic-ID quality
 reports (then the first word is a comma-separated list of them), or ``latency``
 for the serving-latency report. ``tests/test_readme_tables.py`` fails when a
 table differs from its JSON.
@@ -79,7 +80,17 @@ def latency_table(path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def wide_table(rows: dict) -> str:
+    """model → metrics with any metric columns (e.g. ``long_tail@10``), in the first row's order, 4 decimals."""
+    cols = list(next(iter(rows.values())))
+    lines = ["| Model | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    lines += [f"| {name} | " + " | ".join(f"{v[c]:.4f}" for c in cols) + " |" for name, v in rows.items()]
+    return "\n".join(lines) + "\n"
+
+
 def _table(source: str, key: str) -> str:
+    if key.startswith("wide:"):
+        return wide_table(_rows(source, key[len("wide:"):]))
     if key == "latency":
         return latency_table(source)
     if key == "semantic_ids":

@@ -34,7 +34,9 @@ DATASET = "movielens-100k"
 #: pipeline's default gate: every gated model must beat its bar on validation to be pushed
 SLICE_KWARGS = dict(dataset=DATASET, max_users=SLICE_USERS, two_tower={"epochs": 2, "batch_size": 256},
                     min_lift=0.0, semantic_ids=True, rqvae={"epochs": 5}, dual_head=True,
-                    dual_head_config={"epochs": 2, "max_history": 20, "batch_size": 128})
+                    dual_head_config={"epochs": 2, "max_history": 20, "batch_size": 128}, graph=True,
+                    graph_config={"max_epochs": 4, "patience": 4, "embedding_dim": 32, "negatives": 20,
+                                  "batch_size": 256})
 #: The trainers seed themselves (two-tower, RQ-VAE, dual head: ``seed=0`` ->
 #: ``tf.keras.utils.set_random_seed``; the dual head's sampler and the RQ-VAE's k-means and dead-code
 #: re-seeding take explicit seeds). What they cannot seed is set for the pipeline's interpreter:

@@ -18,9 +18,11 @@ def test_evaluate_reproduces_the_pipeline_evaluator(ml_slice, deployed, capsys):
     printed = capsys.readouterr().out
     report = json.load(open(layout.metrics_path))
     assert report["dataset"] == "movielens-100k"
-    # the dual-head evaluator's table holds the spine's rows and the dual-head models', as recsys evaluate does
-    expected = ml_slice.read_json("DualHeadEvaluator", "evaluation", "metrics.json")["test"]["models"]
-    assert {"two_tower", "dual_retrieval", "generative"} <= set(expected)
+    # the dual-head and graph evaluators' tables hold the spine's rows and their models', as recsys evaluate does
+    expected = dict(ml_slice.read_json("DualHeadEvaluator", "evaluation", "metrics.json")["test"]["models"])
+    graph = ml_slice.read_json("GraphEvaluator", "evaluation", "metrics.json")["test"]["models"]
+    expected.update({k: v for k, v in graph.items() if k.startswith("graph_retrieval")})
+    assert {"two_tower", "dual_retrieval", "generative", "graph_retrieval", "graph_retrieval_scann"} <= set(expected)
     assert set(report["models"]) == set(expected)
     for model, values in expected.items():
         assert report["models"][model] == pytest.approx(values), model

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.integration
 #: (evaluator, blessing output) -> (model, baseline) of its gate, as the evaluators define them
 GATES = {("RetrievalEvaluator", "blessing"): (GATE_MODEL, GATE_BASELINE),
          ("DualHeadEvaluator", "retrieval_blessing"): (STUDENT, GATE_MODEL),
-         ("DualHeadEvaluator", "generative_blessing"): (TEACHER, "popularity")}
+         ("DualHeadEvaluator", "generative_blessing"): (TEACHER, "popularity"),
+         ("GraphEvaluator", "blessing"): (N.GRAPH_RETRIEVAL, "item_cf")}
 #: the two-tower's validation NDCG@10 over popularity's on the slice. Measured: 0.0516 vs 0.0250
 #: (x2.06; HR@10 4 vs 2 of the 40 validation users). A random or collapsed model finds ~0 targets,
 #: popularity's list gives x1.0; one hit more or less moves the ratio by 0.2-1.0, hence x1.25.
@@ -135,12 +136,12 @@ def test_an_impossible_gate_blesses_nothing_and_pushes_only_the_ungated_encoder(
                       if c.name.startswith(layout.pipeline_name + ".")]
             states[node] = metadata_store_pb2.Execution.State.Name(e.last_known_state)
     pushers = {p.component_id for p in ml_slice.pushes.values()}
-    rerun = {"RetrievalEvaluator", "DualHeadEvaluator"} | pushers
+    rerun = {"RetrievalEvaluator", "DualHeadEvaluator", "GraphEvaluator"} | pushers
     assert {n for n, s in states.items() if s == "COMPLETE"} == rerun, states
     assert {n for n, s in states.items() if s != "COMPLETE"} == {n for n in states if n not in rerun}
     assert {s for n, s in states.items() if n not in rerun} == {"CACHED"}, states
     assert {"DualHeadTrainer", "Trainer", "SemanticIdTrainer", "Transform", "IndexBuilder",
-            "DualHeadExporter"} <= set(states)  # the expensive ones were looked up and reused
+            "DualHeadExporter", "GraphBuilder", "GraphTrainer", "GraphExporter"} <= set(states)  # the expensive ones were looked up and reused
 
     for (evaluator, output), (model, baseline) in GATES.items():
         blessed, text = verdict(latest_output_uri(layout, evaluator, output))

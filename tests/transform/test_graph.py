@@ -4,7 +4,7 @@ import math
 import apache_beam as beam
 import numpy as np
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from recsys import features as F
@@ -102,7 +102,7 @@ def test_beam_graph_equals_the_pure_functions():
     expected_nbrs = [G.neighbour_example(items[i], [items[j] for j in n], w)
                      for i, n, w in G.item_neighbours(G.cooccurrence(groups, 4), 10)]
     assert len(expected_nbrs) == 3  # a, b, c co-occur in baskets; d is only an eval target
-    with TestPipeline() as p:
+    with test_pipeline.TestPipeline() as p:
         out = p | beam.Create(serialized) | G.BuildGraph(items, LEAVE_LAST_ORDER_OUT, group_batch=2)
         assert_that(out[F.EDGES] | "e" >> beam.Map(_canon), equal_to([_canon(e) for e in expected_edges]),
                     label="edges")

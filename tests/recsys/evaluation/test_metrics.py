@@ -176,3 +176,14 @@ def test_evaluate_scorer_validates_shapes():
     with pytest.raises(ValueError):
         evaluate_scorer(lambda u, h: np.zeros((len(u), 4)), np.arange(3), [a(), a()], [a(0), a(1)], 4, k=1,
                         exclude_history=False)
+
+
+def test_long_tail_items_and_share():
+    from recsys.evaluation.metrics import long_tail_items, long_tail_share
+
+    counts = np.array([5, 9, 1, 9, 0, 2, 3, 0, 0, 4])  # top 20% = 2 items: 1 and 3 (tie at 9, both in)
+    tail = long_tail_items(counts)
+    assert tail.tolist() == [True, False, True, False, True, True, True, True, True, True]
+    assert long_tail_items(np.array([1, 1, 1, 1, 1]), 0.2).tolist() == [False, True, True, True, True]  # ties: lower id
+    top = np.array([[1, 0, -1], [3, 2, 4]])
+    assert long_tail_share(top, tail, k=3) == 3 / 5  # -1 (no item) is not a slot
