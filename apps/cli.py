@@ -85,6 +85,14 @@ def publish_metrics(layout) -> dict:
             metrics = json.load(f)
     except ArtifactNotFound:
         pass
+    try:  # the graph retriever's rows (its evaluator measures the same splits)
+        with open(os.path.join(latest_output_uri(layout, "GraphEvaluator", "evaluation"), METRICS_FILE)) as f:
+            graph = json.load(f)
+        for label in ("validation", "test"):
+            for name, values in graph[label]["models"].items():
+                metrics[label]["models"].setdefault(name, values)
+    except ArtifactNotFound:
+        pass
     test = metrics["test"]
     write_report(layout.metrics_path, test["dataset"], test["protocol"], test["models"],
                  extra={"validation": metrics["validation"]["models"]})
@@ -223,13 +231,15 @@ def cmd_evaluate(args) -> int:
     dirs = {}
     for label, name in (("two_tower", P.RETRIEVAL_BRUTE_FORCE), ("two_tower_scann", P.RETRIEVAL),
                         ("dual_retrieval", P.DUAL_RETRIEVAL_BRUTE_FORCE), ("dual_retrieval_scann", P.DUAL_RETRIEVAL),
-                        ("generative", P.GENERATIVE)):
+                        ("generative", P.GENERATIVE), ("graph_retrieval", P.GRAPH_RETRIEVAL_BRUTE_FORCE),
+                        ("graph_retrieval_scann", P.GRAPH_RETRIEVAL)):
         try:
             dirs[label] = latest_version_dir(os.path.join(layout.serving_dir, name))
         except ArtifactNotFound as e:
             print(f"[evaluate] {e}", file=sys.stderr)
     split = F.TEST if args.split == "test" else F.EVAL
-    models = evaluate_split(examples_uri, split, protocol, dirs)
+    models = evaluate_split(examples_uri, split, protocol, dirs,
+                            user_models=("graph_retrieval", "graph_retrieval_scann"))  # asked by user id
     title = f"{args.dataset} — {protocol} ({args.split} split), full ranking over all items"
     print(format_table(models, title))
     write_report(layout.metrics_path if args.split == "test" else layout.metrics_path.replace(".json", ".validation.json"),
