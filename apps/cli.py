@@ -190,12 +190,21 @@ def cmd_recommend(args) -> int:
         return 2
     history = args.history.split(",") if args.history else None
     exclude = args.exclude.split(",") if args.exclude else []
+    if args.k < 1:
+        print(f"recsys recommend: error: --k must be a positive int, got {args.k}", file=sys.stderr)
+        return 2
     if args.server:
-        from serving.client import RecommenderClient
+        from serving.client import RecommenderClient, ServingError
 
-        client = RecommenderClient(args.server, protocol=args.protocol, model_name=args.model, timeout=args.timeout)
-        recs = [(r.item_id, r.score) for r in client.recommend(user_id=args.user, history=history, k=args.k,
-                                                               exclude=exclude)]
+        try:
+            with RecommenderClient(args.server, protocol=args.protocol, model_name=args.model,
+                                   timeout=args.timeout) as client:
+                recs = [(r.item_id, r.score) for r in client.recommend(
+                    user_id=args.user, history=history, k=args.k, exclude=exclude)]
+        except (ServingError, ValueError, TypeError) as e:
+            # a bad address, model, k or timeout, or the server's refusal: one line, no traceback
+            print(f"recsys recommend: error: {e}", file=sys.stderr)
+            return 2 if isinstance(e, (ValueError, TypeError)) else 1
     else:
         recs = _recommend_in_process(_layout(args), args.user, history, args.k, exclude, args.model)
     titles = _item_titles(args)

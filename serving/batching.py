@@ -86,7 +86,7 @@ def parse_batching_parameters(text: str) -> BatchingParameters:
     return BatchingParameters(allowed_batch_sizes=tuple(sizes), **kwargs)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (queue removal), never by value
 class _Task:
     servable: object
     prepared: object
@@ -207,13 +207,20 @@ class BatchScheduler:
             batch = self._next_batch()
             if batch is None:
                 return
-            live = [t for t in batch if not (t.cancellation is not None
-                                             and t.cancellation.is_cancelled)]
+            live = []
             for task in batch:
-                if task not in live:
+                if task.cancellation is not None and task.cancellation.is_cancelled:
                     task.future.set_exception(st.cancelled("Request cancelled"))
-            if live:
-                self._execute(live)
+                else:
+                    live.append(task)
+            try:
+                if live:
+                    self._execute(live)
+            except BaseException as err:  # never leave a waiting request without an answer
+                log.exception("Batch of %s failed", self.name)
+                for task in live:
+                    if not task.future.done():
+                        task.future.set_exception(st.internal(f"{type(err).__name__}: {err}"))
 
     def _execute(self, batch: list[_Task]) -> None:
         from serving.servable import Prepared

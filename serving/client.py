@@ -22,9 +22,7 @@ import json
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -81,6 +79,29 @@ class ServingError(Exception):
 
 class ServingTimeout(ServingError):
     """The request did not finish within the client's timeout (or the server's deadline)."""
+
+
+INT32_MAX = 2**31 - 1
+
+
+def check_k(k: Any, name: str = "k") -> int:
+    """A top-k count as the server accepts it: an int (not bool) in 1..2**31-1.
+
+    The server has its own, usually lower, limit (``--max_k``) and answers
+    INVALID_ARGUMENT above it.
+    """
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {k!r} ({type(k).__name__})")
+    if not 1 <= int(k) <= INT32_MAX:
+        raise ValueError(f"{name} must be between 1 and {INT32_MAX}, got {k}")
+    return int(k)
+
+
+def check_timeout(timeout: Any) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or \
+            not timeout > 0 or timeout != timeout or timeout == float("inf"):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
 
 
 def _pad(rows: Sequence[Sequence[str]]) -> np.ndarray:
@@ -159,17 +180,37 @@ def _object_array(value: Any) -> np.ndarray:
 
 class RecommenderClient:
     def __init__(self, target: str, protocol: str = "rest", model_name: str = AUTO,
-                 signature_name: str = N.SERVING_DEFAULT, timeout: float = 5.0):
+                 signature_name: str = N.SERVING_DEFAULT, timeout: float = 5.0, *,
+                 token: str | None = None, tls: bool = False,
+                 root_certificates: str | bytes | None = None):
+        """``token``: the server's shared token (``--auth_token_file``); ``tls``: talk
+        HTTPS / TLS gRPC (``root_certificates``: a PEM file or bytes trusting the server's
+        certificate, default: the system's CAs); ``https://`` targets imply ``tls``."""
         if protocol not in ("rest", "grpc"):
             raise ValueError(f"protocol must be 'rest' or 'grpc', got {protocol!r}")
+        if not isinstance(target, str) or not target.strip():
+            raise ValueError(f"target must be 'host:port', got {target!r}")
+        if not isinstance(model_name, str) or not model_name:
+            raise ValueError(f"model_name must be a non-empty string, got {model_name!r}")
+        self.tls = bool(tls or root_certificates is not None or target.startswith("https://"))
         self.target = target.split("://", 1)[-1].rstrip("/")
+        host, sep, port = self.target.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"target must be 'host:port', got {target!r}")
+        self._host, self._port = host.strip("[]"), int(port)
         self.protocol = protocol
         self._model_name = model_name
         self.signature_name = signature_name
-        self.timeout = timeout
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self.timeout = check_timeout(timeout)
+        self.token = token
+        if isinstance(root_certificates, str):
+            with open(root_certificates, "rb") as f:
+                root_certificates = f.read()
+        self._root_certificates = root_certificates
         self._channel = None
         self._lock = threading.Lock()
+        self._local = threading.local()  # one kept-alive HTTP connection per thread
+        self._connections: list = []
         self._signature_cache: dict[tuple, tuple[float, dict]] = {}
 
     @property
@@ -206,6 +247,10 @@ class RecommenderClient:
             if self._channel is not None:
                 self._channel.close()
                 self._channel = None
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
 
     # ------------------------------------------------------------------ public API
 
@@ -266,9 +311,14 @@ class RecommenderClient:
         rows = list(user_ids) if user_ids is not None else [list(h) for h in histories]
         if not rows:
             return []
-        ks = [k] * len(rows) if isinstance(k, (int, np.integer)) else list(k)
-        if len(ks) != len(rows) or any(int(v) < 1 for v in ks):
-            raise ValueError("k must be a positive int, or one positive int per row")
+        if isinstance(k, (str, bytes)) or not isinstance(k, Sequence) and not isinstance(
+                k, np.ndarray):
+            ks = [check_k(k)] * len(rows)
+        else:
+            ks = [check_k(v, f"k[{i}]") for i, v in enumerate(k)]
+            if len(ks) != len(rows):
+                raise ValueError(f"k must be one int, or one int per row ({len(rows)}), got "
+                                 f"{len(ks)} values")
         excludes = [list(e) for e in exclude] if exclude is not None else [[] for _ in rows]
         if len(excludes) == 1 and len(rows) > 1:
             excludes = excludes * len(rows)
@@ -380,7 +430,7 @@ class RecommenderClient:
         return spec
 
     def _url(self, model: str, version: int | None) -> str:
-        url = f"http://{self.target}/v1/models/{urllib.parse.quote(model, safe='')}"
+        url = f"/v1/models/{urllib.parse.quote(model, safe='')}"
         return url + (f"/versions/{int(version)}" if version is not None else "")
 
     def _rest_predict(self, model, version, signature, arrays, spec) -> dict[str, np.ndarray]:
@@ -401,30 +451,73 @@ class RecommenderClient:
             result[name] = _object_array(value) if dtype is object else np.asarray(value, dtype)
         return result
 
+    def _connection(self, fresh: bool = False) -> http.client.HTTPConnection:
+        """This thread's kept-alive connection (TCP_NODELAY: no Nagle stall on small writes)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None and not fresh:
+            return connection
+        if connection is not None:
+            connection.close()
+        if self.tls:
+            import ssl
+
+            context = ssl.create_default_context()
+            if self._root_certificates is not None:
+                context.load_verify_locations(cadata=self._root_certificates.decode("ascii"))
+            connection = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
+                                                     context=context)
+        else:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        connection.connect()
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._local.connection = connection
+        with self._lock:
+            self._connections.append(connection)
+        return connection
+
     def _http(self, method: str, url: str, body: Any = None) -> dict:
         data = json.dumps(body).encode("utf-8") if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                raw = response.read()
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        for attempt in (0, 1):
+            reused = getattr(self._local, "connection", None) is not None
             try:
-                return json.loads(raw)
-            except ValueError:
-                raise ServingError(f"the server at {self.target} answered with invalid JSON: "
-                                   f"{raw[:200]!r}", code=response.status) from None
-        except urllib.error.HTTPError as err:
-            raw = err.read()
+                connection = self._connection()
+                connection.request(method, url, body=data, headers=headers)
+                response = connection.getresponse()
+                raw = response.read()
+                if response.getheader("Connection", "").lower() == "close":
+                    self._drop_connection()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                    http.client.CannotSendRequest) as err:
+                # A kept-alive connection the server closed meanwhile: reconnect once.
+                self._drop_connection()
+                if reused and attempt == 0:
+                    continue
+                raise self._connection_error(err) from None
+            except (TimeoutError, socket.timeout, OSError, http.client.HTTPException) as err:
+                self._drop_connection()
+                raise self._connection_error(err) from None
+        if response.status != 200:
             try:
                 message = json.loads(raw).get("error", raw.decode("utf-8", "replace"))
             except (ValueError, AttributeError):
-                message = raw.decode("utf-8", "replace") or str(err.reason)
-            error_class = ServingTimeout if err.code == 504 else ServingError
-            raise error_class(message, code=err.code) from None
-        except urllib.error.URLError as err:
-            raise self._connection_error(err.reason) from None
-        except (TimeoutError, socket.timeout, OSError, http.client.HTTPException) as err:
-            raise self._connection_error(err) from None
+                message = raw.decode("utf-8", "replace") or response.reason
+            error_class = ServingTimeout if response.status == 504 else ServingError
+            raise error_class(message, code=response.status)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ServingError(f"the server at {self.target} answered with invalid JSON: "
+                               f"{raw[:200]!r}", code=response.status) from None
+
+    def _drop_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
 
     def _connection_error(self, reason: Any) -> ServingError:
         if isinstance(reason, (TimeoutError, socket.timeout)) or "timed out" in str(reason):
@@ -441,10 +534,13 @@ class RecommenderClient:
 
         with self._lock:
             if self._channel is None:
-                self._channel = grpc.insecure_channel(
-                    self.target, options=[("grpc.max_receive_message_length", -1),
-                                          ("grpc.max_send_message_length", -1),
-                                          ("grpc.enable_http_proxy", 0)])
+                options = [("grpc.max_receive_message_length", -1),
+                           ("grpc.max_send_message_length", -1), ("grpc.enable_http_proxy", 0)]
+                if self.tls:
+                    credentials = grpc.ssl_channel_credentials(self._root_certificates)
+                    self._channel = grpc.secure_channel(self.target, credentials, options=options)
+                else:
+                    self._channel = grpc.insecure_channel(self.target, options=options)
                 self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
                 self._model = model_service_pb2_grpc.ModelServiceStub(self._channel)
             return self._prediction, self._model
@@ -454,8 +550,9 @@ class RecommenderClient:
 
         prediction, model = self._stubs()
         stub = prediction if service == "prediction" else model
+        metadata = (("authorization", f"Bearer {self.token}"),) if self.token else None
         try:
-            return getattr(stub, method)(request, timeout=self.timeout)
+            return getattr(stub, method)(request, timeout=self.timeout, metadata=metadata)
         except grpc.RpcError as err:
             code, details = err.code(), err.details() or ""
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -196,8 +196,10 @@ class TokenInterceptor(grpc.ServerInterceptor):
         try:
             self.security.check_authorization(metadata.get("authorization"))
         except st.ServerError as err:
+            error = err
+
             def deny(request, context):
-                context.abort(err.code, err.message)
+                context.abort(error.code, error.message)
             return grpc.unary_unary_rpc_method_handler(deny)
         return continuation(handler_call_details)
 

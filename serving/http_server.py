@@ -90,6 +90,7 @@ class _Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.busy = False
+        self.paused = False
         self.closed = False
         self.continue_sent = False
         self.timer: asyncio.TimerHandle | None = None
@@ -146,6 +147,9 @@ class _Connection(asyncio.Protocol):
         self.buffer += data
         if not self.busy:
             self._process()
+        elif len(self.buffer) > self.server.max_body_bytes + MAX_HEAD_BYTES:
+            self.paused = True  # a pipelining client far ahead of us: stop reading for now
+            self.transport.pause_reading()
 
     def _process(self) -> None:
         while not self.busy and not self.closed and self.buffer:
@@ -251,8 +255,9 @@ class _Connection(asyncio.Protocol):
                 f"(--rest_api_num_threads={server.threads}, --rest_max_queued="
                 f"{server.max_queued}); retry later")), keep_alive)
             return
+        # Reading goes on while the request runs, so a client that disconnects is noticed
+        # (connection_lost) and its work cancelled.
         self.busy = True
-        self.transport.pause_reading()
         self.cancellation = request.cancellation = server.new_cancellation()
         server.in_flight += 1
         future = server.loop.run_in_executor(server.pool, server.handler, request)
@@ -279,7 +284,9 @@ class _Connection(asyncio.Protocol):
             return
         self._send(response, keep_alive)
         if keep_alive and not self.closed:
-            self.transport.resume_reading()
+            if self.paused:
+                self.paused = False
+                self.transport.resume_reading()
             if self.buffer:
                 self._arm(server.read_timeout, idle=False)
                 self._process()
@@ -352,7 +359,9 @@ class HttpServer:
 
         def shutdown():
             self._server.close()
-            self.loop.stop()
+            for task in asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.call_soon(self.loop.stop)
 
         self.loop.call_soon_threadsafe(shutdown)
         self._thread.join(timeout=5)

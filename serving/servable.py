@@ -110,7 +110,7 @@ def _shape_text(shape: Iterable[int]) -> str:
     return "[" + ",".join("?" if d < 0 else str(d) for d in shape) + "]"
 
 
-@dataclass
+@dataclass(eq=False)
 class Prepared:
     """A validated request: what :meth:`Servable.run` (or a batch scheduler) executes."""
 

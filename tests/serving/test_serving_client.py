@@ -162,3 +162,41 @@ def test_concurrent_client_requests(server, reference):
         result = reference("retrieval", 2, "serving_default", history=[histories[i]],
                            k=np.array([3 + i % 4], np.int32), exclude=[[""]])
         assert recs == expected_recs(result)
+
+
+@pytest.mark.parametrize("k,error", [(2.5, TypeError), (None, TypeError), ("5", TypeError),
+                                     (True, TypeError), (2**31, ValueError), (0, ValueError),
+                                     (-3, ValueError), ([1, "2"], TypeError),
+                                     ([1, 2], ValueError)])  # two ks for one row
+def test_k_is_checked_before_anything_is_sent(k, error):
+    c = RecommenderClient("127.0.0.1:1", "rest", model_name="retrieval")  # nothing listens
+    with pytest.raises(error, match="k"):
+        c.recommend(history=["item-1"], k=k)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, None, "5", True, float("nan")])
+def test_timeout_must_be_a_positive_number(timeout):
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        RecommenderClient("127.0.0.1:8501", timeout=timeout)
+
+
+@pytest.mark.parametrize("target", ["", "localhost", "localhost:http", "localhost:70000", None])
+def test_target_must_be_host_and_port(target):
+    with pytest.raises(ValueError, match="target must be 'host:port'"):
+        RecommenderClient(target)
+
+
+@pytest.mark.parametrize("protocol,code", [("rest", 400), ("grpc", "INVALID_ARGUMENT")])
+def test_a_k_over_the_servers_limit_is_the_servers_invalid_argument(server, protocol, code):
+    port = server.rest_port if protocol == "rest" else server.grpc_port
+    with RecommenderClient(f"127.0.0.1:{port}", protocol, model_name="retrieval") as c:
+        with pytest.raises(ServingError) as info:
+            c.recommend(history=["item-1"], k=10**6)
+    assert info.value.code == code and "--max_k" in info.value.message
+
+
+def test_rest_client_keeps_its_connection_alive(server):
+    with RecommenderClient(f"127.0.0.1:{server.rest_port}", "rest", model_name="toy") as c:
+        for _ in range(3):
+            c.predict({"x": [[1.0, 2.0, 3.0]]})
+        assert len(c._connections) == 1  # one connection for every request of this thread
