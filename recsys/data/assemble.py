@@ -23,9 +23,11 @@ from recsys.data.contract import (
     ITEM_COLUMNS,
     MISSING_CREATED_AT,
     PROTOCOLS,
+    DEFAULT_TRAINING_BATCH_SIZE,
     DataValidationError,
     Dataset,
     LoadReport,
+    split_sizes,
 )
 
 log = logging.getLogger("recsys.data")
@@ -83,6 +85,28 @@ def canonical_sort(events: pd.DataFrame, time_key: TimeKey | None = None) -> pd.
         raise ValueError(f"time_key returned shape {key.shape}, expected {ts.shape}")
     order = np.lexsort((key, user))  # last key is primary; numpy's lexsort is stable
     return events.iloc[order].reset_index(drop=True)
+
+
+def _drop_duplicates(events: pd.DataFrame, source: str) -> tuple[pd.DataFrame, int, tuple[str, ...]]:
+    """Drops exact duplicate event rows (every field equal), keeping the first; counts them.
+
+    The documented rule: a row equal in user, item, event type, timestamp, order, session
+    and dwell time to an earlier row is an export artefact, not a second interaction, so
+    it is dropped (and counted in the load report, with examples, and logged). Rows that
+    differ in any field -- two clicks a second apart, the same item in two orders -- are
+    kept.
+    """
+    duplicated = events.duplicated(keep="first").to_numpy()
+    n = int(duplicated.sum())
+    if n == 0:
+        return events, 0, ()
+    rows = np.flatnonzero(duplicated)
+    examples = tuple(
+        f"row {int(events.index[r]) + 1}: user {events['user_id'].iat[r]}, item {events['item_id'].iat[r]}, "
+        f"{events['event_type'].iat[r]} at {events['timestamp'].iat[r]}" for r in rows[:N_EXAMPLES])
+    log.warning("%s: dropping %d duplicate event rows (every field equal to an earlier row), "
+                "e.g. %s", source, n, examples[0])
+    return events[~duplicated], n, examples
 
 
 def _unused_fields(events: pd.DataFrame, items: pd.DataFrame) -> tuple[str, ...]:
@@ -146,7 +170,15 @@ def build_dataset(
             events_source, None, None,
             "no events left after dropping events with unknown items/users; check that the events "
             "and the items (and users) tables use the same ids")
+    events, n_duplicates, duplicate_examples = _drop_duplicates(events, events_source)
     events = canonical_sort(events, time_key)
+    n_training_pairs, n_users_evaluable = split_sizes(events, protocol)
+    if n_training_pairs < DEFAULT_TRAINING_BATCH_SIZE or n_users_evaluable == 0:
+        log.warning(
+            "%s: the time split gives %d training pairs and %d users with validation and test "
+            "targets; training needs at least %d pairs (one batch) and one such user "
+            "(recsys.data.check_trainable says what to do).", events_source, n_training_pairs,
+            n_users_evaluable, DEFAULT_TRAINING_BATCH_SIZE)
 
     counts = events["event_type"].value_counts()
     event_type_counts = tuple((t, int(counts[t])) for t in EVENT_TYPES if t in counts.index)
@@ -166,6 +198,10 @@ def build_dataset(
         unknown_user_examples=user_examples,
         unused_optional_fields=_unused_fields(events, items),
         notes=tuple(notes),
+        n_duplicate_events=n_duplicates,
+        duplicate_examples=duplicate_examples,
+        n_training_pairs=n_training_pairs,
+        n_users_evaluable=n_users_evaluable,
     )
     return Dataset(
         name=name,

@@ -436,6 +436,12 @@ class LoadReport:
     unknown_user_examples: tuple[str, ...] = ()
     unused_optional_fields: tuple[str, ...] = ()  # "events.dwell_ms", "items.price", ...
     notes: tuple[str, ...] = ()
+    # Exact duplicate event rows (every field equal) dropped, first occurrence kept.
+    n_duplicate_events: int = 0
+    duplicate_examples: tuple[str, ...] = ()
+    # What the time split will make of the events (see :func:`split_sizes`).
+    n_training_pairs: int | None = None
+    n_users_evaluable: int | None = None
 
     def summary(self) -> str:
         """A readable multi-line summary."""
@@ -459,12 +465,82 @@ class LoadReport:
                          f"table (e.g. {', '.join(self.unknown_user_examples)})")
         else:
             lines.append("events with an unknown user: 0")
+        if self.n_duplicate_events:
+            lines.append(f"dropped {_fmt(self.n_duplicate_events)} duplicate event rows (every field "
+                         f"equal to an earlier row; e.g. {'; '.join(self.duplicate_examples)})")
+        else:
+            lines.append("duplicate event rows: 0")
+        if self.n_training_pairs is not None:
+            lines.append(f"time split: {_fmt(self.n_training_pairs)} training pairs, "
+                         f"{_fmt(self.n_users_evaluable or 0)} users with validation and test targets")
         lines.append("unused optional fields (missing or empty): "
                      + (", ".join(self.unused_optional_fields) or "none"))
         if self.notes:
             lines.append("notes:")
             lines.extend(f"  - {note}" for note in self.notes)
         return "\n".join(lines)
+
+
+#: The retrieval trainers batch training pairs 1024 at a time and drop the last partial
+#: batch (trainer/two_tower.py ``TwoTowerConfig.batch_size``), so fewer pairs than this
+#: train nothing ("Expected input data to be non-empty").
+DEFAULT_TRAINING_BATCH_SIZE = 1024
+#: A user needs this many units (interactions, or orders for basket data) to give a
+#: training target, a validation target and a test target.
+MIN_UNITS_PER_EVALUABLE_USER = 3
+
+
+def split_sizes(events: pd.DataFrame, protocol: str) -> tuple[int, int]:
+    """(training pairs, users with validation and test targets) of the time split.
+
+    Mirrors ``transform.sequences.build_user_rows``: a user's interactions (click, like,
+    cart, purchase; impressions are not targets) are cut into units -- one per
+    interaction for leave-one-out data, one per order for basket data (an event
+    without an order id is an order of its own); the first unit only starts the
+    history, the last two are the test and validation targets when there are at least
+    three, and every other unit is a training pair.
+    """
+    from recsys.features import INTERACTION_TYPES
+
+    acts = events[events["event_type"].isin(INTERACTION_TYPES)]
+    if len(acts) == 0:
+        return 0, 0
+    if protocol == LEAVE_LAST_ORDER_OUT:
+        unit = acts["order_id"].where(acts["order_id"] != "",
+                                      "\x00row" + pd.Series(range(len(acts)), index=acts.index)
+                                      .astype(str))
+        units = acts.assign(_unit=unit).groupby("user_id")["_unit"].nunique()
+    else:
+        units = acts.groupby("user_id").size()
+    units = units.to_numpy()
+    evaluable = units >= MIN_UNITS_PER_EVALUABLE_USER
+    pairs = int(np.where(evaluable, units - 3, np.maximum(units - 1, 0)).sum())
+    return pairs, int(evaluable.sum())
+
+
+def check_trainable(dataset: "Dataset", batch_size: int = DEFAULT_TRAINING_BATCH_SIZE) -> None:
+    """Raises :class:`DataValidationError` saying what is too small, and what to do,
+    when the time split of ``dataset`` cannot train and evaluate a model with
+    ``batch_size`` (call it before starting the pipeline)."""
+    pairs, evaluable = split_sizes(dataset.events, dataset.protocol)
+    unit = "orders" if dataset.protocol == LEAVE_LAST_ORDER_OUT else "interactions"
+    source = dataset.name
+    if evaluable == 0:
+        raise DataValidationError(
+            source, None, None,
+            f"too little data to split: no user has {MIN_UNITS_PER_EVALUABLE_USER} or more {unit} "
+            f"(click, like, cart or purchase events), so there is no validation or test target. "
+            f"Each user needs {MIN_UNITS_PER_EVALUABLE_USER}+ {unit}: one to train on, one to "
+            f"validate, one to test. Add events (more history per user), or check that user ids "
+            f"are stable across events.")
+    if pairs < batch_size:
+        raise DataValidationError(
+            source, None, None,
+            f"too little data to train: the time split gives {pairs:,} training pairs "
+            f"({evaluable:,} users with {MIN_UNITS_PER_EVALUABLE_USER}+ {unit}), fewer than one "
+            f"training batch of {batch_size:,} (the trainers drop incomplete batches). Add "
+            f"events (more users, or longer histories), or train with a batch size of at most "
+            f"{max(pairs, 1):,}.")
 
 
 def compute_fingerprint(name: str, params: Mapping[str, Any], source_files: Iterable[str]) -> str:

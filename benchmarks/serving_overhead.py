@@ -1,0 +1,270 @@
+"""What the model server adds to a model call: in-process vs REST vs gRPC, sequential and
+concurrent, and server-side batching at equal p99 -- all from one run.
+
+    python benchmarks/serving_overhead.py --output artifacts [--model retrieval]
+        [--signature recommend_user] [--requests 200] [--concurrency 8]
+
+The model is a pushed SavedModel (default: ``retrieval``'s ``recommend_user``, real user
+ids from the pipeline's test split). Paths:
+
+* ``in-process``: the signature function called directly (``tf.saved_model.load``), the
+  floor any server adds to;
+* ``REST`` / ``gRPC``: :class:`serving.client.RecommenderClient.recommend` against
+  :class:`serving.server.ModelServer` on loopback (one client per thread; REST connections
+  are kept alive).
+
+``sequential`` sends ``--requests`` one after another; ``concurrent`` runs
+``--concurrency`` threads, each sending ``--requests`` / 2 requests. Printed: p50 and p99
+latency (ms), throughput (requests/s), and each path's p50 overhead over in-process and
+throughput ratio to in-process. Then the batching sweep: gRPC at 1..32 concurrent clients
+without and with ``--enable_batching`` (``--batch_size``, ``--batch_timeout_us``), and the
+best throughput of each whose p99 stays within the unbatched p99 at ``--concurrency``.
+Figures are comparable within one run only (same machine, same load).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import glob
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+import urllib.error
+
+import recsys  # noqa: F401
+
+
+def summarize(latencies_s: list[float], wall_s: float) -> dict:
+    ms = sorted(x * 1000 for x in latencies_s)
+    p99 = ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))]
+    return {"p50_ms": round(statistics.median(ms), 3), "p99_ms": round(p99, 3),
+            "throughput_rps": round(len(ms) / wall_s, 1), "requests": len(ms)}
+
+
+def run_sequential(call, users: list[str]) -> dict:
+    latencies = []
+    start = time.perf_counter()
+    for user in users:
+        t0 = time.perf_counter()
+        call(user)
+        latencies.append(time.perf_counter() - t0)
+    return summarize(latencies, time.perf_counter() - start)
+
+
+def run_concurrent(make_call, users: list[str], threads: int, per_thread: int) -> dict:
+    calls = [make_call() for _ in range(threads)]
+    for call in calls:
+        call(users[0])  # connect, fetch metadata
+    latencies: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(threads + 1)
+
+    def worker(index: int) -> None:
+        mine = []
+        barrier.wait()
+        for i in range(per_thread):
+            t0 = time.perf_counter()
+            calls[index](users[(index * per_thread + i) % len(users)])
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    return summarize(latencies, time.perf_counter() - start)
+
+
+class ServerProcess:
+    """``python -m serving.server`` in its own process (as deployed: no GIL shared with the
+    clients), on free loopback ports; returns once both ports answer."""
+
+    def __init__(self, model: str, base_path: str, flags: list[str] = ()):
+        import socket
+        import subprocess
+
+        ports = []
+        for _ in range(2):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                ports.append(sock.getsockname()[1])
+        self.grpc_port, self.rest_port = ports
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "serving.server", f"--model_name={model}",
+             f"--model_base_path={base_path}", f"--port={self.grpc_port}",
+             f"--rest_api_port={self.rest_port}", "--file_system_poll_wait_seconds=0",
+             "--log_level=WARNING", *flags],
+            env=dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2"))
+
+    def __enter__(self) -> "ServerProcess":
+        import urllib.request
+
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.rest_port}/v1/models/"
+                                            "x", timeout=5):
+                    break
+            except urllib.error.HTTPError:
+                break  # answering (404 for model x)
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the model server did not start") from None
+                time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--output", default="artifacts")
+    p.add_argument("--dataset", default="movielens-100k")
+    p.add_argument("--model", default="retrieval")
+    p.add_argument("--signature", default="recommend_user")
+    p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--batch_timeout_us", type=int, default=2000)
+    p.add_argument("--sweep", default="1,2,4,8,16,32", help="client counts of the batching sweep")
+    args = p.parse_args(argv)
+
+    import tensorflow as tf
+
+    from recsys import features as F
+    from serving.batching import BatchingParameters
+    from serving.client import RecommenderClient
+    from serving.servable import import_custom_ops
+    from tfx_pipeline.artifacts import latest_version_dir
+    from tfx_pipeline.layout import Layout
+    from transform import examples_io
+
+    layout = Layout(os.path.abspath(args.output), args.dataset)
+    base = os.path.join(layout.serving_dir, args.model)
+    try:
+        version_dir = latest_version_dir(base)
+    except Exception:
+        print(f"No pushed model {args.model} under {layout.serving_dir}; run `recsys run "
+              f"--output {args.output}` first.", file=sys.stderr)
+        return 1
+    examples = sorted(glob.glob(os.path.join(layout.pipeline_root, "SequenceExampleGen",
+                                             "examples", "*")))
+    if examples:
+        users = examples_io.read_rows(examples[-1], F.TEST).user_ids[: args.requests]
+    else:
+        users = [str(i) for i in range(1, args.requests + 1)]
+    user_signature = args.signature == "recommend_user"
+
+    import_custom_ops()
+    fn = tf.saved_model.load(version_dir).signatures[args.signature]
+    exclude = tf.constant([[""]])
+    k = tf.constant([args.k])
+
+    def in_process(user: str):
+        if user_signature:
+            return fn(user_id=tf.constant([user]), k=k, exclude=exclude)
+        return fn(history=tf.constant([[user]]), k=k, exclude=exclude)
+
+    def client_call(client):
+        if user_signature:
+            return lambda user: client.recommend(user_id=user, k=args.k)
+        return lambda user: client.recommend(history=[user], k=args.k)
+
+    in_process(users[0])
+    per_thread = max(1, args.requests // 2)
+    results: dict[str, dict] = {}
+    results["in-process sequential"] = run_sequential(in_process, users)
+    results["in-process concurrent"] = run_concurrent(lambda: in_process, users,
+                                                      args.concurrency, per_thread)
+    with ServerProcess(args.model, base) as server:
+        for protocol, port in (("REST", server.rest_port), ("gRPC", server.grpc_port)):
+            def make(protocol=protocol, port=port):
+                return client_call(RecommenderClient(f"127.0.0.1:{port}", protocol.lower(),
+                                                     model_name=args.model, timeout=30))
+            seq = make()
+            seq(users[0])
+            results[f"{protocol} sequential"] = run_sequential(seq, users)
+            results[f"{protocol} concurrent"] = run_concurrent(make, users, args.concurrency,
+                                                               per_thread)
+
+    load = os.getloadavg()
+    print(f"{args.model}/{args.signature}, k={args.k}, {len(users)} users; "
+          f"{args.concurrency} concurrent clients x {per_thread} requests; "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
+    print(f"{'path':26s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} {'p50 - in-process':>17s} "
+          f"{'req/s ratio':>12s}")
+    for name, r in results.items():
+        base_r = results["in-process " + name.split()[-1]]
+        r["p50_overhead_ms"] = round(r["p50_ms"] - base_r["p50_ms"], 3)
+        r["throughput_ratio"] = round(base_r["throughput_rps"] / r["throughput_rps"], 2)
+        print(f"{name:26s} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['throughput_rps']:8.1f} "
+              f"{r['p50_overhead_ms']:+17.3f} {r['throughput_ratio']:11.2f}x")
+
+    # ---------------------------------------------------------------- batching sweep
+    sweep = [int(x) for x in args.sweep.split(",")]
+    batching = BatchingParameters(max_batch_size=args.batch_size,
+                                  batch_timeout_micros=args.batch_timeout_us,
+                                  max_enqueued_batches=64, num_batch_threads=2,
+                                  pad_variable_length_inputs=True)
+    curves: dict[str, dict[int, dict]] = {}
+    batching_file = os.path.join(os.path.dirname(layout.metrics_path), "batching.config")
+    os.makedirs(os.path.dirname(batching_file), exist_ok=True)
+    with open(batching_file, "w") as f:
+        f.write(f"max_batch_size {{ value: {batching.max_batch_size} }}\n"
+                f"batch_timeout_micros {{ value: {batching.batch_timeout_micros} }}\n"
+                f"max_enqueued_batches {{ value: {batching.max_enqueued_batches} }}\n"
+                f"num_batch_threads {{ value: {batching.num_batch_threads} }}\n"
+                "pad_variable_length_inputs: true\n")
+    for label, flags in (("unbatched", []),
+                         ("batched", ["--enable_batching",
+                                      f"--batching_parameters_file={batching_file}"])):
+        with ServerProcess(args.model, base, [f"--grpc_max_threads={max(sweep)}", *flags]) \
+                as server:
+            def make(port=server.grpc_port):
+                return client_call(RecommenderClient(f"127.0.0.1:{port}", "grpc",
+                                                     model_name=args.model, timeout=30))
+            curves[label] = {n: run_concurrent(make, users, n, max(per_thread, 4 * n) // n * 4)
+                             for n in sweep}
+    target = curves["unbatched"][min(sweep, key=lambda n: abs(n - args.concurrency))]["p99_ms"]
+    print(f"\nServer-side batching over gRPC (max_batch_size {args.batch_size}, "
+          f"batch_timeout_micros {args.batch_timeout_us}):")
+    print(f"{'clients':>7s} {'unbatched p99':>14s} {'req/s':>8s} {'batched p99':>12s} "
+          f"{'req/s':>8s}")
+    for n in sweep:
+        u, b = curves["unbatched"][n], curves["batched"][n]
+        print(f"{n:7d} {u['p99_ms']:14.3f} {u['throughput_rps']:8.1f} {b['p99_ms']:12.3f} "
+              f"{b['throughput_rps']:8.1f}")
+    best = {label: max((r["throughput_rps"] for r in curve.values() if r["p99_ms"] <= target),
+                       default=0.0) for label, curve in curves.items()}
+    gain = best["batched"] / best["unbatched"] if best["unbatched"] else float("nan")
+    print(f"Best throughput with p99 <= {target:.3f} ms (unbatched p99 at {args.concurrency} "
+          f"clients): unbatched {best['unbatched']:.1f} req/s, batched "
+          f"{best['batched']:.1f} req/s ({gain:.2f}x)")
+    report = {"model": args.model, "signature": args.signature, "k": args.k,
+              "concurrency": args.concurrency, "load_average": [round(x, 2) for x in load],
+              "paths": results,
+              "batching": {"parameters": {"max_batch_size": args.batch_size,
+                                          "batch_timeout_micros": args.batch_timeout_us},
+                           "curves": {label: {str(n): r for n, r in curve.items()}
+                                      for label, curve in curves.items()},
+                           "p99_target_ms": target, "best_throughput_rps": best}}
+    path = layout.metrics_path.replace(".json", ".serving_overhead.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"[overhead] written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
