@@ -44,14 +44,33 @@ def summarize(latencies_s: list[float], wall_s: float) -> dict:
             "throughput_rps": round(len(ms) / wall_s, 1), "requests": len(ms)}
 
 
-def run_sequential(call, users: list[str]) -> dict:
+def process_cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system, all threads) of this process or of ``pid`` (Linux /proc)."""
+    if pid is None:
+        return time.process_time()
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def run_sequential(call, users: list[str], server_pid: int | None = None) -> dict:
+    """Also CPU ms per request: this process's and the server process's (if any). CPU time
+    is what the request costs the machine; it varies far less with other load than latency."""
     latencies = []
+    cpu0, server0 = process_cpu_seconds(), process_cpu_seconds(server_pid) if server_pid else 0.0
     start = time.perf_counter()
     for user in users:
         t0 = time.perf_counter()
         call(user)
         latencies.append(time.perf_counter() - t0)
-    return summarize(latencies, time.perf_counter() - start)
+    result = summarize(latencies, time.perf_counter() - start)
+    result["client_cpu_ms"] = round((process_cpu_seconds() - cpu0) * 1000 / len(users), 3)
+    result["server_cpu_ms"] = round((process_cpu_seconds(server_pid) - server0) * 1000
+                                    / len(users), 3) if server_pid else 0.0
+    return result
 
 
 def run_concurrent(make_call, users: list[str], threads: int, per_thread: int) -> dict:
@@ -193,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      model_name=args.model, timeout=30))
             seq = make()
             seq(users[0])
-            results[f"{protocol} sequential"] = run_sequential(seq, users)
+            results[f"{protocol} sequential"] = run_sequential(seq, users, server.process.pid)
             results[f"{protocol} concurrent"] = run_concurrent(make, users, args.concurrency,
                                                                per_thread)
 
@@ -209,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         r["throughput_ratio"] = round(base_r["throughput_rps"] / r["throughput_rps"], 2)
         print(f"{name:26s} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['throughput_rps']:8.1f} "
               f"{r['p50_overhead_ms']:+17.3f} {r['throughput_ratio']:11.2f}x")
+    print("CPU per sequential request (client + server process, all threads), ms:")
+    for name, r in results.items():
+        if "client_cpu_ms" in r:
+            print(f"  {name:24s} client {r['client_cpu_ms']:.3f} + server {r['server_cpu_ms']:.3f}"
+                  f" = {r['client_cpu_ms'] + r['server_cpu_ms']:.3f}")
 
     # ---------------------------------------------------------------- batching sweep
     sweep = [int(x) for x in args.sweep.split(",")]

@@ -176,9 +176,16 @@ def sleep_in_background(server, ms, protocol="rest"):
         request.model_spec.name = "toy"
         request.model_spec.signature_name = "sleep"
         request.inputs["ms"].CopyFrom(tf.make_tensor_proto(np.array([ms], np.int64)))
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         try:
-            return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
-                request, timeout=30)
+            for _ in range(200):  # refused while another call holds the only slot: retry
+                try:
+                    return stub.Predict(request, timeout=30)
+                except grpc.RpcError as err:
+                    if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        raise
+                    time.sleep(0.01)
+            raise AssertionError("the sleeping call never got a worker")
         finally:
             channel.close()
 
@@ -198,9 +205,14 @@ def test_a_full_rest_worker_pool_answers_503(tight_server):
 
 
 def test_a_full_grpc_worker_pool_answers_resource_exhausted(tight_server):
-    busy = sleep_in_background(tight_server, 4000, "grpc")
+    busy = sleep_in_background(tight_server, 6000, "grpc")
     client = RecommenderClient(f"127.0.0.1:{tight_server.grpc_port}", "grpc", model_name="toy")
-    wait_for(lambda: _grpc_busy(client))  # the one worker is taken by the sleeping call
+
+    def exhausted():
+        assert not busy.done(), busy.exception() or "the sleeping call ended first"
+        return _grpc_busy(client)
+
+    wait_for(exhausted)  # the one worker is taken by the sleeping call
     assert busy.result(timeout=30).outputs["slept_ms"]
     client.close()
 
