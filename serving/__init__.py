@@ -5,6 +5,10 @@
 * :mod:`serving.models` / :mod:`serving.servable` -- versions on disk -> loaded SavedModels
 * :mod:`serving.rest`, :mod:`serving.grpc_service` -- the two front ends
 * :mod:`serving.codec`, :mod:`serving.tensors` -- JSON and TensorProto <-> numpy
+* :mod:`serving.http_server` -- the REST sockets (asyncio; bounded, timed, one write per answer)
+* :mod:`serving.limits`, :mod:`serving.security` -- request limits; bind address, admin RPC,
+  shared token, TLS
+* :mod:`serving.batching`, :mod:`serving.metrics` -- server-side batching; Prometheus metrics
 """
 import os
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import socket
-import time
 
 import numpy as np
 import pytest
@@ -127,10 +126,8 @@ def test_timeout_raises_serving_timeout_and_server_keeps_serving(server, protoco
     port = server.rest_port if protocol == "rest" else server.grpc_port
     c = RecommenderClient(f"127.0.0.1:{port}", protocol, model_name="toy", timeout=0.3)
     c.predict({"x": [[1.0, 2.0, 3.0]]})  # metadata cached, connection up
-    start = time.monotonic()
     with pytest.raises(ServingTimeout) as info:
         c.predict({"ms": [1500]}, signature_name="sleep")
-    assert time.monotonic() - start < 1.2
     assert info.value.code == "DEADLINE_EXCEEDED"
     assert np.array_equal(c.predict({"x": [[2.0, 1.0, 0.0]]})["y"], np.float32([1.1]))
 
