@@ -24,7 +24,6 @@ Figures are comparable within one run only (same machine, same load).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import glob
 import json
 import os

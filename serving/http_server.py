@@ -344,8 +344,10 @@ class HttpServer:
         self.port = sock.getsockname()[1]
 
         async def serve():
+            tls = {"ssl": self.ssl_context,  # a slow TLS handshake is a slow client too
+                   "ssl_handshake_timeout": self.read_timeout or None} if self.ssl_context else {}
             self._server = await self.loop.create_server(
-                lambda: _Connection(self), sock=sock, backlog=self.backlog, ssl=self.ssl_context)
+                lambda: _Connection(self), sock=sock, backlog=self.backlog, **tls)
 
         self.loop.run_until_complete(serve())
         self._thread = threading.Thread(target=self.loop.run_forever, name="rest-loop",

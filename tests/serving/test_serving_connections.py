@@ -24,6 +24,7 @@ from serving.batching import BatchingParameters, BatchScheduler, parse_batching_
 from serving.client import RecommenderClient, ServingError
 from serving.models import ModelRegistry
 from serving.security import Security, TlsConfig
+from serving.status import ServerError
 from serving.server import ModelServer, build_arg_parser
 
 
@@ -479,7 +480,7 @@ def test_batching_refuses_oversized_tasks_and_a_full_queue():
     scheduler = BatchScheduler(BatchingParameters(max_batch_size=4, batch_timeout_micros=0,
                                                   max_enqueued_batches=1, num_batch_threads=1))
     servable = SlowServable()
-    with pytest.raises(ServingError if False else Exception, match="Task size 5 is larger"):
+    with pytest.raises(ServerError, match="Task size 5 is larger"):
         scheduler.run(servable, task(5))
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         first = pool.submit(scheduler.run, servable, task(4))  # runs (blocked in the model)
@@ -488,7 +489,7 @@ def test_batching_refuses_oversized_tasks_and_a_full_queue():
         time.sleep(0.1)
         second = pool.submit(scheduler.run, servable, task(4))  # fills the queue
         wait_for(lambda: scheduler._queued_rows == 4)
-        with pytest.raises(Exception, match="queue to which this task was submitted is full"):
+        with pytest.raises(ServerError, match="queue to which this task was submitted is full"):
             scheduler.run(servable, task(1))
         servable.release.set()
         assert first.result(10)["y"].shape == (4,) and second.result(10)["y"].shape == (4,)
