@@ -54,7 +54,9 @@ class Metrics:
             hist = self._hist.get(key)
             if hist is None:
                 hist = self._hist[key] = [0] * (len(BUCKETS_US) + 2)
-            hist[bisect.bisect_left(BUCKETS_US, us)] += 1 if us <= BUCKETS_US[-1] else 0
+            index = bisect.bisect_left(BUCKETS_US, us)
+            if index < len(BUCKETS_US):  # beyond the last bucket: only +Inf (the count)
+                hist[index] += 1
             hist[-2] += us
             hist[-1] += 1
 
