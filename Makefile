@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: install run serve stop demo test test-unit test-integration evaluate benchmark ablation campaign clean
+.PHONY: install run serve stop demo test test-unit test-integration evaluate benchmark ablation graph-ablation campaign clean
 
 install: $(VENV)/.installed
 
@@ -56,6 +56,9 @@ benchmark: install
 
 ablation: install
 	$(PY) benchmarks/dual_head_ablation.py --output $(ARTIFACTS) --dataset $(DATASET)
+
+graph-ablation: install
+	$(PY) benchmarks/graph_ablation.py --output $(ARTIFACTS) --dataset $(DATASET)
 
 campaign: install
 	$(VENV)/bin/recsys campaign --dataset $(DATASET) --output $(ARTIFACTS)

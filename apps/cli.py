@@ -51,6 +51,10 @@ def cmd_run(args, beam_args: list[str]) -> int:
     rqvae = {"epochs": args.rqvae_epochs} if args.rqvae_epochs else {}
     dual_head = {"epochs": args.dual_head_epochs} if args.dual_head_epochs else {}
     graph = {"max_epochs": args.graph_epochs} if args.graph_epochs else {}
+    problem = _too_small(args.dataset, data_path, options, args.max_users)
+    if problem:
+        print(f"recsys run: error: {problem}", file=sys.stderr)
+        return 2
     local_runner.run(
         layout, dataset=args.dataset, data_path=data_path, dataset_options=options,
         fingerprint=fingerprint, beam_pipeline_args=beam_args or list(DEFAULT_BEAM_ARGS),
@@ -70,6 +74,25 @@ def cmd_run(args, beam_args: list[str]) -> int:
 
     print(format_table(report["models"], f"{report['dataset']} — {report['protocol']}, full ranking over all items"))
     return 0
+
+
+def _too_small(dataset: str, data_path: str, options: dict, max_users: int) -> str:
+    """What is too small in this data (and what to do), checked before the pipeline starts; "" when it trains."""
+    import dataclasses
+
+    from recsys.data import load_dataset
+    from recsys.data.contract import DataValidationError, check_trainable
+    from trainer.two_tower import TwoTowerConfig
+
+    ds = load_dataset(dataset, data_path or None, **options)
+    if max_users > 0:  # the slice the example generator will keep: the first users by id
+        keep = set(sorted(ds.events["user_id"].unique())[:max_users])
+        ds = dataclasses.replace(ds, events=ds.events[ds.events["user_id"].isin(keep)])
+    try:
+        check_trainable(ds, batch_size=TwoTowerConfig().batch_size)
+    except DataValidationError as e:
+        return str(e)
+    return ""
 
 
 def publish_metrics(layout) -> dict:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 pytestmark = pytest.mark.e2e
-SERVED = ("retrieval", "retrieval_bruteforce", "dual_retrieval", "dual_retrieval_bruteforce", "generative")
+SERVED = ("retrieval", "retrieval_bruteforce", "dual_retrieval", "dual_retrieval_bruteforce", "generative",
+          "graph_retrieval", "graph_retrieval_bruteforce")
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,26 @@ def test_client_matches_in_process_model(served, protocol, model):
     want = _in_process(layout, model, "serving_default", history=[history], k=np.array([5], np.int32),
                        exclude=[[""]])
     assert [i for i, _ in got] == [i for i, _ in want] and len(got) == 5
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_graph_session_shift_by_name_over_the_wire(served, protocol):
+    """The client calls the graph retriever by name; its session signature answers as in-process."""
+    from serving.client import RecommenderClient
+
+    layout, server = served
+    port = server.rest_port if protocol == "rest" else server.grpc_port
+    client = RecommenderClient(f"127.0.0.1:{port}", protocol=protocol, model_name="graph_retrieval", timeout=30)
+    user, history = _real_user_and_history(layout)
+    inputs = {"user_id": [user], "recent_items": [history[-3:]], "session_weight": np.array([-1.0], np.float32),
+              "k": np.array([10], np.int32), "exclude": [history]}
+    out = client.predict(inputs, signature_name="recommend_session")
+    got = [i.decode() if isinstance(i, bytes) else i for i in out["item_ids"][0]]
+    want = _in_process(layout, "graph_retrieval", "recommend_session", **inputs)
+    assert got == [i for i, _ in want] and len(got) == 10 and not set(got) & set(history)
+    plain = [r.item_id for r in client.recommend(user_id=user, k=10, exclude=history)]
+    assert plain == [i for i, _ in _in_process(layout, "graph_retrieval", "recommend_user", user_id=[user],
+                                                 k=np.array([10], np.int32), exclude=[history])]
 
 
 def test_status_metadata_and_errors_over_the_wire(served):

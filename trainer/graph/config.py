@@ -54,6 +54,7 @@ class GraphConfig:
     batch_size: int = 1024
     max_epochs: int = 200
     patience: int = 8
+    select_window: int = 3  # epochs are compared by the mean validation NDCG@10 of the last this many evaluations
     eval_every: int = 1
     session_items: int = 5  # recent items the session-shift default is tuned with
     seed: int = 0
@@ -67,7 +68,7 @@ class GraphConfig:
         if F.TARGET_BEHAVIOUR not in self.behaviours:
             raise ValueError(f"GraphConfig.behaviours must include the target behaviour {F.TARGET_BEHAVIOUR!r}")
         for f in ("embedding_dim", "negatives", "batch_size", "max_epochs", "patience", "eval_every", "layers",
-                  "session_items"):
+                  "session_items", "select_window"):
             if getattr(self, f) <= 0:
                 raise ValueError(f"GraphConfig.{f} must be positive, got {getattr(self, f)}")
         if not 0.0 <= self.recency_weight <= 1.0:
