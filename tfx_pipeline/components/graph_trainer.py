@@ -22,7 +22,7 @@ def GraphTrainer(  # noqa: N802
     content: InputArtifact[tfx.types.standard_artifacts.Examples],
     model: OutputArtifact[tfx.types.standard_artifacts.Model],
     config_json: Parameter[str] = "{}",
-    code_version: Parameter[int] = 2,  # bumped when training changes, so cached runs are not reused
+    code_version: Parameter[int] = 1,  # the pipeline passes it; bumped when training changes (cache key)
 ) -> None:
     from recsys import features as F
     from trainer import graph as G
