@@ -9,6 +9,7 @@ validation NDCG@10 (test read once, at the end):
   semantic initialisation, item–item constraint);
 * ``- auxiliary behaviours``: purchase edges only;
 * ``- semantic init``: free random embeddings, no content map;
+* ``+ repeat-count edge weights``: an edge weighs ``1 + log(events on it)`` (repeat purchases);
 * ``+ session shift``: the full model (and LightGCN) with each row's last ``session_items`` history
   items mixed into the user vector at the weight chosen on validation;
 
@@ -43,6 +44,7 @@ VARIANTS = {
     "ultragcn multi-behaviour": UNTUNED,
     "- auxiliary behaviours": dict(behaviours=["purchase"]),
     "- semantic init": dict(semantic_init=False),
+    "+ repeat-count edge weights": dict(count_weight=1.0),
 }
 SESSION = "+ session shift"
 

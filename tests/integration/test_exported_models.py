@@ -61,7 +61,7 @@ def _feeds(content: list, text_fields: dict) -> dict:
               N.EXCLUDE: [["50"], [""]],
               N.USER_ID: ["1", "nobody"],
               N.ITEM_ID: ["50", "no-such-item"],
-              N.RECENT_ITEMS: [["172", "133"], [""]], N.SESSION_WEIGHT: [-1.0, 0.5],
+              N.RECENT_ITEMS: [["172", "133"], ["", ""]], N.SESSION_WEIGHT: [-1.0, 0.5],
               N.CONTENT: content, N.EMBEDDING: content, **text_fields}
     feeds = {}
     for contract in (*N.SIGNATURES.values(), N.ITEM_ENCODER_TEXT_SIGNATURES):

@@ -34,6 +34,7 @@ class GraphConfig:
     embedding_dim: int = 128
     behaviours: tuple[str, ...] = F.INTERACTION_TYPES  # edge types used (the target is always used)
     aux_weight: float = 1.0
+    count_weight: float = 0.0  # edge weight x (1 + c * log(events on the edge)): repeat purchases count more
     recency_weight: float = 0.8  # edge weight = (1 - r) + r * mean recency of the edge's events (0: binary edges)
     semantic_init: bool = True
     init_std: float = 1e-3
@@ -73,7 +74,7 @@ class GraphConfig:
                 raise ValueError(f"GraphConfig.{f} must be positive, got {getattr(self, f)}")
         if not 0.0 <= self.recency_weight <= 1.0:
             raise ValueError(f"GraphConfig.recency_weight must be in [0, 1], got {self.recency_weight}")
-        for f in ("aux_weight", "init_std", "negative_weight", "w1", "w2", "w3", "w4", "item_weight", "l2"):
+        for f in ("aux_weight", "count_weight", "init_std", "negative_weight", "w1", "w2", "w3", "w4", "item_weight", "l2"):
             if getattr(self, f) < 0:
                 raise ValueError(f"GraphConfig.{f} must be >= 0, got {getattr(self, f)}")
         if self.learning_rate <= 0:

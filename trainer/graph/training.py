@@ -38,7 +38,8 @@ def edge_tensors(graph: GraphData, config: GraphConfig) -> dict[str, np.ndarray]
         (du[graph.edge_behaviour, graph.edge_user] + 1) / (di[graph.edge_behaviour, graph.edge_item] + 1))
     weight = np.where(graph.edge_behaviour == graph.target, 1.0, config.aux_weight)
     recency = graph.edge_recency / np.maximum(graph.edge_count, 1)        # mean 2^(-age/half-life), in (0, 1]
-    weight = (weight * ((1.0 - config.recency_weight) + config.recency_weight * recency)).astype(np.float32)
+    weight = weight * ((1.0 - config.recency_weight) + config.recency_weight * recency)
+    weight = (weight * (1.0 + config.count_weight * np.log(np.maximum(graph.edge_count, 1)))).astype(np.float32)
     return {"user": graph.edge_user, "item": graph.edge_item, "behaviour": graph.edge_behaviour.astype(np.int64),
             "pos_beta": beta.astype(np.float32), "weight": weight,
             "user_degree": du[graph.edge_behaviour, graph.edge_user].astype(np.float32)}

@@ -64,3 +64,21 @@ def test_session_vectors_mix_normalised_user_and_recent_mean():
     got = session_vectors(users, items, rows, weight=0.25, recent=2)
     assert np.allclose(got[0], [0.75, 0.25])   # m = mean(items 0, 1) = (0, 3) -> (0, 1)
     assert np.allclose(got[1], [1.0, 0.0])     # no history: the user alone
+
+
+def test_edge_weights_combine_behaviour_recency_and_repeat_counts():
+    from trainer.graph.training import edge_tensors
+
+    g = tiny_graph()
+    g = GraphData(g.item_ids, g.user_ids, g.behaviours, g.edge_user, g.edge_item, g.edge_behaviour,
+                  np.array([1, 1, 4, 1, 1]), np.array([1.0, 0.5, 2.0, 1.0, 0.25], np.float32), g.neighbours, g.omega,
+                  g.content)
+    e = edge_tensors(g, GraphConfig(aux_weight=0.5, recency_weight=0.8, count_weight=1.0))
+    recency = np.array([1.0, 0.5, 0.5, 1.0, 0.25])              # recency sum / count
+    behaviour = np.array([1.0, 0.5, 1.0, 1.0, 1.0])             # edge 1 is a click (auxiliary)
+    counts = 1 + np.log([1, 1, 4, 1, 1])
+    np.testing.assert_allclose(e["weight"], behaviour * (0.2 + 0.8 * recency) * counts, rtol=1e-6)
+    # UltraGCN's beta in the edge's own behaviour graph: edge 3 is (u1, c, purchase); u1 has 2 purchase
+    # edges, c has 2 (from u1 and u2)
+    beta_u1_c = 1 / 2 * np.sqrt((2 + 1) / (2 + 1))
+    assert np.isclose(e["pos_beta"][3], beta_u1_c)
