@@ -191,7 +191,8 @@ def _graph_space(example_gen, content_embedder, evaluator, serving_dir: str, con
                            # bumped when training changes (a code change alone keeps the cache): 2 = smoothed selection
                            code_version=2)
     exporter = GraphExporter(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-                             max_k=max_k, max_exclude=max_exclude, target_recall=target_recall)
+                             max_k=max_k, max_exclude=max_exclude, target_recall=target_recall,
+                             code_version=2)  # 2: ScaNN tuned on user and anonymous queries
     graph_evaluator = GraphEvaluator(
         examples=example_gen.outputs["examples"], bruteforce_model=exporter.outputs["bruteforce_model"],
         scann_model=exporter.outputs["scann_model"], baseline_evaluation=evaluator.outputs["evaluation"],

@@ -1,7 +1,8 @@
 """GraphExporter: the trained graph retriever → ``graph_retrieval`` (ScaNN) and ``graph_retrieval_bruteforce``.
 
 Through the shared twin export (``export.twins``): ScaNN tuned on the validation
-users' vectors until recall@10 against brute force reaches the target; warm-up
+users' vectors and the validation histories' anonymous vectors (both kinds of served
+query) until recall@10 against brute force reaches the target; warm-up
 requests for the history, user and session signatures.
 """
 import json
@@ -28,6 +29,7 @@ def GraphExporter(  # noqa: N802
     max_k: Parameter[int] = 100,
     max_exclude: Parameter[int] = 500,
     target_recall: Parameter[float] = 0.95,
+    code_version: Parameter[int] = 1,  # the pipeline passes it; bumped when the export changes (cache key)
 ) -> None:
     import numpy as np
     import scann  # noqa: F401  (registers the ScaNN ops)
@@ -53,7 +55,21 @@ def GraphExporter(  # noqa: N802
                                     index=index, max_k=max_k, max_exclude=max_exclude, scann_params=params)
 
     recent = [histories[u].items[-5:] if u in histories else [] for u in users]
-    twins = export_twins(build, trained.item_vectors, trained.item_ids, lambda _: trained.user_vectors[rows],
+    val_hist = examples_io.read_rows(examples.uri, F.EVAL).histories
+
+    def queries(bruteforce):
+        """Both kinds of served query: validation users' vectors and anonymous (history-mean) vectors."""
+        import tensorflow as tf
+
+        anonymous = np.zeros((0, trained.item_vectors.shape[1]), np.float32)
+        if val_hist:
+            width = max(len(h) for h in val_hist) or 1
+            padded = np.array([h + [""] * (width - len(h)) for h in val_hist], dtype=object).astype(bytes)
+            anonymous = bruteforce.user_embedding(history=tf.constant(padded))[N.EMBEDDING].numpy()
+            anonymous = anonymous[np.linalg.norm(anonymous, axis=1) > 0]
+        return np.concatenate([trained.user_vectors[rows], anonymous])
+
+    twins = export_twins(build, trained.item_vectors, trained.item_ids, queries,
                          model_name=N.GRAPH_RETRIEVAL, scann_dir=os.path.join(scann_model.uri, N.SERVING_SUBDIR),
                          bruteforce_dir=os.path.join(bruteforce_model.uri, N.SERVING_SUBDIR),
                          warmup_histories=[histories[u].items if u in histories else [] for u in users],
