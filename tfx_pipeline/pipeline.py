@@ -188,8 +188,9 @@ def _graph_space(example_gen, content_embedder, evaluator, serving_dir: str, con
     trainer = GraphTrainer(examples=example_gen.outputs["examples"], graph=builder.outputs["graph"],
                            content=content_embedder.outputs["embeddings"],
                            config_json=json.dumps(config, sort_keys=True),
-                           # bumped when training changes (a code change alone keeps the cache): 2 = smoothed selection
-                           code_version=2)
+                           # bumped when training changes (a code change alone keeps the cache): 2 = smoothed
+                           # selection, 3 = repeat-count edge weights by default
+                           code_version=3)
     exporter = GraphExporter(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
                              max_k=max_k, max_exclude=max_exclude, target_recall=target_recall,
                              code_version=2)  # 2: ScaNN tuned on user and anonymous queries
