@@ -44,7 +44,8 @@ USER_COLUMNS = ("user_id",)
 CATEGORY_SEPARATOR = " > "
 MISSING_CREATED_AT = -1
 # Bumped when the canonical frames change meaning; part of every fingerprint.
-CONTRACT_VERSION = 3  # 2: ties in time keep file order (was: item id order); 3: targets carry their behaviour
+CONTRACT_VERSION = 3  # 2: ties in time keep file order (was: item id order); 3: targets carry their
+# behaviour, exact duplicate event rows are dropped
 
 # Epoch seconds beyond year 3000 are almost certainly milliseconds.
 _MAX_EPOCH_SECONDS = 32_503_680_000
