@@ -60,14 +60,6 @@ def _inputs(root: str, dataset: str):
             latest_output_uri(layout, "GraphBuilder", "graph"), latest_output_uri(layout, "ContentEmbedder", "embeddings"))
 
 
-def _content(examples: str, embeddings: str) -> np.ndarray:
-    from transform import examples_io
-
-    rows = examples_io.read_content(embeddings)
-    at = {i: k for k, i in enumerate(rows.item_ids.tolist())}
-    return rows.vectors[[at[i] for i in examples_io.read_catalog(examples).item_ids.tolist()]]
-
-
 def _row(top: np.ndarray, rows, n: int, tail: np.ndarray) -> dict:
     from recsys.evaluation import metrics
 
@@ -105,7 +97,7 @@ def main(argv=None) -> int:
     layout, examples, graph_uri, embeddings = _inputs(args.output, args.dataset)
     with open(os.path.join(examples, "protocol.txt")) as f:
         exclude = f.read().strip() == "leave_one_out"
-    content = _content(examples, embeddings)
+    content = G.catalogue_content(examples, embeddings)
     overrides = dict(kv.split("=", 1) for kv in args.set)
     overrides = {k: json.loads(v) for k, v in overrides.items()}
     full = G.load_graph(graph_uri, examples, tuple(F.INTERACTION_TYPES), G.GraphConfig().neighbours, content)

@@ -9,7 +9,6 @@
 Both are ``gate.Gate``s; test metrics are computed and stored, never used to decide.
 """
 
-import json
 import os
 
 from tfx import v1 as tfx
@@ -17,7 +16,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 
 from recsys import names as N
-from tfx_pipeline.components.evaluator import GATE_MODEL, METRICS_FILE, evaluate_splits
+from tfx_pipeline.components.evaluator import GATE_MODEL, evaluate_splits, spine_rows
 from tfx_pipeline.components.gate import Gate
 
 STUDENT = N.DUAL_RETRIEVAL
@@ -41,11 +40,8 @@ def DualHeadEvaluator(  # noqa: N802
     generative_dir = os.path.join(generative_model.uri, N.SERVING_SUBDIR)
     if os.path.exists(os.path.join(generative_dir, "saved_model.pb")):
         dirs[TEACHER] = generative_dir
-    with open(os.path.join(baseline_evaluation.uri, METRICS_FILE)) as f:
-        spine = json.load(f)
     # the spine's two-tower (and baselines) beside the new models
-    out = evaluate_splits(examples, dirs, evaluation.uri,
-                          known={label: spine[label]["models"] for label in ("validation", "test")})
+    out = evaluate_splits(examples, dirs, evaluation.uri, known=spine_rows(baseline_evaluation.uri))
     val = out["validation"]["models"]
     Gate(STUDENT, GATE_MODEL, min_lift, passed="BLESSED, pushed as the default retrieval model",
          failed="NOT blessed, the two-tower stays the default").apply(val, retrieval_blessing)

@@ -39,6 +39,13 @@ def RetrievalEvaluator(  # noqa: N802
     Gate(GATE_MODEL, GATE_BASELINE, min_lift).apply(out["validation"]["models"], blessing)
 
 
+def spine_rows(evaluation_uri: str) -> dict:
+    """{label: {model: metrics}} of the RetrievalEvaluator's table (baselines, two-tower), to show beside others."""
+    with open(os.path.join(evaluation_uri, METRICS_FILE)) as f:
+        spine = json.load(f)
+    return {label: spine[label]["models"] for label in ("validation", "test")}
+
+
 def evaluate_splits(examples, dirs: dict[str, str], evaluation_uri: str, known: dict | None = None,
                     user_models: tuple[str, ...] = ()) -> dict:
     """Baselines + the SavedModels in ``dirs`` on validation and test; prints and writes ``METRICS_FILE``.

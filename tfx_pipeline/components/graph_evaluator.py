@@ -5,7 +5,6 @@ trained on the training edges), with the history masked on leave-one-out data
 like every general model. Gate (``gate.Gate``): its validation NDCG@10 must beat
 item-CF's by ``min_lift``. The spine's rows (baselines, two-tower) are shown beside.
 """
-import json
 import os
 
 from tfx import v1 as tfx
@@ -13,7 +12,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 
 from recsys import names as N
-from tfx_pipeline.components.evaluator import METRICS_FILE, evaluate_splits
+from tfx_pipeline.components.evaluator import evaluate_splits, spine_rows
 from tfx_pipeline.components.gate import Gate
 
 MODEL = N.GRAPH_RETRIEVAL
@@ -32,8 +31,6 @@ def GraphEvaluator(  # noqa: N802
 ) -> None:
     dirs = {MODEL: os.path.join(bruteforce_model.uri, N.SERVING_SUBDIR),
             f"{MODEL}_scann": os.path.join(scann_model.uri, N.SERVING_SUBDIR)}
-    with open(os.path.join(baseline_evaluation.uri, METRICS_FILE)) as f:
-        spine = json.load(f)
     out = evaluate_splits(examples, dirs, evaluation.uri, user_models=tuple(dirs),
-                          known={label: spine[label]["models"] for label in ("validation", "test")})
+                          known=spine_rows(baseline_evaluation.uri))
     Gate(MODEL, GATE_BASELINE, min_lift).apply(out["validation"]["models"], blessing)

@@ -26,18 +26,8 @@ def GraphTrainer(  # noqa: N802
 ) -> None:
     from recsys import features as F
     from trainer import graph as G
-    from transform import examples_io
-
     config = G.GraphConfig.from_dict(json.loads(config_json))
-    vectors = None
-    if config.semantic_init:
-        rows = examples_io.read_content(content.uri)
-        at = {i: k for k, i in enumerate(rows.item_ids.tolist())}
-        catalog = examples_io.read_catalog(examples.uri)
-        missing = [i for i in catalog.item_ids.tolist() if i not in at]
-        if missing:
-            raise ValueError(f"{len(missing)} catalogue items have no content embedding (first: {missing[:5]})")
-        vectors = rows.vectors[[at[i] for i in catalog.item_ids.tolist()]]
+    vectors = G.catalogue_content(examples.uri, content.uri) if config.semantic_init else None
     data = G.load_graph(graph.uri, examples.uri, config.behaviours, config.neighbours, vectors)
     val = G.load_eval_rows(examples.uri, F.EVAL, data)
     exclude = examples.get_string_custom_property("protocol") == N.LEAVE_ONE_OUT  # history mask (RecBole)

@@ -121,14 +121,12 @@ def load_eval_rows(examples_uri: str, split: str, graph: GraphData) -> EvalRows:
                     [rows.user_ids[r] for r in keep])
 
 
-def catalogue_content(examples_uri: str, content_npz: str) -> np.ndarray:
-    """Content embeddings [N, Dc] in catalogue order (every catalogue item must have one)."""
+def catalogue_content(examples_uri: str, embeddings_uri: str) -> np.ndarray:
+    """The ContentEmbedder's vectors [N, Dc] in catalogue order (every catalogue item must have one)."""
     catalog = examples_io.read_catalog(examples_uri)
-    with np.load(content_npz, allow_pickle=False) as z:
-        ids = [str(x) for x in z["item_ids"].tolist()]
-        vectors = z["vectors"].astype(np.float32)
-    at = {i: k for k, i in enumerate(ids)}
+    rows = examples_io.read_content(embeddings_uri)
+    at = {i: k for k, i in enumerate(rows.item_ids.tolist())}
     missing = [i for i in catalog.item_ids.tolist() if i not in at]
     if missing:
         raise ValueError(f"{len(missing)} catalogue items have no content embedding (first: {missing[:5]})")
-    return vectors[[at[i] for i in catalog.item_ids.tolist()]]
+    return rows.vectors[[at[i] for i in catalog.item_ids.tolist()]]
