@@ -8,20 +8,24 @@ import pytest
 from apps import cli
 
 
-def free_port() -> int:
+@pytest.fixture()
+def closed_port():
+    """A port bound by this test and never listened on: connections to it are refused for the test's
+    whole duration (a port merely found free at collection time can be taken by another test's server)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("args,needle", [
     (["--server", "nohost"], "target must be 'host:port'"),
-    (["--server", f"127.0.0.1:{free_port()}"], "cannot reach the model server"),
-    (["--server", f"127.0.0.1:{free_port()}", "--protocol", "grpc"], "cannot reach the model server"),
+    (["--server", "127.0.0.1:{closed}"], "cannot reach the model server"),
+    (["--server", "127.0.0.1:{closed}", "--protocol", "grpc"], "cannot reach the model server"),
     (["--server", "127.0.0.1:8501", "--k", "0"], "--k must be a positive int"),
     (["--server", "127.0.0.1:8501", "--timeout", "0"], "timeout must be a positive number"),
 ])
-def test_recommend_errors_are_one_line(capsys, args, needle):
+def test_recommend_errors_are_one_line(capsys, closed_port, args, needle):
+    args = [a.format(closed=closed_port) for a in args]
     code = cli.main(["recommend", "--history", "1,2", "--model", "retrieval", *args])
     err = capsys.readouterr().err
     assert code in (1, 2)
