@@ -11,6 +11,8 @@ The ``export.RetrievalModule`` contract over the trained graph's vectors, plus:
   (unknown ids ignored; no known recent item → ``u`` alone). A negative weight means
   the model's default, chosen on validation (``default_session_weight``);
 * ``user_vector``: ``user_id`` → ``embedding``;
+* ``recommend_vector`` (from ``export.RetrievalModule``): a query vector → items, the same ``_top_k``
+  as ``recommend_user`` (the client's feedback-updated user vector, ``serving.feedback``);
 * ``serving_default`` / ``user_embedding`` (anonymous ``history``): the mean vector of
   the history's last ``max_history`` known items;
 * ``embed_content``: content embedding [B, Dc] → item vector (a new item with no

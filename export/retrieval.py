@@ -16,6 +16,10 @@ Signatures (the contract ``serving.client.RecommenderClient`` speaks):
   using each known user's latest history stored in the model.
 * ``user_embedding``: ``history`` → ``embedding`` float32 [B, D].
 * ``item_embedding``: ``item_id`` string [B] → ``embedding`` float32 [B, D].
+* ``recommend_vector``: ``embedding`` float32 [B, D] (a query vector), ``k``, ``exclude`` → same
+  outputs as ``recommend_user`` (the multi-stage client sends the feedback-updated user vector).
+* ``user_vector``: ``user_id`` string [B] → ``embedding`` float32 [B, D], the query vector
+  ``recommend_user`` uses.
 
 Rows with fewer than K eligible items are padded with item id "" and score -inf.
 Names are those of the contract module ``recsys.names``.
@@ -151,6 +155,18 @@ class RetrievalModule(tf.Module):
         history = tf.gather(self.user_histories, self.user_table.lookup(user_id))
         return self._top_k(self._query(history), k, exclude)
 
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name=N.EMBEDDING),
+                                  tf.TensorSpec([None], tf.int32, name=N.K),
+                                  tf.TensorSpec([None, None], tf.string, name=N.EXCLUDE)])
+    def recommend_vector(self, embedding, k, exclude):
+        """Top-k for a query vector given by the caller (the client's feedback-updated user vector)."""
+        return self._top_k(embedding, k, exclude)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=N.USER_ID)])
+    def user_vector(self, user_id):
+        """The query vector ``recommend_user`` uses for each user (unknown user: empty history's vector)."""
+        return {N.EMBEDDING: self._query(tf.gather(self.user_histories, self.user_table.lookup(user_id)))}
+
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=N.HISTORY)])
     def user_embedding(self, history):
         return {N.EMBEDDING: self._query(history)}
@@ -165,6 +181,8 @@ class RetrievalModule(tf.Module):
         return {
             N.SERVING_DEFAULT: self.recommend_history,
             N.RECOMMEND_USER: self.recommend_user,
+            N.RECOMMEND_VECTOR: self.recommend_vector,
+            N.USER_VECTOR: self.user_vector,
             N.USER_EMBEDDING: self.user_embedding,
             N.ITEM_EMBEDDING: self.item_embedding,
         }

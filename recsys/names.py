@@ -37,7 +37,8 @@ SERVING_DEFAULT = "serving_default"
 RECOMMEND_USER = "recommend_user"      # a user id -> items (the user's latest history lives in the model)
 RECOMMEND_ORDERS = "recommend_orders"  # history + order positions -> items (basket-aware models)
 RECOMMEND_SESSION = "recommend_session"  # user id + recently clicked items -> items (session shift)
-USER_VECTOR = "user_vector"            # user id -> the user's vector (graph retriever)
+USER_VECTOR = "user_vector"            # user id -> the user's query vector (every retriever)
+RECOMMEND_VECTOR = "recommend_vector"  # query vector -> items (the client's feedback-updated user vector)
 USER_EMBEDDING = "user_embedding"
 ITEM_EMBEDDING = "item_embedding"
 EMBED_CONTENT = "embed_content"        # content vector -> item embedding (cold-start items)
@@ -69,6 +70,8 @@ _RECOMMEND_USER = ((USER_ID, K, EXCLUDE), _RECOMMEND_OUT)
 _RETRIEVAL = {
     SERVING_DEFAULT: _RECOMMEND_HISTORY,
     RECOMMEND_USER: _RECOMMEND_USER,
+    RECOMMEND_VECTOR: ((EMBEDDING, K, EXCLUDE), _RECOMMEND_OUT),
+    USER_VECTOR: ((USER_ID,), (EMBEDDING,)),
     USER_EMBEDDING: ((HISTORY,), (EMBEDDING,)),
     ITEM_EMBEDDING: ((ITEM_ID,), (EMBEDDING,)),
 }
@@ -77,7 +80,6 @@ _DUAL_RETRIEVAL = dict(_RETRIEVAL, **{RECOMMEND_ORDERS: _RECOMMEND_ORDERS,
 
 _GRAPH_RETRIEVAL = dict(_RETRIEVAL, **{
     RECOMMEND_SESSION: ((USER_ID, RECENT_ITEMS, SESSION_WEIGHT, K, EXCLUDE), _RECOMMEND_OUT),
-    USER_VECTOR: ((USER_ID,), (EMBEDDING,)),
     EMBED_CONTENT: ((CONTENT,), (EMBEDDING,))})
 
 #: model -> signature -> (input tensor names, output tensor names). The item encoder of a

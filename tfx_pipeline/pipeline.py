@@ -38,6 +38,8 @@ from tfx_pipeline.components.graph_evaluator import GraphEvaluator
 from tfx_pipeline.components.graph_exporter import GraphExporter
 from tfx_pipeline.components.graph_trainer import GraphTrainer
 from tfx_pipeline.components.index_builder import IndexBuilder
+from tfx_pipeline.components.exposure_builder import ExposureBuilder
+from tfx_pipeline.components.ranking_window import RankingWindow
 
 from recsys.names import (  # noqa: F401  (SERVED_MODELS re-exported for the serving config)
     DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE, GRAPH_RETRIEVAL, GRAPH_RETRIEVAL_BRUTE_FORCE, ITEM_ENCODER,
@@ -69,6 +71,8 @@ def create_pipeline(
     dual_head_config: dict | None = None,
     graph: bool = True,
     graph_config: dict | None = None,
+    ranking: bool = True,
+    ranking_config: dict | None = None,
     beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_ARGS,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
@@ -99,7 +103,8 @@ def create_pipeline(
     )
     index_builder = IndexBuilder(
         examples=example_gen.outputs["examples"], transform_graph=transform.outputs["transform_graph"],
-        model=trainer.outputs["model"], max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall)
+        model=trainer.outputs["model"], max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall,
+        code_version=2)  # 2: recommend_vector and user_vector signatures
     evaluator = RetrievalEvaluator(
         examples=example_gen.outputs["examples"], bruteforce_model=index_builder.outputs["bruteforce_model"],
         scann_model=index_builder.outputs["scann_model"], min_lift=min_lift)
@@ -126,15 +131,24 @@ def create_pipeline(
         push_encoder = _pusher(semantic_trainer.outputs["model"], None, serving_dir, ITEM_ENCODER, "PushItemEncoder")
         content_space = [content_embedder, semantic_trainer, push_encoder]
         if graph:
-            content_space += _graph_space(example_gen, content_embedder, evaluator, serving_dir,
-                                          dict(graph_config or {}), max_k=max_k, max_exclude=max_exclude,
-                                          target_recall=scann_target_recall, min_lift=min_lift)
+            graph_components = _graph_space(example_gen, content_embedder, evaluator, serving_dir,
+                                            dict(graph_config or {}), max_k=max_k, max_exclude=max_exclude,
+                                            target_recall=scann_target_recall, min_lift=min_lift)
+            content_space += graph_components
+            if ranking:
+                content_space += _ranking_space(
+                    example_gen, schema_gen, content_embedder, semantic_trainer, index_builder,
+                    graph_components[2], evaluator, serving_dir, dict(graph_config or {}),
+                    dict(ranking_config or {}), two_tower=dict(two_tower or {}, max_history=max_history),
+                    max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
         if dual_head:
             content_space += _collaborative_space(
                 example_gen, transform, semantic_trainer, evaluator, serving_dir, dict(dual_head_config or {}),
                 max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
     elif dual_head or graph:
         raise ValueError("the dual-head and graph models need the content space (semantic_ids=True)")
+    if ranking and not (semantic_ids and graph):
+        raise ValueError("the ranker needs the graph retriever (graph=True, semantic_ids=True)")
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
@@ -193,7 +207,7 @@ def _graph_space(example_gen, content_embedder, evaluator, serving_dir: str, con
                            code_version=3)
     exporter = GraphExporter(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
                              max_k=max_k, max_exclude=max_exclude, target_recall=target_recall,
-                             code_version=2)  # 2: ScaNN tuned on user and anonymous queries
+                             code_version=3)  # 2: ScaNN tuned on user and anonymous queries; 3: recommend_vector
     graph_evaluator = GraphEvaluator(
         examples=example_gen.outputs["examples"], bruteforce_model=exporter.outputs["bruteforce_model"],
         scann_model=exporter.outputs["scann_model"], baseline_evaluation=evaluator.outputs["evaluation"],
@@ -203,3 +217,45 @@ def _graph_space(example_gen, content_embedder, evaluator, serving_dir: str, con
             _pusher(exporter.outputs["scann_model"], blessed, serving_dir, GRAPH_RETRIEVAL, "PushGraphRetrieval"),
             _pusher(exporter.outputs["bruteforce_model"], blessed, serving_dir, GRAPH_RETRIEVAL_BRUTE_FORCE,
                     "PushGraphRetrievalBruteForce")]
+
+
+def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, index_builder, graph_exporter,
+                   evaluator, serving_dir: str, graph_config: dict, config: dict, *, two_tower: dict, max_k: int,
+                   max_exclude: int, target_recall: float, min_lift: float) -> list:
+    """RankingWindow → prefix retrievers (two-tower, graph) → ExposureBuilder → ranker trainer/evaluator → pusher.
+
+    The prefix retrievers are the served retrievers' components run again on the
+    ranking-window artifact (whose ``train`` split holds every training unit before
+    each user's window), so the window's candidates come from retrievers that never
+    saw the window (``transform/ranking_window.py``).
+    """
+    window = RankingWindow(examples=example_gen.outputs["examples"], window=int(config.get("window", 5)))
+    prefix = window.outputs["window_examples"]
+    transform = tfx.components.Transform(
+        examples=prefix, schema=schema_gen.outputs["schema"],
+        preprocessing_fn="transform.preprocessing.preprocessing_fn",
+        splits_config=transform_pb2.SplitsConfig(analyze=[F.TRAIN], transform=list(F.SEQUENCE_SPLITS)),
+    ).with_id("PrefixTransform")
+    trainer = tfx.components.Trainer(
+        run_fn="trainer.two_tower.run_fn", examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=[F.TRAIN]), eval_args=tfx.proto.EvalArgs(splits=[F.EVAL]),
+        custom_config={"two_tower": two_tower}).with_id("PrefixTrainer")
+    index = IndexBuilder(examples=prefix, transform_graph=transform.outputs["transform_graph"],
+                         model=trainer.outputs["model"], max_k=max_k, max_exclude=max_exclude,
+                         target_recall=target_recall).with_id("PrefixIndexBuilder")
+    builder = GraphBuilder(examples=prefix, neighbours=int(graph_config.get("neighbours", 10))).with_id(
+        "PrefixGraphBuilder")
+    graph_trainer = GraphTrainer(examples=prefix, graph=builder.outputs["graph"],
+                                 content=content_embedder.outputs["embeddings"],
+                                 config_json=json.dumps(graph_config, sort_keys=True), code_version=3,
+                                 ).with_id("PrefixGraphTrainer")
+    graph_export = GraphExporter(examples=prefix, model=graph_trainer.outputs["model"], max_k=max_k,
+                                 max_exclude=max_exclude, target_recall=target_recall,
+                                 code_version=3).with_id("PrefixGraphExporter")
+    exposures = ExposureBuilder(
+        examples=example_gen.outputs["examples"], window_examples=prefix,
+        prefix_two_tower=index.outputs["bruteforce_model"], prefix_graph=graph_export.outputs["bruteforce_model"],
+        two_tower=index_builder.outputs["bruteforce_model"], graph=graph_exporter.outputs["bruteforce_model"],
+        top_n_json=json.dumps(config.get("top_n", {}), sort_keys=True), code_version=1)
+    return [window, transform, trainer, index, builder, graph_trainer, graph_export, exposures]

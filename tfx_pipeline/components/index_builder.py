@@ -33,6 +33,7 @@ def IndexBuilder(  # noqa: N802
     max_k: Parameter[int] = 100,
     max_exclude: Parameter[int] = 500,
     target_recall: Parameter[float] = 0.95,
+    code_version: Parameter[int] = 1,  # the pipeline passes it; bumped when the export changes (cache key)
 ) -> None:
     import scann  # noqa: F401  (registers the ScaNN ops)
     import tensorflow as tf
