@@ -5,6 +5,7 @@
     recsys recommend --user 196 [--server localhost:8501 --protocol rest|grpc]
     recsys evaluate [--dataset movielens-100k] [--output ./artifacts]
     recsys campaign [--dataset movielens-100k] [--output ./artifacts] [--top-n 5] [-- <Beam args>]
+    recsys ab-report --log events.jsonl [--experiment NAME]
 """
 from __future__ import annotations
 
@@ -294,6 +295,23 @@ def cmd_campaign(args, beam_args: list[str]) -> int:
     return 0
 
 
+def cmd_ab_report(args) -> int:
+    """CTR per arm with 95% intervals from the multi-stage client's event log (``serving.experiments``)."""
+    from serving.experiments import BadEventLog, ab_report, format_report
+
+    try:
+        reports = ab_report(args.log, experiment=args.experiment or None)
+    except (FileNotFoundError, BadEventLog, UnicodeDecodeError) as e:
+        print(f"recsys ab-report: error: {e}", file=sys.stderr)
+        return 2
+    if not reports:
+        print(f"recsys ab-report: error: no exposures{' of experiment ' + args.experiment if args.experiment else ''}"
+              f" in {args.log}", file=sys.stderr)
+        return 2
+    print(format_report(reports))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -349,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate the pushed models and baselines, print and write the table")
     _add_common(ev)
     ev.add_argument("--split", choices=("test", "validation"), default="test")
+
+    ab = sub.add_parser("ab-report", help="CTR per experiment arm with confidence intervals, from the event log")
+    ab.add_argument("--log", required=True, help="the multi-stage client's JSONL event log (rotated files included)")
+    ab.add_argument("--experiment", default="", help="only this experiment's events")
     return parser
 
 
@@ -361,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": lambda: cmd_run(args, beam_args), "serve": lambda: cmd_serve(args, beam_args),
                 "recommend": lambda: cmd_recommend(args), "evaluate": lambda: cmd_evaluate(args),
-                "campaign": lambda: cmd_campaign(args, beam_args)}
+                "campaign": lambda: cmd_campaign(args, beam_args), "ab-report": lambda: cmd_ab_report(args)}
     from recsys.data import DataValidationError, DatasetNotFoundError
     from tfx_pipeline.artifacts import ArtifactNotFound
 
