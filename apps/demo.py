@@ -80,6 +80,9 @@ def show(output: str, dataset: str, rest: str, grpc: str, users: int = 3, k: int
     print(format_table(report["models"], f"{report['dataset']} — {report['protocol']}, full ranking over all items"))
     print(f"(from {layout.metrics_path}; recompute with: recsys evaluate --dataset {dataset} --output {output})")
     show_semantic_ids(layout, titles, ds, rest)
+    show_multistage(layout, titles, grpc, user_ids[0], history=events.loc[events["user_id"] == user_ids[0],
+                                                                          "item_id"].tolist(),
+                    exclude_history=ds.protocol == LEAVE_ONE_OUT)
     user = user_ids[0]
     print(f"""
 Query the server yourself:
@@ -93,6 +96,58 @@ From Python:
   client = RecommenderClient("{grpc}", protocol="grpc", model_name="{MODEL}", timeout=5.0)
   client.recommend(user_id="{user}", k=10)
 Stop the server with: make stop""")
+
+
+def _print_items(response, titles: dict[str, str], before: list[str] | None = None) -> None:
+    for item in response.items:
+        sources = ", ".join(f"{s}#{int(v['rank'])}" for s, v in item.sources.items())
+        new = "" if before is None else ("  (new)" if item.item_id not in before else "")
+        print(f"  {item.position + 1:2d}. {item.item_id:>8s} {item.scores.get('merge', 0):.4f} {item.rule:<12s} "
+              f"{titles.get(item.item_id, '')[:38]:38s} <- {sources}{new}")
+
+
+def show_multistage(layout, titles: dict[str, str], grpc: str, user: str, history: list[str],
+                    exclude_history: bool, k: int = 10) -> None:
+    """The multi-stage client (serving.multistage) for one user, then one feedback round and the changed list."""
+    from serving import rerank as R
+    from serving.client import RecommenderClient
+    from serving.items import write_item_table
+    from serving.multistage import Recommender, RequestContext
+    from serving.store import EmbeddedRedis, RedisStore
+    from tfx_pipeline.artifacts import latest_output_uri
+
+    examples = latest_output_uri(layout, "SequenceExampleGen", "examples")
+    table = write_item_table(examples, os.path.join(layout.root, "multistage", f"{layout.slug}.items.tsv"))
+    sponsored = tuple(table.item_ids[20:22])  # a stand-in sponsor list: two well-liked items
+    policies = R.RerankPipeline((R.Exclude(), R.SuppressIgnored(max_ignored=1), R.CategoryCap(max_per_category=4),
+                                 R.NoveltyShare(share=0.1),
+                                 R.AdSlots(sponsored=sponsored, positions=(2, 6)),))
+    redis_server = EmbeddedRedis(os.path.join(layout.root, "multistage", "redis"))
+    store = RedisStore.from_url(redis_server.url)
+    store.client.delete(*store.client.keys(store.key(user, "*")) or ["-"])  # the demo starts the user afresh
+    rec = Recommender(RecommenderClient(grpc, protocol="grpc", timeout=30), table, store=store, policies=policies)
+    try:
+        context = RequestContext(history=history, exclude=history if exclude_history else [])
+        first = rec.recommend(user, k=k, context=context)
+        print(f"\nMulti-stage recommendations for user {user} (serving.multistage over gRPC {grpc}; store: "
+              f"embedded Redis {redis_server.url}); sources: {', '.join(first.sources)}; rules: "
+              f"{', '.join(first.rules)}; ranking: {first.ranker}")
+        print(f"  stage ms: " + ", ".join(f"{s} {v:.1f}" for s, v in first.timings_ms.items()))
+        for fallback in first.fallbacks:
+            print(f"  fallback: {fallback}")
+        _print_items(first, titles)
+        clicked = [first.items[-1].item_id]
+        result = rec.feedback(user, impressions=first.item_ids(), clicks=clicked, request_id=first.request_id)
+        print(f"\nFeedback: user {user} clicks {clicked[0]} ({titles.get(clicked[0], '')[:40]}) and ignores the other "
+              f"{len(first.items) - 1}: offsets updated for {result.updated or 'no model'}"
+              + (f"; skipped {result.skipped}" if result.skipped else "") + ("" if result.stored else
+                                                                             f"; DROPPED: {result.dropped_reason}"))
+        second = rec.recommend(user, k=k, context=context)
+        print(f"The next request ({', '.join(f'{m}: {r.query}' for m, r in second.sources.items() if r.query.startswith('recommend'))}):")
+        _print_items(second, titles, before=first.item_ids())
+    finally:
+        rec.close()
+        redis_server.stop()
 
 
 KOREAN_EXAMPLES = (
