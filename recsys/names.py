@@ -106,3 +106,14 @@ ITEM_ENCODER_TEXT_SIGNATURES = dict(SIGNATURES[ITEM_ENCODER], **{
 # --- files inside exported models and artifacts ----------------------------------------------------
 SERVING_SUBDIR = "Format-Serving"    # where TFX's Pusher looks for a model inside a Model artifact
 WARMUP_FILE = "tf_serving_warmup_requests"  # assets.extra/<this>, replayed by TF Serving at load
+
+# --- the ranker (second stage: ``export/ranker.py``) -------------------------------------------------
+RANKER = "ranker"                          # served model: candidates -> pCTR, pCVR, pCTCVR, score
+RANK = "rank"                              # its signature (also its serving_default)
+HISTORY_TYPES = "history_types"            # string [B, H]: behaviour of each history item
+HISTORY_GAPS = "history_gaps"              # int64 [B, H]: orders before the request (1 = the latest order)
+CANDIDATES = "candidates"                  # string [B, N], "" padded
+RETRIEVAL_FEATURES = "retrieval_features"  # float32 [B, N, 3 S]: per source retrieved 0/1, score, 1/rank
+PCTR, PCVR, PCTCVR, SCORE = "pctr", "pcvr", "pctcvr", "score"  # float32 [B, N]
+_RANK = ((USER_ID, HISTORY, HISTORY_TYPES, HISTORY_GAPS, CANDIDATES, RETRIEVAL_FEATURES), (PCTR, PCVR, PCTCVR, SCORE))
+SIGNATURES[RANKER] = {RANK: _RANK, SERVING_DEFAULT: _RANK}

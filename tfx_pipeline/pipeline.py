@@ -39,11 +39,14 @@ from tfx_pipeline.components.graph_exporter import GraphExporter
 from tfx_pipeline.components.graph_trainer import GraphTrainer
 from tfx_pipeline.components.index_builder import IndexBuilder
 from tfx_pipeline.components.exposure_builder import ExposureBuilder
+from tfx_pipeline.components.ranker_evaluator import RankerEvaluator
+from tfx_pipeline.components.ranker_exporter import RankerExporter
+from tfx_pipeline.components.ranker_trainer import RankerTrainer
 from tfx_pipeline.components.ranking_window import RankingWindow
 
 from recsys.names import (  # noqa: F401  (SERVED_MODELS re-exported for the serving config)
     DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE, GRAPH_RETRIEVAL, GRAPH_RETRIEVAL_BRUTE_FORCE, ITEM_ENCODER,
-    RETRIEVAL, RETRIEVAL_BRUTE_FORCE, SERVED_MODELS)
+    RANKER, RETRIEVAL, RETRIEVAL_BRUTE_FORCE, SERVED_MODELS)
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
@@ -257,5 +260,15 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
         examples=example_gen.outputs["examples"], window_examples=prefix,
         prefix_two_tower=index.outputs["bruteforce_model"], prefix_graph=graph_export.outputs["bruteforce_model"],
         two_tower=index_builder.outputs["bruteforce_model"], graph=graph_exporter.outputs["bruteforce_model"],
-        top_n_json=json.dumps(config.get("top_n", {}), sort_keys=True), code_version=1)
-    return [window, transform, trainer, index, builder, graph_trainer, graph_export, exposures]
+        top_n_json=json.dumps(config.get("top_n", {}), sort_keys=True), code_version=2)  # 2: 500-action history
+    ranker_trainer = RankerTrainer(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],
+                                   content=content_embedder.outputs["embeddings"],
+                                   config_json=json.dumps(config.get("model", {}), sort_keys=True), code_version=1)
+    exporter = RankerExporter(examples=example_gen.outputs["examples"], model=ranker_trainer.outputs["model"],
+                              graph=graph_exporter.outputs["bruteforce_model"], code_version=1)
+    ranker_evaluator = RankerEvaluator(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],
+                                       ranker=exporter.outputs["ranker"],
+                                       baseline_evaluation=evaluator.outputs["evaluation"], min_lift=min_lift)
+    push = _pusher(exporter.outputs["ranker"], ranker_evaluator.outputs["blessing"], serving_dir, RANKER, "PushRanker")
+    return [window, transform, trainer, index, builder, graph_trainer, graph_export, exposures, ranker_trainer,
+            exporter, ranker_evaluator, push]

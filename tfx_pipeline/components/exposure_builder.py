@@ -1,0 +1,94 @@
+"""ExposureBuilder: retrievers' candidates for every ranked unit → the ranker's exposures (an Examples artifact).
+
+A Beam job (``transform/exposures.py``) over the ranking-window artifact: the
+window units (split ``train`` of the output) get candidates from the retrievers
+trained on the prefix, the validation and test units from the served ones. The
+retrievers are their brute-force twins (exact top-N, stock TF ops). Statistics
+per split (candidates and positives per unit, share of units whose target is in
+the set = the ranker's ceiling) are printed and stored (``exposure_stats.json``).
+"""
+import json
+import os
+import time
+
+import apache_beam as beam
+from tfx import v1 as tfx
+from tfx.components.util import examples_utils
+from tfx.dsl.component.experimental.annotations import BeamComponentParameter, InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+
+from recsys import features as F
+from recsys import names as N
+from transform import exposures as X
+from transform.ranking_window import WINDOW
+
+Model = tfx.types.standard_artifacts.Model
+
+
+@component(use_beam=True)
+def ExposureBuilder(  # noqa: N802
+    examples: InputArtifact[tfx.types.standard_artifacts.Examples],
+    window_examples: InputArtifact[tfx.types.standard_artifacts.Examples],
+    prefix_two_tower: InputArtifact[Model],
+    prefix_graph: InputArtifact[Model],
+    two_tower: InputArtifact[Model],
+    graph: InputArtifact[Model],
+    exposures: OutputArtifact[tfx.types.standard_artifacts.Examples],
+    top_n_json: Parameter[str] = "{}",
+    code_version: Parameter[int] = 1,  # the pipeline passes it; bumped when the exposures change (cache key)
+    beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
+) -> None:
+    from transform import examples_io
+
+    start = time.time()
+    protocol = examples.get_string_custom_property("protocol")
+    catalog = examples_io.read_catalog(examples.uri)
+    category = dict(zip(catalog.item_ids.tolist(), catalog.categories.tolist()))
+
+    def counts(uri):
+        out: dict[str, int] = {}
+        for items in examples_io.training_interactions(uri).values():
+            for i in items:
+                out[i] = out.get(i, 0) + 1
+        return out
+
+    def serving(model):
+        return os.path.join(model.uri, N.SERVING_SUBDIR)
+
+    prefix = X.RetrieverSet(serving(prefix_two_tower), serving(prefix_graph), counts(window_examples.uri))
+    served = X.RetrieverSet(serving(two_tower), serving(graph), counts(examples.uri))
+    fn = X.CandidateFn(prefix, served, category, exclude_history=protocol == N.LEAVE_ONE_OUT,
+                       top_n=json.loads(top_n_json))
+    p = beam_pipeline
+    reads = {split: p | f"Read-{split}" >> beam.io.ReadFromTFRecord(
+        os.path.join(window_examples.uri, f"Split-{split}", "*"),
+        compression_type=beam.io.filesystem.CompressionTypes.GZIP)
+        for split in (F.TRAIN, WINDOW, F.EVAL, F.TEST)}
+    out = reads | "Exposures" >> X.BuildExposures(fn)
+    for split in F.SEQUENCE_SPLITS:
+        _ = out[split] | f"Write-{split}" >> beam.io.WriteToTFRecord(
+            os.path.join(exposures.uri, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz")
+    stats_path = os.path.join(exposures.uri, X.STATS_FILE)
+    _ = (out["stats"] | "AllStats" >> beam.combiners.ToList()
+         | "Summarise" >> beam.Map(lambda rows: _write_json(X.summarise(rows), stats_path)))
+    p.run().wait_until_finish()
+
+    exposures.split_names = artifact_utils.encode_split_names(list(F.SEQUENCE_SPLITS))
+    examples_utils.set_payload_format(exposures, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(exposures, "tfrecords_gzip")
+    for key in ("dataset", "protocol"):
+        exposures.set_string_custom_property(key, examples.get_string_custom_property(key))
+    with open(stats_path) as f:
+        stats = json.load(f)
+    stats = {"splits": stats, "features": list(X.FEATURE_NAMES), "sources": list(X.SOURCES),
+             "top_n": dict(X.DEFAULT_TOP_N, **json.loads(top_n_json)), "elapsed_s": round(time.time() - start, 1)}
+    _write_json(stats, stats_path)
+    print(X.format_stats(stats["splits"]), flush=True)
+    print(f"[exposures] built in {time.time() - start:.0f}s", flush=True)
+
+
+def _write_json(obj, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)

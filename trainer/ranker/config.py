@@ -1,0 +1,85 @@
+"""``RankerConfig``: every hyperparameter of the ranker family, validated."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trainer import base
+
+CROSS = "cross"    # DCN-v2 cross network
+DEEPFM = "deepfm"  # factorisation-machine interaction (DeepFM)
+INTERACTIONS = (CROSS, DEEPFM)
+STACKED, PARALLEL = "stacked", "parallel"
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """Hyperparameters.
+
+    * ``interaction``: ``cross`` (DCN-v2: ``cross_layers`` TFRS ``Cross`` layers, low-rank
+      ``projection_dim`` when > 0, the deep tower ``stacked`` on them or ``parallel`` to them) or
+      ``deepfm`` (pairwise FM over the feature fields + the deep tower).
+    * ``transact``: the TransAct block over the user's ``actions`` most recent actions (early fusion
+      of the candidate into every token, ``transact_layers`` transformer layers, output = max-pool +
+      the ``last_tokens`` most recent tokens); ``time_window`` > 0 masks, in training, every action
+      within a random window of 0..``time_window`` orders before the request (never the whole history).
+    * ``negatives``: negatives sampled per training unit each epoch (every positive is kept).
+    * ESMM: losses BCE(click, pCTR) + BCE(conversion, pCTR x pCVR); the served score is
+      pCTR x pCVR ** ``cvr_power`` with the power chosen on validation from ``cvr_powers``.
+    """
+
+    interaction: str = CROSS
+    cross_layers: int = 2
+    projection_dim: int = 0
+    structure: str = STACKED
+    deep_units: tuple[int, ...] = (128, 64)
+    id_dim: int = 32
+    content_dim: int = 32
+    category_dim: int = 16
+    user_dim: int = 32
+    transact: bool = True
+    actions: int = 20
+    transact_dim: int = 64
+    transact_heads: int = 2
+    transact_layers: int = 1
+    last_tokens: int = 3
+    time_window: int = 2
+    fm_dim: int = 16
+    dropout: float = 0.1
+    negatives: int = 40
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    l2: float = 1e-6
+    max_epochs: int = 30
+    patience: int = 4
+    cvr_powers: tuple[float, ...] = (0.0, 0.5, 1.0)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.interaction not in INTERACTIONS:
+            raise ValueError(f"RankerConfig.interaction must be one of {INTERACTIONS}, got {self.interaction!r}")
+        if self.structure not in (STACKED, PARALLEL):
+            raise ValueError(f"RankerConfig.structure must be {STACKED!r} or {PARALLEL!r}, got {self.structure!r}")
+        for f in ("cross_layers", "id_dim", "content_dim", "category_dim", "user_dim", "actions", "transact_dim",
+                  "transact_heads", "transact_layers", "last_tokens", "fm_dim", "negatives", "batch_size",
+                  "max_epochs", "patience"):
+            if getattr(self, f) <= 0:
+                raise ValueError(f"RankerConfig.{f} must be positive, got {getattr(self, f)}")
+        if self.last_tokens > self.actions:
+            raise ValueError(f"RankerConfig.last_tokens ({self.last_tokens}) exceeds actions ({self.actions})")
+        for f in ("projection_dim", "time_window", "l2"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"RankerConfig.{f} must be >= 0, got {getattr(self, f)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"RankerConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"RankerConfig.learning_rate must be positive, got {self.learning_rate}")
+        if not self.cvr_powers or min(self.cvr_powers) < 0:
+            raise ValueError(f"RankerConfig.cvr_powers must be non-empty and >= 0, got {self.cvr_powers}")
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "RankerConfig":
+        values = dict(values or {})
+        for f in ("deep_units", "cvr_powers"):
+            if f in values:
+                values[f] = tuple(values[f])
+        return base.config_from_dict(cls, values, "ranker")

@@ -1,0 +1,147 @@
+"""The ExposureBuilder's artifact as padded numpy arrays in catalogue-index space.
+
+One row per ranked unit. Candidates keep the merged retriever order
+(``transform.exposures.merge``); actions are right-aligned (oldest first, the most
+recent last, padding in front) so the most recent tokens are always ``[:, -k:]``.
+Index ``num_items`` is padding (and unknown items) everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys import features as F
+from transform import examples_io
+from transform import exposures as X
+
+ACTION_TYPES = ("",) + F.INTERACTION_TYPES  # 0 = padding
+
+
+@dataclass
+class ExposureSet:
+    user_ids: list[str]
+    items: np.ndarray        # int32 [U, N] candidate positions (pad = num_items)
+    features: np.ndarray     # float32 [U, N, F]
+    click: np.ndarray        # float32 [U, N]
+    conversion: np.ndarray   # float32 [U, N]
+    mask: np.ndarray         # bool [U, N] real candidates
+    actions: np.ndarray      # int32 [U, A] (pad = num_items)
+    action_type: np.ndarray  # int32 [U, A] (0 = pad)
+    action_gap: np.ndarray   # int32 [U, A] orders before the unit (0 = pad)
+    user_vector: np.ndarray  # float32 [U, D]
+    targets: list[np.ndarray]  # catalogue positions of every target (also those outside the candidates)
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def take(self, rows) -> "ExposureSet":
+        rows = np.asarray(rows)
+        return ExposureSet([self.user_ids[r] for r in rows], self.items[rows], self.features[rows],
+                           self.click[rows], self.conversion[rows], self.mask[rows], self.actions[rows],
+                           self.action_type[rows], self.action_gap[rows], self.user_vector[rows],
+                           [self.targets[r] for r in rows])
+
+
+def read_exposures(exposures_uri: str, split: str, positions: dict[str, int], max_actions: int,
+                   max_candidates: int = 0) -> ExposureSet:
+    """One split of the exposures artifact; ``positions`` maps item id → catalogue index."""
+    cols = examples_io.read_examples(examples_io.split_files(exposures_uri, split),
+                                     F.feature_spec(X.EXPOSURE_FEATURES))
+    pad = len(positions)
+    width = len(X.FEATURE_NAMES)
+    u = len(cols[F.USER_ID.name])
+    cand = [examples_io._decode(c) for c in cols[X.CANDIDATE_ITEM_ID.name]]
+    n = max([len(c) for c in cand] + [1])
+    if max_candidates:
+        n = min(n, max_candidates)
+    items = np.full((u, n), pad, np.int32)
+    feats = np.zeros((u, n, width), np.float32)
+    click = np.zeros((u, n), np.float32)
+    conv = np.zeros((u, n), np.float32)
+    actions = np.full((u, max_actions), pad, np.int32)
+    atype = np.zeros((u, max_actions), np.int32)
+    agap = np.zeros((u, max_actions), np.int32)
+    dims = {len(v) for v in cols[X.USER_VECTOR.name]}
+    d = max(dims) if dims else 0
+    uvec = np.zeros((u, d), np.float32)
+    type_index = {t: i for i, t in enumerate(ACTION_TYPES)}
+    for r in range(u):
+        c = cand[r][:n]
+        m = len(c)
+        items[r, :m] = [positions.get(i, pad) for i in c]
+        feats[r, :m] = np.asarray(cols[X.CANDIDATE_FEATURES.name][r], np.float32).reshape(-1, width)[:m]
+        click[r, :m] = cols[X.LABEL_CLICK.name][r][:m]
+        conv[r, :m] = cols[X.LABEL_CONVERSION.name][r][:m]
+        a = examples_io._decode(cols[X.ACTION_ITEM_ID.name][r])[-max_actions:]
+        t = examples_io._decode(cols[X.ACTION_TYPE.name][r])[-max_actions:]
+        g = np.asarray(cols[X.ACTION_GAP.name][r])[-max_actions:]
+        if a:
+            actions[r, -len(a):] = [positions.get(i, pad) for i in a]
+            atype[r, -len(a):] = [type_index[x] for x in t]
+            agap[r, -len(a):] = g
+        v = np.asarray(cols[X.USER_VECTOR.name][r], np.float32)
+        uvec[r, :len(v)] = v
+    targets = [np.array([positions[t] for t in examples_io._decode(ts) if t in positions], np.int64)
+               for ts in cols[F.TARGET_ITEM_ID.name]]
+    return ExposureSet(examples_io._decode(cols[F.USER_ID.name]), items, feats, click, conv, items != pad,
+                       actions, atype, agap, uvec, targets)
+
+
+def sample_training(data: ExposureSet, negatives: int, rng: np.random.Generator, pad: int) -> ExposureSet:
+    """Each unit's positives plus ``negatives`` uniformly drawn negatives (fresh each call), padded with ``pad``."""
+    rows = []
+    for r in range(len(data)):
+        real = np.flatnonzero(data.mask[r])
+        pos = real[data.click[r, real] > 0]
+        neg = real[data.click[r, real] == 0]
+        if len(neg) > negatives:
+            neg = rng.choice(neg, negatives, replace=False)
+        rows.append(np.concatenate([pos, neg]))
+    n = max([len(x) for x in rows] + [1])
+    u = len(data)
+    out_items = np.full((u, n), pad, np.int32)
+    out_feats = np.zeros((u, n, data.features.shape[2]), np.float32)
+    out_click = np.zeros((u, n), np.float32)
+    out_conv = np.zeros((u, n), np.float32)
+    out_mask = np.zeros((u, n), bool)
+    for r, cols in enumerate(rows):
+        m = len(cols)
+        out_items[r, :m] = data.items[r, cols]
+        out_feats[r, :m] = data.features[r, cols]
+        out_click[r, :m] = data.click[r, cols]
+        out_conv[r, :m] = data.conversion[r, cols]
+        out_mask[r, :m] = True
+    return ExposureSet(data.user_ids, out_items, out_feats, out_click, out_conv, out_mask, data.actions,
+                       data.action_type, data.action_gap, data.user_vector, data.targets)
+
+
+@dataclass(frozen=True)
+class CatalogueTables:
+    """Per-item tables the ranker embeds, in catalogue order with one padding row at index I."""
+
+    item_ids: np.ndarray       # str [I]
+    positions: dict[str, int]
+    content: np.ndarray        # float32 [I + 1, Dc] (padding row zeros)
+    categories: list[str]      # category vocabulary (index len = unknown)
+    item_category: np.ndarray  # int32 [I + 1]
+    popularity: np.ndarray     # int64 [I] training interactions per item
+
+
+def catalogue_tables(examples_uri: str, content_uri: str) -> CatalogueTables:
+    from trainer.graph.data import catalogue_content
+
+    catalog = examples_io.read_catalog(examples_uri)
+    ids = catalog.item_ids
+    vectors = catalogue_content(examples_uri, content_uri)
+    content = np.concatenate([vectors, np.zeros((1, vectors.shape[1]), np.float32)]).astype(np.float32)
+    cats = sorted(set(catalog.categories.tolist()))
+    cat_index = {c: i for i, c in enumerate(cats)}
+    item_category = np.array([cat_index[c] for c in catalog.categories.tolist()] + [len(cats)], np.int32)
+    positions = {i: k for k, i in enumerate(ids.tolist())}
+    counts = np.zeros(len(ids), np.int64)
+    for items in examples_io.training_interactions(examples_uri).values():
+        for i in items:
+            if i in positions:
+                counts[positions[i]] += 1
+    return CatalogueTables(ids, positions, content, cats, item_category, counts)

@@ -1,0 +1,55 @@
+"""Saving and loading a trained ranker: config, tables and weights (the exporter rebuilds the model)."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from trainer.ranker.config import RankerConfig
+from trainer.ranker.model import Ranker
+
+CONFIG_FILE, TABLES_FILE, WEIGHTS = "ranker_config.json", "ranker_tables.npz", "weights/ranker"
+
+
+@dataclass
+class TrainedRanker:
+    model: Ranker
+    config: RankerConfig
+    item_ids: np.ndarray       # str [I] catalogue order (index I = padding/unknown)
+    popularity: np.ndarray     # int64 [I] training interactions of the served retrievers' data
+    cvr_power: float
+    info: dict
+
+
+def dummy_inputs(num_items: int, features: int, actions: int, user_dim: int) -> dict:
+    return {"items": tf.fill([1, 2], num_items), "features": tf.zeros([1, 2, features]),
+            "actions": tf.fill([1, actions], num_items), "action_type": tf.zeros([1, actions], tf.int32),
+            "action_gap": tf.zeros([1, actions], tf.int32), "user_vector": tf.zeros([1, user_dim])}
+
+
+def save_trained(model: Ranker, config: RankerConfig, item_ids, popularity, categories, item_category, content,
+                 cvr_power: float, user_dim: int, info: dict, export_dir: str) -> None:
+    os.makedirs(export_dir, exist_ok=True)
+    model.save_weights(os.path.join(export_dir, WEIGHTS))
+    np.savez(os.path.join(export_dir, TABLES_FILE), item_ids=np.asarray(item_ids, dtype=object).astype(str),
+             popularity=np.asarray(popularity, np.int64), categories=np.asarray(categories, dtype=object).astype(str),
+             item_category=np.asarray(item_category, np.int32), content=np.asarray(content, np.float32),
+             mean=model.mean.numpy(), std=model.std.numpy())
+    with open(os.path.join(export_dir, CONFIG_FILE), "w") as f:
+        json.dump({"config": asdict(config), "cvr_power": cvr_power, "user_dim": user_dim, "info": info}, f,
+                  indent=1, default=float)
+
+
+def load_trained(export_dir: str) -> TrainedRanker:
+    with open(os.path.join(export_dir, CONFIG_FILE)) as f:
+        meta = json.load(f)
+    config = RankerConfig.from_dict(meta["config"])
+    t = np.load(os.path.join(export_dir, TABLES_FILE), allow_pickle=False)
+    model = Ranker(config, t["content"], t["item_category"], len(t["categories"]), t["mean"], t["std"])
+    model(dummy_inputs(t["content"].shape[0] - 1, t["mean"].shape[0], config.actions, meta["user_dim"]))
+    model.load_weights(os.path.join(export_dir, WEIGHTS)).expect_partial()
+    return TrainedRanker(model, config, t["item_ids"], t["popularity"], float(meta["cvr_power"]),
+                         dict(meta["info"], categories=t["categories"].tolist(), user_dim=meta["user_dim"]))
