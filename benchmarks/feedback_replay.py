@@ -100,7 +100,7 @@ def replay(args) -> dict:
         protocol = f.read().strip()
     leave_one_out = protocol == N.LEAVE_ONE_OUT
     table = write_item_table(examples, os.path.join(work, "items.tsv"))
-    rows = examples_io.read_rows(examples, F.TEST)
+    rows = examples_io.read_rows(examples, F.TEST if args.split == "test" else F.EVAL)
     order = np.random.default_rng(0).permutation(len(rows.user_ids))[: args.users or None]
 
     server = ModelServer(model_server_config({m: os.path.join(serving, m) for m in os.listdir(serving)}),
@@ -112,17 +112,20 @@ def replay(args) -> dict:
         config = Config(default_quota=args.quota, repeat_quota=0 if leave_one_out else args.quota,
                         popularity_quota=args.quota, max_k=args.k, deadline_s=30.0)
         recommenders = {}
-        for arm in ARMS:
+        rule_for_update = FeedbackRule(toward=args.toward, away=args.away, max_shift=args.max_shift)
+        arms = args.arms.split(",") if args.arms else list(ARMS)
+        for arm in arms:
             policies = (R.Exclude(),) + ((R.SuppressIgnored(max_ignored=1),) if "suppress" in arm else ())
-            rule = FeedbackRule() if "update" in arm else FeedbackRule(toward=0.0, away=0.0)
+            rule = rule_for_update if "update" in arm else FeedbackRule(toward=0.0, away=0.0)
             store = RedisStore.from_url(redis_server.url, StoreConfig(prefix=arm.replace("+", "-")), timeout_s=5.0)
             recommenders[arm] = Recommender(client, table, store=store, config=config, rule=rule,
                                             policies=R.RerankPipeline(policies), workers=2)
-        print(f"[replay] {args.dataset} ({protocol}): {len(order)} test rows, {args.rounds} rounds, retrievers "
-              f"{[r.model for r in recommenders['static'].retrievers()]}", flush=True)
-        hits = {arm: np.zeros((len(order), args.rounds), bool) for arm in ARMS}
-        found = {arm: np.zeros((len(order), args.rounds), bool) for arm in ARMS}
-        fallbacks, ms = {arm: 0 for arm in ARMS}, []
+        retrievers = [r.model for r in recommenders[arms[0]].retrievers()]
+        print(f"[replay] {args.dataset} ({protocol}): {len(order)} {args.split} rows, {args.rounds} rounds, "
+              f"retrievers {retrievers}, update rule {rule_for_update}", flush=True)
+        hits = {arm: np.zeros((len(order), args.rounds), bool) for arm in arms}
+        found = {arm: np.zeros((len(order), args.rounds), bool) for arm in arms}
+        fallbacks, ms = {arm: 0 for arm in arms}, []
         t0 = time.time()
         for n, row in enumerate(order.tolist()):
             user, history = rows.user_ids[row], rows.histories[row][-1000:]
@@ -144,14 +147,13 @@ def replay(args) -> dict:
                         rec.feedback(user, impressions=shown, clicks=clicked, request_id=res.request_id)
             if (n + 1) % 100 == 0:
                 print(f"[replay] {n + 1}/{len(order)} rows, {time.time() - t0:.0f}s", flush=True)
-        result = {"dataset": args.dataset, "protocol": protocol, "rows": int(len(order)), "rounds": args.rounds,
-                  "k": args.k, "quota_per_source": args.quota,
-                  "retrievers": [r.model for r in recommenders["static"].retrievers()],
-                  "rule": vars(FeedbackRule()), "seconds": round(time.time() - t0, 1),
+        result = {"dataset": args.dataset, "protocol": protocol, "split": args.split, "rows": int(len(order)),
+                  "rounds": args.rounds, "k": args.k, "quota_per_source": args.quota, "retrievers": retrievers,
+                  "rule": vars(rule_for_update), "seconds": round(time.time() - t0, 1),
                   "recommend_ms_p50": round(float(np.median(ms)), 2),
                   "arms": {arm: {"hr_by_round": [round(float(x), 4) for x in hits[arm].mean(axis=0)],
                                  "cumulative_by_round": [round(float(x), 4) for x in found[arm].mean(axis=0)],
-                                 "requests_with_fallbacks": fallbacks[arm]} for arm in ARMS}}
+                                 "requests_with_fallbacks": fallbacks[arm]} for arm in arms}}
     finally:
         server.stop()
         redis_server.stop()
@@ -159,22 +161,31 @@ def replay(args) -> dict:
 
 
 def main(argv=None) -> None:
+    from serving.feedback import FeedbackRule
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--artifacts", default="artifacts")
     p.add_argument("--dataset", default="movielens-100k")
     p.add_argument("--work", default="", help="re-exported models, item table, Redis (default <artifacts>/feedback_replay)")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--split", choices=("test", "validation"), default="test")
+    p.add_argument("--arms", default="", help=f"comma-separated subset of {','.join(ARMS)} (default: all)")
+    p.add_argument("--toward", type=float, default=FeedbackRule.toward, help="the update's step toward clicks")
+    p.add_argument("--away", type=float, default=FeedbackRule.away, help="the update's step away from ignored items")
+    p.add_argument("--max_shift", type=float, default=FeedbackRule.max_shift)
     p.add_argument("--users", type=int, default=0, help="test rows to replay (0 = all)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--quota", type=int, default=100, help="candidates per source")
     p.add_argument("--out", default="", help="JSON output (default <artifacts>/metrics/<dataset>.feedback_replay.json)")
     args = p.parse_args(argv)
     result = replay(args)
-    out = args.out or os.path.join(args.artifacts, "metrics", f"{args.dataset}.feedback_replay.json")
+    out = args.out or os.path.join(args.artifacts, "metrics", f"{args.dataset}.feedback_replay"
+                                   f"{'' if args.split == 'test' else '.validation'}.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
-    print(f"\n{args.dataset}: {result['rows']} test rows, top-{args.k}, {args.rounds} rounds")
+    print(f"\n{args.dataset}: {result['rows']} {args.split} rows, top-{args.k}, {args.rounds} rounds, "
+          f"rule {result['rule']}")
     print(f"{'arm':<16} " + " ".join(f"{'HR r' + str(r + 1):>8}" for r in range(args.rounds))
           + "   cumulative by round")
     for arm, m in result["arms"].items():

@@ -398,7 +398,8 @@ class Recommender:
                 continue
             try:
                 items, query, vector, ms = future.result()
-            except (ServingError, ValueError, KeyError) as err:
+            except Exception as err:  # noqa: BLE001 — any retriever failure is skipped, and reported
+                # (ServingError from the server, or an answer without the contract's outputs)
                 reports[model] = SourceReport(FAILED, error=f"{type(err).__name__}: {err}")
                 continue
             lists[model] = items
@@ -525,7 +526,7 @@ class Recommender:
                 continue
             try:
                 inputs[r.model] = self._feedback_vectors(r.model, user_id, positives, weights, ignored)
-            except (ServingError, ValueError) as err:
+            except (ServingError, ValueError, KeyError) as err:
                 skipped[r.model] = f"{type(err).__name__}: {err}"
         if not retrievers:
             skipped["*"] = "no retriever is served or reachable: counters only"

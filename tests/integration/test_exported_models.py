@@ -43,6 +43,8 @@ def probe(path, feeds):
     for name, feed in feeds.items():
         if name not in sigs:
             continue
+        if name == "recommend_vector":  # a query vector in the model's own space: its users' vectors
+            feed = dict(feed, embedding=sigs["user_vector"](user_id=tf.constant(["1", "nobody"]))["embedding"].numpy())
         spec = sigs[name].structured_input_signature[1]
         res = sigs[name](**{k: tf.constant(v, dtype=spec[k].dtype) for k, v in feed.items() if k in spec})
         out["outputs"][name] = {k: _plain(v.numpy()) for k, v in res.items()}
@@ -62,7 +64,12 @@ def _feeds(content: list, text_fields: dict) -> dict:
               N.USER_ID: ["1", "nobody"],
               N.ITEM_ID: ["50", "no-such-item"],
               N.RECENT_ITEMS: [["172", "133"], ["", ""]], N.SESSION_WEIGHT: [-1.0, 0.5],
-              N.CONTENT: content, N.EMBEDDING: content, **text_fields}
+              N.CONTENT: content, N.EMBEDDING: content,
+              N.HISTORY_TYPES: [["purchase", "click", "like", ""], ["cart", "", "", ""]],
+              N.HISTORY_GAPS: [[3, 2, 1, 0], [1, 0, 0, 0]],
+              N.CANDIDATES: [["50", "172", "no-such-item"], ["1", "50", ""]],
+              N.RETRIEVAL_FEATURES: np.tile(np.linspace(0, 1, 3 * len(N.RANKER_SOURCES), dtype=np.float32),
+                                            (2, 3, 1)).tolist(), **text_fields}
     feeds = {}
     for contract in (*N.SIGNATURES.values(), N.ITEM_ENCODER_TEXT_SIGNATURES):
         for name, (inputs, _) in contract.items():
