@@ -117,6 +117,19 @@ def publish_metrics(layout) -> dict:
                 metrics[label]["models"].setdefault(name, values)
     except ArtifactNotFound:
         pass
+    try:  # the ranker and the candidate orders, end to end on the same units (full rows: ranking.json)
+        with open(os.path.join(latest_output_uri(layout, "RankerEvaluator", "evaluation"), METRICS_FILE)) as f:
+            ranking = json.load(f)
+        with open(layout.metrics_path.replace(".json", ".ranking.json"), "w") as f:
+            json.dump(ranking, f, indent=1)
+        from recsys.evaluation.metrics import metric_names
+
+        keys = metric_names(10)
+        for label in ("validation", "test"):
+            for name, values in ranking[label]["models"].items():
+                metrics[label]["models"].setdefault(name, {k: values[k] for k in keys})
+    except ArtifactNotFound:
+        pass
     test = metrics["test"]
     write_report(layout.metrics_path, test["dataset"], test["protocol"], test["models"],
                  extra={"validation": metrics["validation"]["models"]})

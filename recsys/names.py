@@ -24,8 +24,9 @@ DUAL_RETRIEVAL_BRUTE_FORCE = "dual_retrieval_bruteforce"  # its exact twin
 GENERATIVE = "generative"                                # dual-head teacher, constrained beam search
 GRAPH_RETRIEVAL = "graph_retrieval"                      # multi-behaviour graph retriever, ScaNN index inside
 GRAPH_RETRIEVAL_BRUTE_FORCE = "graph_retrieval_bruteforce"  # its exact twin
+RANKER = "ranker"                                        # second stage: candidates -> pCTR, pCVR, pCTCVR, score
 SERVED_MODELS = (RETRIEVAL, RETRIEVAL_BRUTE_FORCE, ITEM_ENCODER, DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE,
-                 GENERATIVE, GRAPH_RETRIEVAL, GRAPH_RETRIEVAL_BRUTE_FORCE)
+                 GENERATIVE, GRAPH_RETRIEVAL, GRAPH_RETRIEVAL_BRUTE_FORCE, RANKER)
 #: every ScaNN model and its brute-force twin (stock TF Serving serves only the twin)
 BRUTE_FORCE_TWINS = {RETRIEVAL: RETRIEVAL_BRUTE_FORCE, DUAL_RETRIEVAL: DUAL_RETRIEVAL_BRUTE_FORCE,
                      GRAPH_RETRIEVAL: GRAPH_RETRIEVAL_BRUTE_FORCE}
@@ -108,12 +109,16 @@ SERVING_SUBDIR = "Format-Serving"    # where TFX's Pusher looks for a model insi
 WARMUP_FILE = "tf_serving_warmup_requests"  # assets.extra/<this>, replayed by TF Serving at load
 
 # --- the ranker (second stage: ``export/ranker.py``) -------------------------------------------------
-RANKER = "ranker"                          # served model: candidates -> pCTR, pCVR, pCTCVR, score
 RANK = "rank"                              # its signature (also its serving_default)
 HISTORY_TYPES = "history_types"            # string [B, H]: behaviour of each history item
 HISTORY_GAPS = "history_gaps"              # int64 [B, H]: orders before the request (1 = the latest order)
 CANDIDATES = "candidates"                  # string [B, N], "" padded
 RETRIEVAL_FEATURES = "retrieval_features"  # float32 [B, N, 3 S]: per source retrieved 0/1, score, 1/rank
+#: the candidate sources whose features ``retrieval_features`` carries, in this order, 3 values each:
+#: graph = graph_retrieval's recommend_user, two_tower = retrieval's serving_default (history),
+#: repeat = the user's own items by count then recency (score log1p(count)), popularity (score log1p(count))
+RANKER_SOURCES = ("graph", "two_tower", "repeat", "popularity")
+RANKER_SOURCE_FEATURES = ("in", "score", "rrank")
 PCTR, PCVR, PCTCVR, SCORE = "pctr", "pcvr", "pctcvr", "score"  # float32 [B, N]
 _RANK = ((USER_ID, HISTORY, HISTORY_TYPES, HISTORY_GAPS, CANDIDATES, RETRIEVAL_FEATURES), (PCTR, PCVR, PCTCVR, SCORE))
 SIGNATURES[RANKER] = {RANK: _RANK, SERVING_DEFAULT: _RANK}

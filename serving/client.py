@@ -48,6 +48,17 @@ class Recommendation:
     score: float
 
 
+@dataclass(frozen=True)
+class RankedItem:
+    """One candidate as the served ranker scored it (``score`` = pCTR x pCVR ** the model's power)."""
+
+    item_id: str
+    score: float
+    pctr: float
+    pcvr: float
+    pctcvr: float
+
+
 ITEM_ENCODER_MODEL = N.ITEM_ENCODER
 ITEM_TEXT_FIELDS = N.ITEM_TEXT_FIELDS
 
@@ -345,6 +356,50 @@ class RecommenderClient:
                     for item, score in zip(ids, scores) if item not in skip]
             results.append(recs[: int(ks[row])])
         return results
+
+    def rank(self, user_id: str, candidates: Sequence[str],
+             sources: Mapping[str, Sequence[tuple[str, float]]] | None = None,
+             history: Sequence[str] = (), history_types: Sequence[str] | None = None,
+             history_gaps: Sequence[int] | None = None, model_name: str = N.RANKER) -> list["RankedItem"]:
+        """Scores ``candidates`` for one user with the served ranker (signature ``rank``); best first.
+
+        ``sources``: each candidate source's ranked list as (item, score), best first, keyed by the
+        names in ``recsys.names.RANKER_SOURCES`` (other keys are an error): they become the
+        ``retrieval_features`` the ranker was trained with (retrieved 0/1, score, 1/rank).
+        ``history``: the user's items, oldest first (up to 500), with their behaviours
+        (default ``purchase``) and order gaps (orders before now, 1 = the latest; default: each
+        item its own order, the latest last).
+        """
+        if isinstance(candidates, (str, bytes)) or isinstance(history, (str, bytes)):
+            raise ValueError("candidates and history must be sequences of item ids, not strings")
+        candidates = [str(c) for c in candidates]
+        if not candidates or any(not c for c in candidates):
+            raise ValueError("candidates must be a non-empty list of non-empty item ids")
+        if len(set(candidates)) != len(candidates):
+            raise ValueError("candidates must not repeat an item")
+        history = [str(h) for h in history]
+        types = list(history_types) if history_types is not None else ["purchase"] * len(history)
+        gaps = list(history_gaps) if history_gaps is not None else list(range(len(history), 0, -1))
+        if len(types) != len(history) or len(gaps) != len(history):
+            raise ValueError("history_types and history_gaps must give one value per history item")
+        unknown = set(sources or {}) - set(N.RANKER_SOURCES)
+        if unknown:
+            raise ValueError(f"unknown candidate sources {sorted(unknown)}; known {list(N.RANKER_SOURCES)}")
+        width = len(N.RANKER_SOURCE_FEATURES)
+        feats = np.zeros((1, len(candidates), len(N.RANKER_SOURCES) * width), np.float32)
+        col = {c: i for i, c in enumerate(candidates)}
+        for s_idx, source in enumerate(N.RANKER_SOURCES):
+            for r, (item, score) in enumerate((sources or {}).get(source, ())):
+                if str(item) in col:
+                    feats[0, col[str(item)], s_idx * width:(s_idx + 1) * width] = (1.0, float(score), 1.0 / (r + 1))
+        out = self.predict({N.USER_ID: np.asarray([str(user_id)], dtype=object),
+                            N.HISTORY: _pad([history]), N.HISTORY_TYPES: _pad([types]),
+                            N.HISTORY_GAPS: np.asarray([gaps or [0]], dtype=np.int64),
+                            N.CANDIDATES: np.asarray([candidates], dtype=object),
+                            N.RETRIEVAL_FEATURES: feats}, signature_name=N.RANK, model_name=model_name)
+        ranked = [RankedItem(c, float(out[N.SCORE][0][i]), float(out[N.PCTR][0][i]), float(out[N.PCVR][0][i]),
+                             float(out[N.PCTCVR][0][i])) for i, c in enumerate(candidates)]
+        return sorted(ranked, key=lambda x: -x.score)
 
     def encode_items(self, items: Sequence[Mapping[str, str]] | None = None,
                      embeddings: Sequence[Sequence[float]] | None = None, item_ids: Sequence[str] | None = None,

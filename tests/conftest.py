@@ -36,7 +36,10 @@ SLICE_KWARGS = dict(dataset=DATASET, max_users=SLICE_USERS, two_tower={"epochs":
                     min_lift=0.0, semantic_ids=True, rqvae={"epochs": 5}, dual_head=True,
                     dual_head_config={"epochs": 2, "max_history": 20, "batch_size": 128}, graph=True,
                     graph_config={"max_epochs": 4, "patience": 4, "embedding_dim": 32, "negatives": 20,
-                                  "batch_size": 256})
+                                  "batch_size": 256},
+                    ranking=True, ranking_config={"window": 3, "model": {
+                        "max_epochs": 3, "patience": 2, "actions": 10, "negatives": 10, "batch_size": 32,
+                        "transact_dim": 32, "deep_units": [32]}})
 #: The trainers seed themselves (two-tower, RQ-VAE, dual head: ``seed=0`` ->
 #: ``tf.keras.utils.set_random_seed``; the dual head's sampler and the RQ-VAE's k-means and dead-code
 #: re-seeding take explicit seeds). What they cannot seed is set for the pipeline's interpreter:

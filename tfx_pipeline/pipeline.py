@@ -232,7 +232,8 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
     each user's window), so the window's candidates come from retrievers that never
     saw the window (``transform/ranking_window.py``).
     """
-    window = RankingWindow(examples=example_gen.outputs["examples"], window=int(config.get("window", 5)))
+    window = RankingWindow(examples=example_gen.outputs["examples"], window=int(config.get("window", 5)),
+                           code_version=2)  # 2: units ordered by (order, time, history) within a day
     prefix = window.outputs["window_examples"]
     transform = tfx.components.Transform(
         examples=prefix, schema=schema_gen.outputs["schema"],
@@ -260,7 +261,7 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
         examples=example_gen.outputs["examples"], window_examples=prefix,
         prefix_two_tower=index.outputs["bruteforce_model"], prefix_graph=graph_export.outputs["bruteforce_model"],
         two_tower=index_builder.outputs["bruteforce_model"], graph=graph_exporter.outputs["bruteforce_model"],
-        top_n_json=json.dumps(config.get("top_n", {}), sort_keys=True), code_version=2)  # 2: 500-action history
+        top_n_json=json.dumps(config.get("top_n", {}), sort_keys=True), code_version=3)  # 3: timelines from the full history
     ranker_trainer = RankerTrainer(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],
                                    content=content_embedder.outputs["embeddings"],
                                    config_json=json.dumps(config.get("model", {}), sort_keys=True), code_version=1)

@@ -34,9 +34,10 @@ import apache_beam as beam
 import numpy as np
 
 from recsys import features as F
+from recsys import names as N
 
-SOURCES = ("graph", "two_tower", "repeat", "popularity")  # priority order for ties in the merged order
-SOURCE_FEATURES = ("in", "score", "rrank")
+SOURCES = N.RANKER_SOURCES  # also the priority order for ties in the merged order
+SOURCE_FEATURES = N.RANKER_SOURCE_FEATURES
 USER_FEATURES = ("repeat_count_log", "repeat_recency", "repeat_share", "popularity_log", "category_affinity",
                  "history_len_log")
 FEATURE_NAMES = tuple(f"{s}_{f}" for s in SOURCES for f in SOURCE_FEATURES) + USER_FEATURES
@@ -86,14 +87,15 @@ class Unit:
 def user_timeline(rows: Iterable[Mapping]) -> list[Action]:
     """Every action of one user in event order, from their last sequence row (any split).
 
-    The last unit's row (largest target order position, then timestamp) carries the whole
-    history (validation and test rows are never cut); its targets complete the timeline.
+    The last unit's row (the longest history) carries the whole history (validation and
+    test rows are never cut); its targets complete the timeline.
     Only users with a validation/test row have a complete one: callers check ``complete``.
     """
     rows = list(rows)
     if not rows:
         return []
-    last = max(rows, key=lambda r: (int(r[F.TARGET_ORDER_POS.name]), int(r[F.TARGET_TIMESTAMP.name])))
+    # the longest history: the test row's (validation and test histories are never cut)
+    last = max(rows, key=lambda r: (len(r[F.HISTORY_ITEM_ID.name]), int(r[F.TARGET_ORDER_POS.name])))
     actions = [Action(int(p), i, b) for i, p, b in zip(
         last[F.HISTORY_ITEM_ID.name], last[F.HISTORY_ORDER_POS.name], last[F.HISTORY_EVENT_TYPE.name], strict=True)]
     p = int(last[F.TARGET_ORDER_POS.name])
@@ -327,8 +329,6 @@ class CandidateFn(beam.DoFn):
 
     def _retrieve(self, units: list[Unit], rs: RetrieverSet) -> None:
         import tensorflow as tf
-
-        from recsys import names as N
 
         hist = [[a.item_id for a in u.history] for u in units]
         width = max([len(h) for h in hist] + [1])

@@ -28,11 +28,11 @@ WINDOW = "window"  # split of the ranker's training units
 DEFAULT_WINDOW = 5
 
 
-def split_window(rows: Iterable[tuple[int, bytes]], window: int) -> tuple[list[bytes], list[bytes]]:
-    """(prefix rows, window rows) of one user's training rows given as ``(target_order_pos, row)``.
+def split_window(rows: Iterable[tuple[tuple, bytes]], window: int) -> tuple[list[bytes], list[bytes]]:
+    """(prefix rows, window rows) of one user's training rows given as ``(time key, row)``.
 
-    The window is the last ``min(window, len(rows) - 1)`` units in order position;
-    at least one unit always stays in the prefix.
+    The window is the last ``min(window, len(rows) - 1)`` units by time key; at least
+    one unit always stays in the prefix.
     """
     if window < 1:
         raise ValueError(f"the ranking window must hold at least one unit, got {window}")
@@ -41,13 +41,20 @@ def split_window(rows: Iterable[tuple[int, bytes]], window: int) -> tuple[list[b
     return ordered[:cut], ordered[cut:]
 
 
-def _key(serialized: bytes) -> tuple[str, tuple[int, bytes]]:
+def _key(serialized: bytes) -> tuple[str, tuple[tuple, bytes]]:
+    """(user, ((order position, timestamp, history length), row)): the unit's place in the user's time.
+
+    Several units share an order position on MovieLens (one order per day), so the
+    timestamp and then the history length (exact while histories are shorter than the
+    cut) order them; units equal in all three are simultaneous events.
+    """
     import tensorflow as tf
 
     ex = tf.train.Example.FromString(serialized)
     f = ex.features.feature
-    return (f[F.USER_ID.name].bytes_list.value[0].decode("utf-8"),
-            (int(f[F.TARGET_ORDER_POS.name].int64_list.value[0]), serialized))
+    when = (int(f[F.TARGET_ORDER_POS.name].int64_list.value[0]), int(f[F.TARGET_TIMESTAMP.name].int64_list.value[0]),
+            len(f[F.HISTORY_ITEM_ID.name].bytes_list.value))
+    return f[F.USER_ID.name].bytes_list.value[0].decode("utf-8"), (when, serialized)
 
 
 class _Split(beam.DoFn):

@@ -29,9 +29,8 @@ def RankerEvaluator(  # noqa: N802
     min_lift: Parameter[float] = 0.0,
 ) -> None:
     from export.ranker_evaluate import evaluate_exposures
-    from recsys.evaluation import report
     from transform import examples_io
-    from transform.exposures import SOURCES, STATS_FILE
+    from transform.exposures import SOURCES, STATS_FILE  # noqa: F811
 
     dataset = examples.get_string_custom_property("dataset")
     protocol = examples.get_string_custom_property("protocol")
@@ -45,12 +44,34 @@ def RankerEvaluator(  # noqa: N802
         for name, values in known.get(label, {}).items():
             rows.setdefault(name, values)
         out[label] = {"dataset": dataset, "protocol": f"{protocol} ({label} split)", "models": rows}
-        print(report.format_table(rows, f"{dataset} — {protocol}, {label} split, ranked candidates"), flush=True)
+        print(format_rows(rows, f"{dataset} — {protocol}, {label} split, ranked candidates"), flush=True)
     with open(os.path.join(exposures.uri, STATS_FILE)) as f:
         out["exposures"] = json.load(f)
     with open(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
         json.dump(out, f, indent=1)
     validation = out["validation"]["models"]
+    Gate(N.RANKER, gate_baseline(validation), min_lift).apply(validation, blessing)
+
+
+def gate_baseline(validation: dict) -> str:
+    """The ranker's bar: the candidate source with the best validation NDCG@10 (its own top-10)."""
+    from transform.exposures import SOURCES
+
     sources = [f"{s} (candidates)" for s in SOURCES if f"{s} (candidates)" in validation]
-    best = max(sources, key=lambda s: validation[s][GATE_METRIC])
-    Gate(N.RANKER, best, min_lift).apply(validation, blessing)
+    return max(sources, key=lambda s: validation[s][GATE_METRIC])
+
+
+def format_rows(rows: dict, title: str) -> str:
+    """The standard five-metric table, then the rare-item share, median popularity and the ranker's heads."""
+    from recsys.evaluation import report
+    from recsys.evaluation.metrics import metric_names
+
+    keys = metric_names(10)
+    lines = [report.format_table({m: {k: v[k] for k in keys} for m, v in rows.items()}, title)]
+    for m, v in rows.items():
+        if "rare@10" in v:
+            heads = (f"; CTR AUC {v['ctr_AUC']:.4f} GAUC {v['ctr_GAUC']:.4f} logloss {v['ctr_logloss']:.4f}, "
+                     f"CTCVR AUC {v['ctcvr_AUC']:.4f} GAUC {v['ctcvr_GAUC']:.4f}" if "ctr_AUC" in v else "")
+            lines.append(f"  {m}: items with <= 5 training interactions {v['rare@10']:.1%}, median popularity "
+                         f"{v['median_pop@10']:.0f}{heads}")
+    return "\n".join(lines)

@@ -28,6 +28,7 @@ def RankingWindow(  # noqa: N802
     examples: InputArtifact[tfx.types.standard_artifacts.Examples],
     window_examples: OutputArtifact[tfx.types.standard_artifacts.Examples],
     window: Parameter[int] = RW.DEFAULT_WINDOW,
+    code_version: Parameter[int] = 1,  # the pipeline passes it; bumped when the split changes (cache key)
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     start = time.time()
