@@ -27,7 +27,7 @@ from serving.multistage import (POPULARITY, REPEAT, BadRequest, ClientRanker, Co
                                 RequestContext)
 from serving.store import EmbeddedRedis, RedisStore
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 GRAPH, TWO_TOWER = N.GRAPH_RETRIEVAL_BRUTE_FORCE, N.RETRIEVAL_BRUTE_FORCE
 ITEM_VEC = {"a": (1, 0), "b": (0.8, 0.6), "c": (0, 1), "d": (-1, 0), "e": (0.6, 0.8)}
 COUNTS = {"a": 50, "b": 40, "c": 30, "d": 20, "e": 1}
