@@ -232,6 +232,7 @@ class FeedbackResult:
 class _Retriever:
     model: str
     vector: bool  # has user_vector + recommend_vector + item_embedding
+    session: bool = False  # has recommend_session (session shift toward recent clicks, in the model)
 
 
 class Recommender:
@@ -282,7 +283,8 @@ class Recommender:
                 except ServingError:
                     continue
                 if N.RECOMMEND_USER in sigs:
-                    found.append(_Retriever(name, {N.USER_VECTOR, N.RECOMMEND_VECTOR, N.ITEM_EMBEDDING} <= sigs))
+                    found.append(_Retriever(name, {N.USER_VECTOR, N.RECOMMEND_VECTOR, N.ITEM_EMBEDDING} <= sigs,
+                                            N.RECOMMEND_SESSION in sigs))
                     break
         with self._lock:
             self._discovered = (time.monotonic(), found)
@@ -386,8 +388,8 @@ class Recommender:
 
     def _fan_out(self, user_id, retrievers, state, exclude):
         started = time.perf_counter()
-        futures = {self._pool.submit(self._retrieve, r, user_id, state.deltas.get(r.model), exclude): r.model
-                   for r in retrievers}
+        futures = {self._pool.submit(self._retrieve, r, user_id, state.deltas.get(r.model), state.recent_clicks,
+                                     exclude): r.model for r in retrievers}
         done, _ = wait(futures, timeout=self.config.deadline_s) if futures else (set(), set())
         reports, lists, vectors = {}, {}, {}
         for future, model in futures.items():
@@ -408,7 +410,10 @@ class Recommender:
             reports[model] = SourceReport(OK, len(items), ms, query)
         return reports, lists, vectors
 
-    def _retrieve(self, r: _Retriever, user_id: str, delta, exclude):
+    def _retrieve(self, r: _Retriever, user_id: str, delta, recent_clicks, exclude):
+        """``recommend_vector(u + δ)`` with a feedback offset; else ``recommend_session`` (the model's own
+        session shift toward the recent clicks) when the user clicked recently and the model has it;
+        else ``recommend_user``."""
         t0 = time.perf_counter()
         quota = self.config.quota(r.model)
         if quota == 0:
@@ -424,6 +429,13 @@ class Recommender:
             out = self.client.predict({N.EMBEDDING: q[None, :].astype(np.float32), N.K: np.asarray([quota], np.int32),
                                        N.EXCLUDE: excl}, signature_name=N.RECOMMEND_VECTOR, model_name=r.model)
             query, vector = N.RECOMMEND_VECTOR, q
+        elif recent_clicks and r.session:
+            out = self.client.predict({N.USER_ID: np.asarray([user_id], object),
+                                       N.RECENT_ITEMS: _pad_rows([recent_clicks]),
+                                       N.SESSION_WEIGHT: np.asarray([-1.0], np.float32),  # the model's default
+                                       N.K: np.asarray([quota], np.int32), N.EXCLUDE: excl},
+                                      signature_name=N.RECOMMEND_SESSION, model_name=r.model)
+            query, vector = N.RECOMMEND_SESSION, None
         else:
             out = self.client.predict({N.USER_ID: np.asarray([user_id], object), N.K: np.asarray([quota], np.int32),
                                        N.EXCLUDE: excl}, signature_name=N.RECOMMEND_USER, model_name=r.model)

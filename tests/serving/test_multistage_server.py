@@ -143,6 +143,18 @@ def test_feedback_moves_the_next_answer_through_recommend_vector(server, models,
     assert state.ignored == {"a": 1, "b": 1, "e": 1} and state.recent_clicks == ["c"]
 
 
+def test_recent_clicks_without_an_offset_shift_the_session_in_the_graph_model(server, models, redis_url):
+    """A user with recent clicks and no feedback offset (e.g. a model without the vector signatures)."""
+    rec = _recommender(server, models, store=RedisStore.from_url(redis_url))
+    rec.store.record("u1", [], lambda now: {}, ignored=[], clicked=["c"], bought=[])
+    res = rec.recommend("u1", k=10)
+    assert res.sources[GRAPH].query == N.RECOMMEND_SESSION and res.sources[TWO_TOWER].query == N.RECOMMEND_USER
+    # the graph's default weight 0.5: q = 0.5 (1, 0) + 0.5 (0, 1): b 0.7, e 0.7, a 0.5 (ties: lower index first)
+    graph = sorted((i for i in res.items if GRAPH in i.sources), key=lambda i: i.sources[GRAPH]["rank"])
+    assert [(i.item_id, round(i.sources[GRAPH]["score"], 5)) for i in graph] == [("b", 0.7), ("e", 0.7), ("a", 0.5)]
+    assert next(i for i in res.items if i.item_id == "c").sources == {REPEAT: {"rank": 1, "score": 1.0}}
+
+
 def test_ignored_items_are_suppressed_after_three_rounds(server, models, redis_url):
     rec = _recommender(server, models, store=RedisStore.from_url(redis_url),
                        config=Config(quotas={TWO_TOWER: 0}, default_quota=3, repeat_quota=0, popularity_quota=0),
