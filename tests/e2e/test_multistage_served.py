@@ -5,6 +5,7 @@ served; the Recommender fans out to them, a feedback round is stored in redislit
 next request's retrieval goes through ``recommend_vector`` with exactly ``user_vector + δ``.
 """
 import os
+import re
 
 import numpy as np
 import pytest
@@ -77,3 +78,20 @@ def test_fan_out_and_a_feedback_round_on_the_real_exports(stack):
         got = sorted((i for i in second.items if model in i.sources), key=lambda i: i.sources[model]["rank"])
         ranks = {i.item_id: i.sources[model]["rank"] for i in got}
         assert all(list(want).index(item) + 1 == rank for item, rank in ranks.items())
+
+
+def test_the_demo_shows_a_feedback_round_that_changes_the_list(stack, capsys):
+    from apps.demo import show_multistage
+    from recsys import features as F
+    from transform import examples_io
+
+    layout, examples, table, server, redis_server = stack
+    rows = examples_io.read_rows(examples, F.TEST)
+    show_multistage(layout, {}, f"127.0.0.1:{server.grpc_port}", rows.user_ids[1], rows.histories[1],
+                    exclude_history=True)
+    out = capsys.readouterr().out
+    first, _, second = out.partition("The next request")
+    assert f"offsets updated for {sorted(RETRIEVERS)}" in first
+    assert all(f"{m}: recommend_vector" in second.splitlines()[0] for m in RETRIEVERS)
+    listed = [line for line in second.splitlines()[1:] if re.match(r"\s*\d+\.\s", line)]
+    assert len(listed) == 10 and sum(line.endswith("(new)") for line in listed) >= 1
