@@ -120,6 +120,24 @@ def test_rules_apply_to_the_served_candidates(server, models):
     assert res.rules == ["exclude", "category_cap", "ad_slot"]
 
 
+def test_mmr_reads_item_embeddings_from_the_served_retriever(server, models):
+    rec = _recommender(server, models, policies=R.RerankPipeline((R.MMR(lambda_=0.5),)))
+    res = rec.recommend("u1", k=4, context=RequestContext(history=["d", "d", "a"]))
+    # merged a, b, e, d; rel = min-max of the RRF scores: a 1, b 0.654, e 0.314, d 0. Vectors from the
+    # graph's item_embedding. Second pick: b 0.5*0.654 - 0.5*cos(a, b)=0.8 -> -0.073; e 0.157 - 0.3 -> -0.143;
+    # d 0 - 0.5*max(0, -1) -> 0: d. Then b (-0.073) before e (-0.143).
+    assert res.item_ids() == ["a", "d", "b", "e"] and [i.rule for i in res.items] == ["score", "mmr", "score", "score"]
+    assert res.fallbacks == []
+
+
+def test_purchases_fed_back_are_excluded_from_the_next_answer(server, models, redis_url):
+    rec = _recommender(server, models, store=RedisStore.from_url(redis_url), policies=R.RerankPipeline((R.Exclude(),)))
+    assert rec.recommend("u1", k=3).item_ids() == ["a", "b", "e"]
+    assert rec.feedback("u1", impressions=["a", "b", "e"], purchases=["a"]).stored
+    assert "a" not in rec.recommend("u1", k=3).item_ids()
+    assert rec.store.load("u1", []).bought == {"a"}
+
+
 def test_feedback_moves_the_next_answer_through_recommend_vector(server, models, redis_url):
     rule = FeedbackRule(toward=1.0, away=0.1, max_shift=1.0)
     rec = _recommender(server, models, store=RedisStore.from_url(redis_url), rule=rule)
