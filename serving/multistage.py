@@ -422,8 +422,8 @@ class Recommender:
         if delta is not None and r.vector:
             user = self.client.predict({N.USER_ID: np.asarray([user_id], object)}, signature_name=N.USER_VECTOR,
                                        model_name=r.model)[N.EMBEDDING][0]
-            if np.shape(delta) != np.shape(user):  # a new model version with another dimension: start afresh
-                delta = None
+            if np.shape(delta) != np.shape(user) or not np.all(np.isfinite(delta)):
+                delta = None  # a new model version with another dimension, or a corrupt value: start afresh
         if delta is not None and r.vector:
             q = fb.query_vector(user, delta)
             out = self.client.predict({N.EMBEDDING: q[None, :].astype(np.float32), N.K: np.asarray([quota], np.int32),
@@ -547,8 +547,8 @@ class Recommender:
             out = {}
             for model, (user, pos, w, neg) in inputs.items():
                 delta = now.get(model)
-                if delta is not None and delta.shape != user.shape:
-                    delta = None
+                if delta is not None and (delta.shape != user.shape or not np.all(np.isfinite(delta))):
+                    delta = None  # another model version's dimension, or a corrupt value: start afresh
                 out[model] = self.rule.update(user, delta, pos, neg, w)
             return out
 
@@ -573,6 +573,8 @@ class Recommender:
             emb = np.asarray(self.client.predict({N.ITEM_ID: np.asarray(ids, object)},
                                                  signature_name=N.ITEM_EMBEDDING, model_name=model)[N.EMBEDDING],
                              np.float32)
+        if not np.all(np.isfinite(user)) or not np.all(np.isfinite(emb)):
+            raise ValueError(f"{model} answered NaN or infinite vectors")
         known = np.linalg.norm(emb, axis=1) > 0 if len(ids) else np.zeros(0, bool)  # unknown items embed to 0
         pos = [emb[i] for i in range(len(positives)) if known[i]]
         w = [weights[i] for i in range(len(positives)) if known[i]]

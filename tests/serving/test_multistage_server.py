@@ -173,6 +173,19 @@ def test_recent_clicks_without_an_offset_shift_the_session_in_the_graph_model(se
     assert next(i for i in res.items if i.item_id == "c").sources == {REPEAT: {"rank": 1, "score": 1.0}}
 
 
+def test_a_corrupt_stored_offset_is_ignored_and_the_next_round_starts_afresh(server, models, redis_url):
+    store = RedisStore.from_url(redis_url)
+    rec = _recommender(server, models, store=store, rule=FeedbackRule(toward=1.0, away=0.0, max_shift=1.0))
+    store.client.set(store.key("u1", "delta", GRAPH), np.array([np.nan, 1.0], "<f4").tobytes())
+    store.client.set(store.key("u1", "delta", TWO_TOWER), np.array([1.0, 2.0, 3.0], "<f4").tobytes())  # wrong dim
+    res = rec.recommend("u1", k=3)
+    assert res.item_ids() == ["a", "b", "e"] and res.sources[GRAPH].query == N.RECOMMEND_USER
+    assert rec.feedback("u1", impressions=["a"], clicks=["c"]).stored
+    state = store.load("u1", [GRAPH, TWO_TOWER])
+    np.testing.assert_allclose(state.deltas[GRAPH], [0.0, 2.0])      # |u| = 2, one step toward c = (0, 1)
+    np.testing.assert_allclose(state.deltas[TWO_TOWER], [0.0, 1.0])  # |u| = 1
+
+
 def test_ignored_items_are_suppressed_after_three_rounds(server, models, redis_url):
     rec = _recommender(server, models, store=RedisStore.from_url(redis_url),
                        config=Config(quotas={TWO_TOWER: 0}, default_quota=3, repeat_quota=0, popularity_quota=0),
