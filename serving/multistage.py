@@ -41,6 +41,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -104,7 +105,8 @@ class RequestContext:
 @dataclass(frozen=True)
 class Config:
     """``quotas``: source -> candidates taken (``default_quota`` for retrievers not named);
-    ``weights``: source -> RRF weight (default 1); ``deadline_s``: the retrieval fan-out's wait."""
+    ``weights``: source -> RRF weight (default 1); ``deadline_s``: the retrieval fan-out's wait;
+    ``ranker_deadline_s``: the ranking stage's (past it: the merge order, reported)."""
 
     quotas: Mapping[str, int] = field(default_factory=dict)
     default_quota: int = 100
@@ -114,6 +116,7 @@ class Config:
     rrf_k: float = 60.0
     max_k: int = 100
     deadline_s: float = 2.0
+    ranker_deadline_s: float = 2.0
     retrievers: Sequence[str] = RETRIEVERS
     discovery_ttl_s: float = 30.0
     use_feedback: bool = True
@@ -129,8 +132,10 @@ class Config:
         for source, w in self.weights.items():
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf:
                 raise ValueError(f"weight of {source!r} must be a finite number >= 0, got {w!r}")
-        if not isinstance(self.deadline_s, (int, float)) or not 0 < self.deadline_s < math.inf:
-            raise ValueError(f"deadline_s must be a positive number of seconds, got {self.deadline_s!r}")
+        for name in ("deadline_s", "ranker_deadline_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         if not isinstance(self.rrf_k, (int, float)) or not 0 <= self.rrf_k < math.inf:
             raise ValueError(f"rrf_k must be a finite number >= 0, got {self.rrf_k!r}")
 
@@ -480,7 +485,12 @@ class Recommender:
         request = RankRequest(user_id, tuple((i, CLICK, now) for i in state.recent_clicks), float(now),
                               tuple(c.item_id for c in candidates), features, dict(vectors))
         try:
-            out = ranker.rank(request)
+            future = self._pool.submit(ranker.rank, request)
+            try:
+                out = future.result(timeout=self.config.ranker_deadline_s)
+            except FutureTimeout:
+                future.cancel()
+                raise TimeoutError(f"no answer within the {self.config.ranker_deadline_s}s deadline") from None
             score = np.asarray(out["score"], np.float64)
             if score.shape != (len(candidates),) or not np.all(np.isfinite(score)):
                 raise ValueError(f"the ranker returned scores of shape {score.shape} (finite: "

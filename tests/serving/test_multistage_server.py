@@ -243,6 +243,29 @@ def test_a_plugged_ranker_orders_and_a_failing_one_falls_back_to_the_merge(serve
     np.testing.assert_allclose(sent["features"][f"{GRAPH}_rank"], [[1, 2, 3, 0]])
 
 
+class SlowRanker:
+    def __init__(self, release):
+        self.release = release
+
+    def rank(self, request):
+        self.release.wait(30)  # answers only once the test has seen the fallback
+        return {"score": np.zeros(len(request.candidate_ids))}
+
+
+def test_a_ranker_missing_its_deadline_falls_back_to_the_merge(server, models):
+    import threading
+
+    release = threading.Event()
+    rec = _recommender(server, models, ranker=SlowRanker(release),
+                       config=Config(default_quota=3, repeat_quota=2, popularity_quota=2, ranker_deadline_s=0.05))
+    try:
+        res = rec.recommend("u1", k=4, context=RequestContext(history=["d", "d", "a"]))
+    finally:
+        release.set()
+    assert res.item_ids() == ["a", "b", "e", "d"] and res.ranker == "merge (ranker failed)"
+    assert any("TimeoutError: no answer within the 0.05s deadline" in f for f in res.fallbacks)
+
+
 def test_retrievers_missing_the_deadline_are_skipped_and_reported(server, models):
     rec = _recommender(server, models, config=Config(default_quota=3, repeat_quota=2, popularity_quota=2,
                                                      deadline_s=1e-6))
@@ -381,6 +404,7 @@ def test_unicode_ids_and_unknown_users_are_served(server, models):
 @pytest.mark.parametrize("bad,message", [
     (dict(default_quota=-1), "default_quota"), (dict(max_k=0), "max_k"), (dict(deadline_s=0), "deadline_s"),
     (dict(quotas={"x": 1.5}), "quota of 'x'"), (dict(weights={"x": float("nan")}), "weight of 'x'"),
+    (dict(ranker_deadline_s=-1), "ranker_deadline_s"),
 ])
 def test_bad_recommender_config_is_refused(bad, message):
     with pytest.raises(ValueError, match=message):
