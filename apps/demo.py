@@ -132,7 +132,7 @@ def show_multistage(layout, titles: dict[str, str], grpc: str, user: str, histor
         print(f"\nMulti-stage recommendations for user {user} (serving.multistage over gRPC {grpc}; store: "
               f"embedded Redis {redis_server.url}); sources: {', '.join(first.sources)}; rules: "
               f"{', '.join(first.rules)}; ranking: {first.ranker}")
-        print(f"  stage ms: " + ", ".join(f"{s} {v:.1f}" for s, v in first.timings_ms.items()))
+        print("  stage ms: " + ", ".join(f"{s} {v:.1f}" for s, v in first.timings_ms.items()))
         for fallback in first.fallbacks:
             print(f"  fallback: {fallback}")
         _print_items(first, titles)

@@ -17,7 +17,7 @@ A term with no items is zero. ``δ`` persists in the store (``serving.store``) w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -95,6 +95,3 @@ def query_vector(user: np.ndarray, delta: np.ndarray | None) -> np.ndarray:
     user = np.asarray(user, np.float32)
     return user if delta is None else user + np.asarray(delta, np.float32)
 
-
-def offsets_changed(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray]) -> list[str]:
-    return sorted(m for m in after if m not in before or not np.array_equal(before[m], after[m]))
