@@ -9,6 +9,10 @@
 * :mod:`serving.limits`, :mod:`serving.security` -- request limits; bind address, admin RPC,
   shared token, TLS
 * :mod:`serving.batching`, :mod:`serving.metrics` -- server-side batching; Prometheus metrics
+* :mod:`serving.multistage` -- ``Recommender``: retrieval fan-out, ranking, re-ranking, feedback
+  (over the client), with :mod:`serving.rerank` (policies), :mod:`serving.feedback` (the vector
+  update), :mod:`serving.store` (Redis state), :mod:`serving.experiments` (A/B arms, event log),
+  :mod:`serving.items` (the popularity/category table); docs/multistage.md
 """
 import os
 
