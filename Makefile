@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: install run serve stop demo test test-unit test-integration evaluate benchmark ablation graph-ablation campaign clean
+.PHONY: install run serve stop demo test test-unit test-integration evaluate benchmark ablation graph-ablation ranker-ablation ranker-latency campaign clean
 
 install: $(VENV)/.installed
 
@@ -59,6 +59,12 @@ ablation: install
 
 graph-ablation: install
 	$(PY) benchmarks/graph_ablation.py --output $(ARTIFACTS) --dataset $(DATASET)
+
+ranker-ablation: install
+	$(PY) benchmarks/ranker_ablation.py --output $(ARTIFACTS) --dataset $(DATASET)
+
+ranker-latency: install
+	$(PY) benchmarks/ranker_latency.py --output $(ARTIFACTS) --dataset $(DATASET)
 
 campaign: install
 	$(VENV)/bin/recsys campaign --dataset $(DATASET) --output $(ARTIFACTS)

@@ -4,9 +4,9 @@ Reads a ``recsys run``'s artifacts (the ExposureBuilder's exposures, the content
 embeddings, the splits) and trains, each to convergence with early stopping on the
 validation units' end-to-end NDCG@10 (test read once, at the end):
 
-* ``DCN``: DCN-v2 cross network + deep tower over ids, content, category, retrieval
-  scores/ranks, popularity, repeat and category-affinity features and the long-term user vector;
-* ``DCN + TransAct``: the pipeline's model (the recent actions, early fusion, time-window mask);
+* ``DCN``: the pipeline's model: DCN-v2 cross network + deep tower over ids, content, category,
+  retrieval scores/ranks, popularity, repeat and category-affinity features and the long-term user vector;
+* ``DCN + TransAct``: plus the TransAct block (the recent actions, early fusion, time-window mask);
 * ``- time-window mask``: the same without the mask;
 * ``DeepFM + TransAct``: FM interaction in place of the cross network;
 
@@ -29,10 +29,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VARIANTS = {
-    "DCN": {"transact": False},
-    "DCN + TransAct": {},
-    "- time-window mask": {"time_window": 0},
-    "DeepFM + TransAct": {"interaction": "deepfm"},
+    "DCN": {},  # the pipeline's model
+    "DCN + TransAct": {"transact": True},
+    "- time-window mask": {"transact": True, "time_window": 0},
+    "DeepFM + TransAct": {"interaction": "deepfm", "transact": True},
 }
 
 
@@ -50,6 +50,18 @@ def _round(d: dict) -> dict:
     return {k: round(float(v), 4) for k, v in d.items()}
 
 
+HEAD_KEYS = ("ctr_AUC", "ctr_GAUC", "ctr_logloss", "ctcvr_AUC", "ctcvr_GAUC", "ctcvr_logloss")
+
+
+def split_heads(results: dict) -> tuple[dict, dict]:
+    """(list metrics per label and row, exposure metrics of the ranker heads per label and ranker row)."""
+    lists = {label: {m: {k: v for k, v in r.items() if k not in HEAD_KEYS} for m, r in rows.items()}
+             for label, rows in results.items()}
+    heads = {label: {m: {k: r[k] for k in HEAD_KEYS} for m, r in rows.items() if "ctr_AUC" in r}
+             for label, rows in results.items()}
+    return lists, heads
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--output", default="artifacts")
@@ -57,6 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
     ap.add_argument("--max-epochs", type=int, default=0, help="cap on epochs (default: the config's)")
+    ap.add_argument("--config", default="{}", help="RankerConfig overrides (JSON) applied to every variant")
     args = ap.parse_args(argv)
     from trainer import ranker as R
     from trainer.ranker import metrics as M
@@ -84,7 +97,7 @@ def main(argv=None) -> int:
         runs = {label: [] for label in sets}
         info = []
         for seed in range(args.seeds):
-            over = dict(VARIANTS[name], seed=seed)
+            over = dict(json.loads(args.config), **VARIANTS[name], seed=seed)
             if args.max_epochs:
                 over["max_epochs"] = args.max_epochs
             config = R.RankerConfig.from_dict(over)
@@ -105,7 +118,8 @@ def main(argv=None) -> int:
               f"(validation {results['validation'][name]['NDCG@10']:.4f})", flush=True)
     with open(os.path.join(exposures, X.STATS_FILE)) as f:
         stats = json.load(f)
-    report = {"dataset": args.dataset, "seeds": args.seeds, "exposures": stats["splits"], "training": training,
+    results, heads = split_heads(results)
+    report = {"dataset": args.dataset, "seeds": args.seeds, "config": json.loads(args.config), "heads": heads, "exposures": stats["splits"], "training": training,
               "command": "python benchmarks/ranker_ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "results": results}
     path = layout.metrics_path.replace(".json", ".ranker_ablation.json")
@@ -114,8 +128,11 @@ def main(argv=None) -> int:
         json.dump(report, f, indent=1)
     from recsys.evaluation.report import format_table
 
+    from recsys.evaluation.metrics import metric_names
+
     for label in ("validation", "test"):
-        print(format_table(results[label], f"{args.dataset} — ranker ablation, {label} units"))
+        rows = {m: {k: r[k] for k in metric_names(10)} for m, r in results[label].items()}
+        print(format_table(rows, f"{args.dataset} — ranker ablation, {label} units"))
     print(f"[ablation] wrote {path}")
     return 0
 

@@ -82,7 +82,7 @@ def _dense(req: dict, values: list[np.ndarray], positions: dict[str, int]):
     u = len(req["candidates"])
     pad = len(positions)
     items = _pad([[positions.get(i, pad) for i in c] for c in req["candidates"]], n, pad, np.int64)
-    mask = _pad([[True] * len(c) for c in req["candidates"]], n, False, bool)
+    mask = _pad([[i in positions for i in c] for c in req["candidates"]], n, False, bool)  # unknown ids: no slot
     feats = np.zeros((u, n, len(X.FEATURE_NAMES)), np.float32)
     for r, f in enumerate(req["features"]):
         feats[r, :len(f)] = f

@@ -264,7 +264,8 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
         top_n_json=json.dumps(config.get("top_n", {}), sort_keys=True), code_version=3)  # 3: timelines from the full history
     ranker_trainer = RankerTrainer(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],
                                    content=content_embedder.outputs["embeddings"],
-                                   config_json=json.dumps(config.get("model", {}), sort_keys=True), code_version=1)
+                                   config_json=json.dumps(config.get("model", {}), sort_keys=True),
+                                   code_version=3)  # 2: learning rate 3e-4; 3: DCN without TransAct
     exporter = RankerExporter(examples=example_gen.outputs["examples"], model=ranker_trainer.outputs["model"],
                               graph=graph_exporter.outputs["bruteforce_model"], code_version=1)
     ranker_evaluator = RankerEvaluator(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],

@@ -131,19 +131,20 @@ class RankingAccumulator:
         n = topk.shape[0]
         if n == 0:
             return
-        if topk.min() < 0 or topk.max() >= self.num_items:
-            raise ValueError(f"topk item ids must lie in [0, {self.num_items})")
+        if topk.min() < -1 or topk.max() >= self.num_items:
+            raise ValueError(f"topk item ids must lie in [0, {self.num_items}) (-1: an empty slot)")
+        empty = topk < 0  # a list shorter than k: its empty slots neither hit nor count for coverage
         rows, items = flatten_rows(targets, self.num_items, "target")
         target_keys = np.unique(rows * self.num_items + items)  # de-duplicated (user, item)
         n_targets = np.bincount(target_keys // self.num_items, minlength=n)  # [B] |T_u| >= 1
         topk_keys = np.arange(n, dtype=np.int64)[:, None] * self.num_items + topk
-        hits = np.isin(topk_keys, target_keys, assume_unique=False)  # [B, k] bool
+        hits = np.isin(topk_keys, target_keys, assume_unique=False) & ~empty  # [B, k] bool
         n_hits = hits.sum(axis=1)
         self._hr.append((n_hits > 0).astype(np.float64))
         self._recall.append(n_hits / n_targets)
         dcg = hits @ self._discounts
         self._ndcg.append(dcg / self._idcg[np.minimum(n_targets, self.k) - 1])
-        self._item_counts += np.bincount(topk.ravel(), minlength=self.num_items)
+        self._item_counts += np.bincount(topk[~empty], minlength=self.num_items)
 
     @property
     def num_evaluated(self) -> int:

@@ -22,7 +22,7 @@ POP = {"a": 9, "b": 0, "c": 3, "d": 1, "e": 4}
 
 def _trained(seed=0):
     config = RankerConfig(actions=3, last_tokens=2, transact_dim=8, id_dim=4, content_dim=4, category_dim=2,
-                          user_dim=3, deep_units=(8,), seed=seed)
+                          user_dim=3, deep_units=(8,), seed=seed, transact=True)  # the full path
     tf.keras.utils.set_random_seed(seed)
     content = np.random.default_rng(seed).normal(size=(6, 5)).astype(np.float32)
     content[-1] = 0

@@ -36,7 +36,7 @@ class RankerConfig:
     content_dim: int = 32
     category_dim: int = 16
     user_dim: int = 32
-    transact: bool = True
+    transact: bool = False  # default DCN-v2 alone: TransAct is no better beyond noise, at ~10x the cost
     actions: int = 20
     transact_dim: int = 64
     transact_heads: int = 2
@@ -47,7 +47,7 @@ class RankerConfig:
     dropout: float = 0.1
     negatives: int = 40
     batch_size: int = 64
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-4
     l2: float = 1e-6
     max_epochs: int = 30
     patience: int = 4

@@ -187,3 +187,15 @@ def test_long_tail_items_and_share():
     assert long_tail_items(np.array([1, 1, 1, 1, 1]), 0.2).tolist() == [False, True, True, True, True]  # ties: lower id
     top = np.array([[1, 0, -1], [3, 2, 4]])
     assert long_tail_share(top, tail, k=3) == 3 / 5  # -1 (no item) is not a slot
+
+
+def test_short_lists_leave_empty_slots_that_neither_hit_nor_count():
+    from recsys.evaluation.metrics import ranking_metrics
+
+    # user 0's list has two items (target 1 at rank 2), user 1's is empty (target 2 missed)
+    got = ranking_metrics(np.array([[0, 1, -1], [-1, -1, -1]]), [np.array([1]), np.array([2])], num_items=4, k=3)
+    assert got["HR@3"] == 0.5
+    assert got["NDCG@3"] == pytest.approx(0.5 / np.log2(3))
+    assert got["coverage@3"] == 2 / 4  # items 0 and 1; the empty slots are no item
+    with pytest.raises(ValueError, match="must lie in"):
+        ranking_metrics(np.array([[0, -2, 1]]), [np.array([1])], num_items=4, k=3)

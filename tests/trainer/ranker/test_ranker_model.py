@@ -71,8 +71,8 @@ def _tiny(num_items=6, n=4, a=3, f=18, d=4, seed=0):
                        rng.normal(size=(2, d)).astype(np.float32), [np.array([1]), np.array([2])])
 
 
-@pytest.mark.parametrize("overrides", [{}, {"interaction": DEEPFM}, {"transact": False, "structure": "parallel",
-                                                                       "projection_dim": 4}])
+@pytest.mark.parametrize("overrides", [{"transact": True}, {"interaction": DEEPFM, "transact": True},
+                                       {"structure": "parallel", "projection_dim": 4}])
 def test_ranker_forward_shapes_and_a_step_lowers_the_loss(overrides):
     data = _tiny()
     config = RankerConfig(actions=3, last_tokens=2, transact_dim=8, id_dim=4, content_dim=4, category_dim=2,

@@ -1,0 +1,61 @@
+"""The served ``ranker`` as the multi-stage Recommender's ranking stage (``serving.multistage.Ranker``).
+
+``ServedRanker(client)`` turns a :class:`serving.multistage.RankRequest` into one
+``RecommenderClient.rank`` call, mapping the Recommender's candidate sources onto the sources the
+ranker was trained with (``recsys.names.RANKER_SOURCES``):
+
+* ``graph_retrieval`` → ``graph``, ``retrieval`` → ``two_tower``: rank and score as retrieved;
+* ``repeat`` and ``popularity`` carry raw counts in the Recommender; the ranker was trained on
+  ``log1p(count)`` (``transform.exposures``), so the adapter sends that;
+* other sources (``dual_retrieval``, ``generative``) have no slot in the trained model: their
+  candidates are still ranked, on the features of the sources they share.
+
+The ranker's repeat and affinity features need the user's **history** (it was trained on the full
+one): ``history_of(user_id)`` returns it as ``(items oldest first, behaviours, order gaps)``; the
+session's ``recent_actions`` (newest first in the request) are appended as the newest order.
+Without ``history_of`` only the recent actions are sent, each its own order (gap 1 = the newest).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+
+from recsys import names as N
+
+SOURCE_MAP = {N.GRAPH_RETRIEVAL: "graph", N.RETRIEVAL: "two_tower", "repeat": "repeat", "popularity": "popularity"}
+_COUNT_SOURCES = {"repeat", "popularity"}
+
+
+class ServedRanker:
+    def __init__(self, client, model_name: str = N.RANKER, history_of=None):
+        self.client = client
+        self.model_name = model_name
+        self.history_of = history_of
+
+    def rank(self, request) -> Mapping[str, np.ndarray]:
+        candidates = list(request.candidate_ids)
+        sources: dict[str, list[tuple[str, float]]] = {}
+        for theirs, ours in SOURCE_MAP.items():
+            ranks = request.features.get(f"{theirs}_rank")
+            scores = request.features.get(f"{theirs}_score")
+            if ranks is None:
+                continue
+            got = [(int(r), c, float(s)) for c, r, s in zip(candidates, ranks, scores) if r > 0]
+            got.sort()
+            sources[ours] = [(c, math.log1p(max(s, 0.0)) if ours in _COUNT_SOURCES else s) for _, c, s in got]
+        actions = list(request.recent_actions)[::-1]  # oldest first
+        if self.history_of is not None:
+            items, types, gaps = self.history_of(request.user_id)
+            shift = 1 if actions else 0  # the session is the newest order
+            items, types = list(items) + [a[0] for a in actions], list(types) + [a[1] for a in actions]
+            gaps = [int(g) + shift for g in gaps] + [1] * len(actions)
+        else:
+            items, types = [a[0] for a in actions], [a[1] for a in actions]
+            gaps = list(range(len(actions), 0, -1))
+        ranked = self.client.rank(request.user_id, candidates, sources=sources, history=items[-500:],
+                                  history_types=types[-500:], history_gaps=gaps[-500:], model_name=self.model_name)
+        by_id = {r.item_id: r for r in ranked}
+        return {k: np.array([getattr(by_id[c], k) for c in candidates], np.float64)
+                for k in ("score", "pctr", "pcvr", "pctcvr")}

@@ -1,0 +1,79 @@
+"""The ranking space on the slice: no leakage into the candidate retrievers, exposures as documented, the ranker."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from recsys import features as F
+from recsys import names as N
+
+pytestmark = pytest.mark.integration
+
+
+def test_no_window_unit_trained_the_retrievers_that_produce_its_candidates(ml_slice):
+    """MovieLens has one event per (user, item): a window target in the prefix graph can only be a leak."""
+    from transform import examples_io
+    from transform.ranking_window import WINDOW
+
+    window = examples_io.read_rows(ml_slice.uri("RankingWindow", "window_examples"), WINDOW)
+    held = {(u, t) for u, ts in zip(window.user_ids, window.targets) for t in ts}
+    assert len(window.user_ids) == 3 * 40  # window 3, every slice user has more training units
+    prefix = examples_io.read_graph_edges(ml_slice.uri("PrefixGraphBuilder", "graph"))
+    served = examples_io.read_graph_edges(ml_slice.uri("GraphBuilder", "graph"))
+    prefix_pairs = set(zip(prefix.user_ids.tolist(), prefix.item_ids.tolist()))
+    served_pairs = set(zip(served.user_ids.tolist(), served.item_ids.tolist()))
+    assert not held & prefix_pairs
+    assert held <= served_pairs  # the check can fail: the served graph does hold them
+    prefix_rows = examples_io.read_rows(ml_slice.uri("RankingWindow", "window_examples"), F.TRAIN)
+    assert not held & {(u, t) for u, ts in zip(prefix_rows.user_ids, prefix_rows.targets) for t in ts}
+    # the prefix two-tower's vocabulary counts are the prefix's, not the full training split's
+    from trainer import base
+
+    counts = base.load_vocabularies(ml_slice.uri("PrefixTransform", "transform_graph")).item_counts
+    full = base.load_vocabularies(ml_slice.uri("Transform", "transform_graph")).item_counts
+    assert sum(counts.values()) == sum(full.values()) - len(held)
+
+
+def test_exposures_cover_every_ranked_unit_with_the_served_retrievers_top_lists(ml_slice):
+    from export.ranker_evaluate import read_requests
+    from transform import exposures as X
+
+    uri = ml_slice.uri("ExposureBuilder", "exposures")
+    with open(os.path.join(uri, X.STATS_FILE)) as f:
+        stats = json.load(f)
+    assert {s: v["units"] for s, v in stats["splits"].items()} == {F.TRAIN: 120, F.EVAL: 40, F.TEST: 40}
+    req = read_requests(uri, F.TEST)
+    graph = ml_slice.model_dir("GraphExporter", "bruteforce_model")
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(graph).signatures[N.RECOMMEND_USER]
+    r = 0
+    out = fn(user_id=tf.constant([req["user_ids"][r]]), k=tf.constant([10]),
+             exclude=tf.constant([req["history"][r] or [""]]))
+    top = [i.decode() for i in out[N.ITEM_IDS].numpy()[0] if i]
+    col = X.FEATURE_NAMES.index("graph_rrank")
+    f = req["features"][r]
+    by_rank = [req["candidates"][r][c] for c in np.argsort(-f[:, col], kind="stable") if f[c, col] > 0][:10]
+    assert by_rank == top  # the stored ranks are the served graph retriever's own order
+    # leave-one-out: nothing the user already rated is a candidate
+    for cands, hist in zip(req["candidates"], req["history"]):
+        assert not set(cands) & set(hist)
+
+
+def test_ranker_rows_and_gate(ml_slice):
+    from tfx_pipeline.components.evaluator import METRICS_FILE
+    from tfx_pipeline.components.ranker_evaluator import gate_baseline
+
+    with open(os.path.join(ml_slice.uri("RankerEvaluator", "evaluation"), METRICS_FILE)) as f:
+        rows = json.load(f)
+    for label in ("validation", "test"):
+        models = rows[label]["models"]
+        assert {"ranker", "candidates (retriever order)", "graph (candidates)", "two_tower (candidates)",
+                "popularity (candidates)"} <= set(models)
+        assert "repeat (candidates)" not in models  # leave-one-out: no repeat source
+        for m in ("ctr_AUC", "ctr_GAUC", "ctr_logloss", "ctcvr_AUC"):
+            assert 0 <= models["ranker"][m] < 10, m
+        # each source's own top-10 among the candidates is the retriever's full-ranking top-10
+        assert models["two_tower (candidates)"]["NDCG@10"] == pytest.approx(models["two_tower"]["NDCG@10"], abs=1e-9)
+    assert gate_baseline(rows["validation"]["models"]).endswith("(candidates)")
