@@ -26,7 +26,7 @@ Stages (DESIGN.md §6–8), each timed in ``response.timings_ms``:
 3. **merge**: dedup with per-item attribution (source → rank, score) and reciprocal-rank fusion
    (Cormack et al., 2009): ``merge(i) = Σ_s w_s / (rrf_k + rank_s(i))``, ``rrf_k`` = 60, weights
    per source (default 1).
-4. **ranking**: a pluggable :class:`Ranker` (the served ``ranker`` through :class:`ClientRanker`)
+4. **ranking**: a pluggable :class:`Ranker` (the served ``ranker``: ``serving.ranking.ServedRanker``)
    scores the merged candidates; without one, or when it fails (reported), the merge order stands.
 5. **re-ranking**: ``serving.rerank`` policies, then the cut to ``k``.
 
@@ -163,8 +163,7 @@ class RankRequest:
     candidate_ids: tuple
     features: Mapping[str, np.ndarray]
     user_vectors: Mapping[str, np.ndarray] = field(default_factory=dict)
-    history: tuple = ()                                              # the caller's, oldest first
-    source_lists: Mapping[str, list] = field(default_factory=dict)  # source -> [(item, score)], best first
+    history: tuple = ()  # the caller's (``RequestContext.history``), oldest first
 
 
 class Ranker(Protocol):
@@ -188,45 +187,6 @@ class ClientRanker:
                            request_time=[request.request_time], candidate_ids=[list(request.candidate_ids)],
                            features={k: np.asarray(v, np.float32)[None, :] for k, v in request.features.items()})
         return {k: np.asarray(v, np.float64)[0] for k, v in out.items()}
-
-
-#: the served ranker's candidate sources (``recsys.names.RANKER_SOURCES``) -> the Recommender's sources
-RANKER_SOURCE_MAP = {"graph": (N.GRAPH_RETRIEVAL, N.GRAPH_RETRIEVAL_BRUTE_FORCE),
-                     "two_tower": (N.RETRIEVAL, N.RETRIEVAL_BRUTE_FORCE), "repeat": (REPEAT,),
-                     "popularity": (POPULARITY,)}
-if set(RANKER_SOURCE_MAP) != set(N.RANKER_SOURCES):  # the contract changed: say so at import, not per request
-    raise ImportError(f"serving.multistage.RANKER_SOURCE_MAP names {sorted(RANKER_SOURCE_MAP)}, the ranker's "
-                      f"contract {sorted(N.RANKER_SOURCES)}")
-
-
-class ServedRanker:
-    """The served ``ranker`` (issue 10) through ``RecommenderClient.rank``, as a :class:`Ranker`.
-
-    Sends the merged candidates, each source's ranked list under the ranker's source names
-    (:data:`RANKER_SOURCE_MAP`; sources it was not trained with, e.g. ``dual_retrieval``, are not
-    sent) and the history: the caller's (behaviour ``purchase``, the client's default) then the
-    store's recent clicks (``click``), the last ``max_history``.
-    """
-
-    def __init__(self, client: RecommenderClient, model_name: str = N.RANKER, max_history: int = 500):
-        self.client = client
-        self.model_name = model_name
-        self.max_history = max_history
-
-    def rank(self, request: RankRequest) -> Mapping[str, np.ndarray]:
-        sources = {}
-        for name, ours in RANKER_SOURCE_MAP.items():
-            found = [s for s in ours if s in request.source_lists]
-            if found:
-                sources[name] = request.source_lists[found[0]]
-        clicks = [item for item, _, _ in reversed(request.recent_actions)]  # oldest first
-        history = (list(request.history) + clicks)[-self.max_history:]
-        types = (["purchase"] * len(request.history) + [CLICK] * len(clicks))[-self.max_history:]
-        ranked = self.client.rank(request.user_id, list(request.candidate_ids), sources=sources, history=history,
-                                  history_types=types, model_name=self.model_name)
-        by_id = {r.item_id: r for r in ranked}
-        return {key: np.array([getattr(by_id[c], key) for c in request.candidate_ids], np.float64)
-                for key in ("score", "pctr", "pcvr", "pctcvr")}
 
 
 # --------------------------------------------------------------------------- responses
@@ -405,7 +365,7 @@ class Recommender:
         candidates = self._merge(lists)
         lap("merge")
 
-        candidates, ranked_by = self._rank(ranker, user_id, state, now, candidates, vectors, fallbacks, history, lists)
+        candidates, ranked_by = self._rank(ranker, user_id, state, now, candidates, vectors, fallbacks, history)
         lap("ranking")
 
         rerank_context = R.RerankContext(categories=self.items.categories, interactions=self.items.interactions,
@@ -516,7 +476,7 @@ class Recommender:
         order = sorted(merged, key=lambda i: -merged[i])  # stable: first-seen order on ties
         return [R.Candidate(i, merged[i], sources[i], {"merge": merged[i]}) for i in order]
 
-    def _rank(self, ranker, user_id, state, now, candidates, vectors, fallbacks, history, lists):
+    def _rank(self, ranker, user_id, state, now, candidates, vectors, fallbacks, history):
         if ranker is None or not candidates:
             return candidates, "merge"
         names = sorted({s for c in candidates for s in c.sources})
@@ -525,8 +485,7 @@ class Recommender:
             features[f"{s}_score"] = np.array([c.sources.get(s, {}).get("score", 0.0) for c in candidates], np.float32)
             features[f"{s}_rank"] = np.array([c.sources.get(s, {}).get("rank", 0) for c in candidates], np.float32)
         request = RankRequest(user_id, tuple((i, CLICK, now) for i in state.recent_clicks), float(now),
-                              tuple(c.item_id for c in candidates), features, dict(vectors), tuple(history),
-                              {s: list(items) for s, items in lists.items() if items})
+                              tuple(c.item_id for c in candidates), features, dict(vectors), tuple(history))
         try:
             future = self._pool.submit(ranker.rank, request)
             try:

@@ -26,8 +26,7 @@ def stack(deployed, tmp_path_factory):
     work = tmp_path_factory.mktemp("multistage-e2e")
     examples = latest_output_uri(deployed, "SequenceExampleGen", "examples")
     table = write_item_table(examples, str(work / "items.tsv"))
-    served = RETRIEVERS + ((N.RANKER,) if os.path.isdir(os.path.join(deployed.serving_dir, N.RANKER)) else ())
-    config = model_server_config({m: os.path.join(deployed.serving_dir, m) for m in served})
+    config = model_server_config({m: os.path.join(deployed.serving_dir, m) for m in RETRIEVERS})
     server = ModelServer(config, grpc_port=0, rest_port=0, poll_seconds=0, host="127.0.0.1").start()
     redis_server = EmbeddedRedis(str(work / "redis"))
     yield deployed, examples, table, server, redis_server
@@ -97,35 +96,3 @@ def test_the_demo_shows_a_feedback_round_that_changes_the_list(stack, capsys):
     listed = [line for line in second.splitlines()[1:] if re.match(r"\s*\d+\.\s", line)]
     assert len(listed) == 10 and sum(line.endswith("(new)") for line in listed) >= 1
 
-
-def test_the_served_ranker_orders_the_merged_candidates(stack):
-    from recsys import features as F
-    from serving import rerank as R
-    from serving.client import RecommenderClient
-    from serving.multistage import RANKER_SOURCE_MAP, Config, Recommender, RequestContext, ServedRanker
-    from transform import examples_io
-
-    layout, examples, table, server, redis_server = stack
-    if not os.path.isdir(os.path.join(layout.serving_dir, N.RANKER)):
-        pytest.skip("this slice exports no ranker")
-    rows = examples_io.read_rows(examples, F.TEST)
-    user, history = rows.user_ids[2], rows.histories[2]
-    client = RecommenderClient(f"127.0.0.1:{server.grpc_port}", protocol="grpc", timeout=30)
-    config = Config(default_quota=20, repeat_quota=0, popularity_quota=10, max_k=100)
-    context = RequestContext(history=history, exclude=history)
-    merged = Recommender(client, table, config=config, policies=R.RerankPipeline(())).recommend(
-        user, k=100, context=context)
-    ranked = Recommender(client, table, config=config, policies=R.RerankPipeline(()),
-                         ranker=ServedRanker(client)).recommend(user, k=10, context=context)
-    assert ranked.ranker == "ranker" and ranked.fallbacks == []
-    sources = {}
-    for name, ours in RANKER_SOURCE_MAP.items():
-        for source in ours:
-            listed = sorted((i for i in merged.items if source in i.sources), key=lambda i: i.sources[source]["rank"])
-            if listed:
-                sources[name] = [(i.item_id, i.sources[source]["score"]) for i in listed]
-    want = client.rank(user, merged.item_ids(), sources=sources, history=history)[:10]
-    assert ranked.item_ids() == [r.item_id for r in want]
-    for item, r in zip(ranked.items, want):
-        assert item.scores["ranker"] == pytest.approx(r.score, rel=1e-5)
-        assert item.scores["pctr"] == pytest.approx(r.pctr, rel=1e-5) and "merge" in item.scores
