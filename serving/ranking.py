@@ -11,9 +11,10 @@ ranker was trained with (``recsys.names.RANKER_SOURCES``):
   candidates are still ranked, on the features of the sources they share.
 
 The ranker's repeat and affinity features need the user's **history** (it was trained on the full
-one): ``history_of(user_id)`` returns it as ``(items oldest first, behaviours, order gaps)``; the
-session's ``recent_actions`` (newest first in the request) are appended as the newest order.
-Without ``history_of`` only the recent actions are sent, each its own order (gap 1 = the newest).
+one): ``history_of(user_id)`` returns it as ``(items oldest first, behaviours, order gaps)``;
+without it the request's ``history`` (the caller's ``RequestContext.history``) is sent, each item its
+own order and a purchase. The session's ``recent_actions`` (newest first in the request) are
+appended as the newest order.
 """
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ from typing import Mapping
 
 import numpy as np
 
+from recsys import features as F
 from recsys import names as N
 
-SOURCE_MAP = {N.GRAPH_RETRIEVAL: "graph", N.RETRIEVAL: "two_tower", "repeat": "repeat", "popularity": "popularity"}
+SOURCE_MAP = {N.GRAPH_RETRIEVAL: "graph", N.RETRIEVAL: "two_tower", "repeat": "repeat", "popularity": "popularity",
+              # stock TF Serving serves the exact twins in their place
+              N.GRAPH_RETRIEVAL_BRUTE_FORCE: "graph", N.RETRIEVAL_BRUTE_FORCE: "two_tower"}
 _COUNT_SOURCES = {"repeat", "popularity"}
 
 
@@ -48,12 +52,12 @@ class ServedRanker:
         actions = list(request.recent_actions)[::-1]  # oldest first
         if self.history_of is not None:
             items, types, gaps = self.history_of(request.user_id)
-            shift = 1 if actions else 0  # the session is the newest order
-            items, types = list(items) + [a[0] for a in actions], list(types) + [a[1] for a in actions]
-            gaps = [int(g) + shift for g in gaps] + [1] * len(actions)
         else:
-            items, types = [a[0] for a in actions], [a[1] for a in actions]
-            gaps = list(range(len(actions), 0, -1))
+            items = list(getattr(request, "history", ()) or ())
+            types, gaps = [F.TARGET_BEHAVIOUR] * len(items), list(range(len(items), 0, -1))
+        shift = 1 if actions else 0  # the session is the newest order
+        items, types = list(items) + [a[0] for a in actions], list(types) + [a[1] for a in actions]
+        gaps = [int(g) + shift for g in gaps] + [1] * len(actions)
         ranked = self.client.rank(request.user_id, candidates, sources=sources, history=items[-500:],
                                   history_types=types[-500:], history_gaps=gaps[-500:], model_name=self.model_name)
         by_id = {r.item_id: r for r in ranked}

@@ -140,7 +140,7 @@ def test_an_impossible_gate_blesses_nothing_and_pushes_only_the_ungated_encoder(
                       if c.name.startswith(layout.pipeline_name + ".")]
             states[node] = metadata_store_pb2.Execution.State.Name(e.last_known_state)
     pushers = {p.component_id for p in ml_slice.pushes.values()}
-    rerun = {"RetrievalEvaluator", "DualHeadEvaluator", "GraphEvaluator"} | pushers
+    rerun = {"RetrievalEvaluator", "DualHeadEvaluator", "GraphEvaluator", "RankerEvaluator"} | pushers
     assert {n for n, s in states.items() if s == "COMPLETE"} == rerun, states
     assert {n for n, s in states.items() if s != "COMPLETE"} == {n for n in states if n not in rerun}
     assert {s for n, s in states.items() if n not in rerun} == {"CACHED"}, states
