@@ -286,6 +286,21 @@ def cmd_evaluate(args) -> int:
     split = F.TEST if args.split == "test" else F.EVAL
     models = evaluate_split(examples_uri, split, protocol, dirs,
                             user_models=("graph_retrieval", "graph_retrieval_scann"))  # asked by user id
+    try:  # the served ranker end to end on the same units, beside the candidate sources' own orders
+        from export.ranker_evaluate import evaluate_exposures
+        from recsys.evaluation.metrics import metric_names
+        from tfx_pipeline.components.ranker_evaluator import format_rows
+        from transform import examples_io
+        from transform.exposures import SOURCES
+
+        ranker_dir = latest_version_dir(os.path.join(layout.serving_dir, P.RANKER))
+        rows = evaluate_exposures(latest_output_uri(layout, "ExposureBuilder", "exposures"), split,
+                                  examples_io.read_catalog(examples_uri).positions(), ranker_dir)
+        rows = {f"{n} (candidates)" if n in SOURCES else n: v for n, v in rows.items()}
+        print(format_rows(rows, f"{args.dataset} — {protocol} ({args.split} split), ranked candidates"))
+        models.update({n: {k: v[k] for k in metric_names(10)} for n, v in rows.items()})
+    except ArtifactNotFound as e:
+        print(f"[evaluate] no ranker rows: {e}", file=sys.stderr)
     title = f"{args.dataset} — {protocol} ({args.split} split), full ranking over all items"
     print(format_table(models, title))
     write_report(layout.metrics_path if args.split == "test" else layout.metrics_path.replace(".json", ".validation.json"),
