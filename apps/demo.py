@@ -102,7 +102,8 @@ def _print_items(response, titles: dict[str, str], before: list[str] | None = No
     for item in response.items:
         sources = ", ".join(f"{s}#{int(v['rank'])}" for s, v in item.sources.items())
         new = "" if before is None else ("  (new)" if item.item_id not in before else "")
-        print(f"  {item.position + 1:2d}. {item.item_id:>8s} {item.scores.get('merge', 0):.4f} {item.rule:<12s} "
+        score = item.scores.get("ranker", item.scores.get("merge", 0))  # the ranker's score when it ranked them
+        print(f"  {item.position + 1:2d}. {item.item_id:>8s} {score:.4f} {item.rule:<12s} "
               f"{titles.get(item.item_id, '')[:38]:38s} <- {sources}{new}")
 
 
@@ -112,7 +113,10 @@ def show_multistage(layout, titles: dict[str, str], grpc: str, user: str, histor
     from serving import rerank as R
     from serving.client import RecommenderClient
     from serving.items import write_item_table
+    from recsys import names as N
+    from serving.client import ServingError
     from serving.multistage import Recommender, RequestContext
+    from serving.ranking import ServedRanker
     from serving.store import EmbeddedRedis, RedisStore
     from tfx_pipeline.artifacts import latest_output_uri
 
@@ -125,7 +129,14 @@ def show_multistage(layout, titles: dict[str, str], grpc: str, user: str, histor
     redis_server = EmbeddedRedis(os.path.join(layout.root, "multistage", "redis"))
     store = RedisStore.from_url(redis_server.url)
     store.client.delete(*store.client.keys(store.key(user, "*")) or ["-"])  # the demo starts the user afresh
-    rec = Recommender(RecommenderClient(grpc, protocol="grpc", timeout=30), table, store=store, policies=policies)
+    client = RecommenderClient(grpc, protocol="grpc", timeout=30)
+    ranker = None
+    try:  # the served ranker ranks the candidates when the pipeline pushed it (it passed its gate)
+        client.model_status(N.RANKER)
+        ranker = ServedRanker(client)
+    except ServingError:
+        pass
+    rec = Recommender(client, table, store=store, policies=policies, ranker=ranker)
     try:
         context = RequestContext(history=history, exclude=history if exclude_history else [])
         first = rec.recommend(user, k=k, context=context)
