@@ -70,6 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
     ap.add_argument("--max-epochs", type=int, default=0, help="cap on epochs (default: the config's)")
     ap.add_argument("--config", default="{}", help="RankerConfig overrides (JSON) applied to every variant")
+    ap.add_argument("--name", default="ranker_ablation", help="the report is metrics/<dataset>.<name>.json")
     args = ap.parse_args(argv)
     from trainer import ranker as R
     from trainer.ranker import metrics as M
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     report = {"dataset": args.dataset, "seeds": args.seeds, "config": json.loads(args.config), "heads": heads, "exposures": stats["splits"], "training": training,
               "command": "python benchmarks/ranker_ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "results": results}
-    path = layout.metrics_path.replace(".json", ".ranker_ablation.json")
+    path = layout.metrics_path.replace(".json", f".{args.name}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(report, f, indent=1)

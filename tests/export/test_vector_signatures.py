@@ -5,8 +5,22 @@ import tensorflow as tf
 
 from export import retrieval as export
 from recsys import names as N
-from tests.export import test_graph_export as graph_case
-from tests.export import test_retrieval as twotower_case
+
+
+def _sibling(name: str):
+    """A sibling test module, loaded by path (``tests/`` is not a package: a fresh clone has no ``tests`` on sys.path)."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location(f"_vector_case_{name}", os.path.join(os.path.dirname(__file__),
+                                                                                      f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+graph_case = _sibling("test_graph_export")
+twotower_case = _sibling("test_retrieval")
 
 
 def _ids(out):

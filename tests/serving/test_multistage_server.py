@@ -34,11 +34,22 @@ COUNTS = {"a": 50, "b": 40, "c": 30, "d": 20, "e": 1}
 CATEGORIES = {"a": "x", "b": "x", "c": "y", "d": "y", "e": "z"}
 
 
+def _export_case(name: str):
+    """A module of tests/export, loaded by path (``tests/`` is not a package: a fresh clone has no ``tests``
+    on sys.path)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "export", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_export_case_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _export(root):
     from export import retrieval as export
     from export.twins import save
-    from tests.export import test_graph_export as graph_case
-    from tests.export import test_retrieval as twotower_case
+    graph_case, twotower_case = _export_case("test_graph_export"), _export_case("test_retrieval")
 
     save(graph_case.module(), os.path.join(root, GRAPH, "1"))
     save(twotower_case.module(export.BRUTE_FORCE, max_k=10, max_exclude=5), os.path.join(root, TWO_TOWER, "1"))
