@@ -62,6 +62,11 @@ def split_heads(results: dict) -> tuple[dict, dict]:
     return lists, heads
 
 
+def ranker_rows(results: dict, variants: list[str]) -> dict:
+    """``"<variant> (<label>)"`` -> the variant's row: the trained rankers alone, validation beside test."""
+    return {f"{v} ({label})": results[label][v] for v in variants for label in ("validation", "test")}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--output", default="artifacts")
@@ -120,7 +125,8 @@ def main(argv=None) -> int:
     with open(os.path.join(exposures, X.STATS_FILE)) as f:
         stats = json.load(f)
     results, heads = split_heads(results)
-    report = {"dataset": args.dataset, "seeds": args.seeds, "config": json.loads(args.config), "heads": heads, "exposures": stats["splits"], "training": training,
+    report = {"dataset": args.dataset, "seeds": args.seeds, "config": json.loads(args.config), "heads": heads,
+              "rankers": ranker_rows(results, list(training)), "exposures": stats["splits"], "training": training,
               "command": "python benchmarks/ranker_ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "results": results}
     path = layout.metrics_path.replace(".json", f".{args.name}.json")
