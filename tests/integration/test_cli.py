@@ -22,11 +22,18 @@ def test_evaluate_reproduces_the_pipeline_evaluator(ml_slice, deployed, capsys):
     expected = dict(ml_slice.read_json("DualHeadEvaluator", "evaluation", "metrics.json")["test"]["models"])
     graph = ml_slice.read_json("GraphEvaluator", "evaluation", "metrics.json")["test"]["models"]
     expected.update({k: v for k, v in graph.items() if k.startswith("graph_retrieval")})
-    assert {"two_tower", "dual_retrieval", "generative", "graph_retrieval", "graph_retrieval_scann"} <= set(expected)
+    # the ranker evaluator's end-to-end rows (the served ranker and each candidate order), its five metrics
+    ranking = ml_slice.read_json("RankerEvaluator", "evaluation", "metrics.json")["test"]["models"]
+    five = ("HR@10", "Recall@10", "NDCG@10", "coverage@10", "entropy@10")
+    expected.update({k: {m: v[m] for m in five} for k, v in ranking.items()
+                     if k == "ranker" or k.endswith("(candidates)") or k.startswith("candidates")})
+    assert {"two_tower", "dual_retrieval", "generative", "graph_retrieval", "graph_retrieval_scann", "ranker",
+            "candidates (retriever order)", "two_tower (candidates)"} <= set(expected)
     assert set(report["models"]) == set(expected)
     for model, values in expected.items():
         assert report["models"][model] == pytest.approx(values), model
     assert f"{expected['two_tower']['HR@10']:.4f}" in printed
+    assert "ranked candidates" in printed  # the ranker's table, with its heads
 
 
 def test_recommend_in_process_prints_titles(deployed, capsys):
