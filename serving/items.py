@@ -60,7 +60,7 @@ def write_item_table(examples_uri: str, path: str) -> ItemTable:
     from transform import examples_io
 
     catalog = examples_io.read_catalog(examples_uri)
-    counts = collections.Counter(i for items in examples_io.training_interactions(examples_uri).values() for i in items)
+    counts = collections.Counter(examples_io.training_item_counts(examples_uri))
     ids = sorted({str(i) for i in catalog.item_ids.tolist()} | set(counts), key=lambda i: (-counts[i], i))
     cats = {str(i): str(c) for i, c in zip(catalog.item_ids.tolist(), catalog.categories.tolist())}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

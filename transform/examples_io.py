@@ -127,6 +127,15 @@ def training_interactions(examples_uri: str) -> dict[str, list[str]]:
     return out
 
 
+def training_item_counts(examples_uri: str) -> dict[str, int]:
+    """Training-split interactions per item (the popularity every stage reads: sources, features, tables)."""
+    counts: dict[str, int] = {}
+    for items in training_interactions(examples_uri).values():
+        for i in items:
+            counts[i] = counts.get(i, 0) + 1
+    return counts
+
+
 def content_example(item_id: str, category: str, vector) -> bytes:
     """A serialized content row (``recsys.features.CONTENT_FEATURES``)."""
     from transform.sequences import to_example

@@ -47,18 +47,11 @@ def ExposureBuilder(  # noqa: N802
     catalog = examples_io.read_catalog(examples.uri)
     category = dict(zip(catalog.item_ids.tolist(), catalog.categories.tolist()))
 
-    def counts(uri):
-        out: dict[str, int] = {}
-        for items in examples_io.training_interactions(uri).values():
-            for i in items:
-                out[i] = out.get(i, 0) + 1
-        return out
-
     def serving(model):
         return os.path.join(model.uri, N.SERVING_SUBDIR)
 
-    prefix = X.RetrieverSet(serving(prefix_two_tower), serving(prefix_graph), counts(window_examples.uri))
-    served = X.RetrieverSet(serving(two_tower), serving(graph), counts(examples.uri))
+    prefix = X.RetrieverSet(serving(prefix_two_tower), serving(prefix_graph), examples_io.training_item_counts(window_examples.uri))
+    served = X.RetrieverSet(serving(two_tower), serving(graph), examples_io.training_item_counts(examples.uri))
     fn = X.CandidateFn(prefix, served, category, exclude_history=protocol == N.LEAVE_ONE_OUT,
                        top_n=json.loads(top_n_json))
     p = beam_pipeline

@@ -139,9 +139,6 @@ def catalogue_tables(examples_uri: str, content_uri: str) -> CatalogueTables:
     cat_index = {c: i for i, c in enumerate(cats)}
     item_category = np.array([cat_index[c] for c in catalog.categories.tolist()] + [len(cats)], np.int32)
     positions = {i: k for k, i in enumerate(ids.tolist())}
-    counts = np.zeros(len(ids), np.int64)
-    for items in examples_io.training_interactions(examples_uri).values():
-        for i in items:
-            if i in positions:
-                counts[positions[i]] += 1
+    training = examples_io.training_item_counts(examples_uri)
+    counts = np.array([training.get(i, 0) for i in ids.tolist()], np.int64)
     return CatalogueTables(ids, positions, content, cats, item_category, counts)
