@@ -63,6 +63,7 @@ def cmd_run(args, beam_args: list[str]) -> int:
         semantic_ids=not args.no_semantic_ids, rqvae=rqvae,
         dual_head=not (args.no_semantic_ids or args.no_dual_head), dual_head_config=dual_head,
         graph=not (args.no_semantic_ids or args.no_graph), graph_config=graph,
+        ranking=not (args.no_semantic_ids or args.no_graph or args.no_ranker),  # its candidates need the graph
         item_embeddings_path=os.path.abspath(args.item_embeddings) if args.item_embeddings else "",
         enable_cache=not args.no_cache)
     print(f"[run] pipeline finished in {time.time() - t0:.0f}s", flush=True)
@@ -361,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rqvae-epochs", type=int, default=0, help="RQ-VAE epochs (default: the model's)")
     run.add_argument("--no-dual-head", action="store_true", help="skip the dual-head transformer")
     run.add_argument("--dual-head-epochs", type=int, default=0, help="dual-head epochs (default: the model's)")
-    run.add_argument("--no-graph", action="store_true", help="skip the graph retriever")
+    run.add_argument("--no-graph", action="store_true", help="skip the graph retriever (and the ranker)")
+    run.add_argument("--no-ranker", action="store_true", help="skip the ranking stage (ranker and its exposures)")
     run.add_argument("--graph-epochs", type=int, default=0,
                      help="graph retriever's maximum epochs (default: the model's; early stopping on validation)")
 

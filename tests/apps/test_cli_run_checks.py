@@ -11,3 +11,29 @@ def test_a_slice_smaller_than_one_training_batch_stops_before_the_pipeline(tmp_p
     assert err.startswith("recsys run: error: ") and "too little data to train" in err
     assert "batch size of at most" in err and "Traceback" not in err
     assert not os.path.exists(tmp_path / "pipelines")
+
+
+def test_run_options_build_a_pipeline_with_or_without_the_ranking_space(tmp_path, monkeypatch):
+    """--no-graph and --no-semantic-ids drop the ranker with the graph (whose candidates it ranks), --no-ranker alone."""
+    from apps import cli
+    from tfx_pipeline import local_runner
+    from tfx_pipeline.pipeline import create_pipeline
+
+    built = {}
+
+    def fake_run(layout, **kwargs):  # build (not run) the pipeline the CLI asks for, then stop
+        kwargs.pop("data_path", None), kwargs.pop("fingerprint", None), kwargs.pop("beam_pipeline_args", None)
+        p = create_pipeline(pipeline_name="p", pipeline_root=str(tmp_path / "r"), metadata_path=str(tmp_path / "m"),
+                            serving_dir=str(tmp_path / "s"), **kwargs)
+        built["ids"] = {c.id for c in p.components}
+        raise SystemExit(0)
+
+    monkeypatch.setattr(local_runner, "run", fake_run)
+    for flags, has_ranker in (([], True), (["--no-ranker"], False), (["--no-graph"], False),
+                              (["--no-semantic-ids"], False)):
+        built.clear()
+        try:
+            cli.main(["run", "--dataset", "movielens-100k", "--output", str(tmp_path / "out"), *flags])
+        except SystemExit:
+            pass
+        assert ("RankerTrainer" in built["ids"]) is has_ranker, flags
