@@ -133,7 +133,9 @@ def show_multistage(layout, titles: dict[str, str], grpc: str, user: str, histor
     ranker = None
     try:  # the served ranker ranks the candidates when the pipeline pushed it (it passed its gate)
         client.model_status(N.RANKER)
-        ranker = ServedRanker(client)
+        from transform.examples_io import last_timestamp
+        # the data's "now": MovieLens ends in 1998, and the ranker's item ages were learnt up to then
+        ranker = ServedRanker(client, request_time=last_timestamp(examples))
     except ServingError:
         pass
     rec = Recommender(client, table, store=store, policies=policies, ranker=ranker)

@@ -5,7 +5,9 @@ embeddings, the splits) and trains, each to convergence with early stopping on t
 validation units' end-to-end NDCG@10 (test read once, at the end):
 
 * ``DCN``: the pipeline's model: DCN-v2 cross network + deep tower over ids, content, category,
-  retrieval scores/ranks, popularity, repeat and category-affinity features and the long-term user vector;
+  Semantic-ID codes, item age, retrieval scores/ranks, popularity, repeat and category-affinity
+  features and the long-term user vector;
+* ``- Semantic IDs``, ``- item age``: the same without the Semantic-ID code embeddings / the age feature;
 * ``DCN + TransAct``: plus the TransAct block (the recent actions, early fusion, time-window mask);
 * ``- time-window mask``: the same without the mask;
 * ``DeepFM + TransAct``: FM interaction in place of the cross network;
@@ -30,6 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VARIANTS = {
     "DCN": {},  # the pipeline's model
+    "- Semantic IDs": {"semantic_ids": False},
+    "- item age": {"item_age": False},
     "DCN + TransAct": {"transact": True},
     "- time-window mask": {"transact": True, "time_window": 0},
     "DeepFM + TransAct": {"interaction": "deepfm", "transact": True},
@@ -43,7 +47,8 @@ def _inputs(root: str, dataset: str):
     layout = Layout(os.path.abspath(root), dataset)
     return (layout, latest_output_uri(layout, "SequenceExampleGen", "examples"),
             latest_output_uri(layout, "ExposureBuilder", "exposures"),
-            latest_output_uri(layout, "ContentEmbedder", "embeddings"))
+            latest_output_uri(layout, "ContentEmbedder", "embeddings"),
+            latest_output_uri(layout, "SemanticIdTrainer", "model"))
 
 
 def _round(d: dict) -> dict:
@@ -81,8 +86,10 @@ def main(argv=None) -> int:
     from trainer.ranker import metrics as M
     from transform import exposures as X
 
-    layout, examples, exposures, content = _inputs(args.output, args.dataset)
-    t = R.catalogue_tables(examples, content)
+    from trainer.semantic_id_trainer import content_space_paths
+
+    layout, examples, exposures, content, semantic = _inputs(args.output, args.dataset)
+    t = R.catalogue_tables(examples, content, content_space_paths(semantic)[0])
     n = len(t.positions)
     base = R.RankerConfig()
     actions = base.actions
@@ -108,7 +115,7 @@ def main(argv=None) -> int:
                 over["max_epochs"] = args.max_epochs
             config = R.RankerConfig.from_dict(over)
             t0 = time.time()
-            res = R.train(train, sets["validation"], config, t.content, t.item_category, len(t.categories),
+            res = R.train(train, sets["validation"], config, t.items,
                           log=lambda m: print(f"[{name} seed {seed}] {m}", flush=True))
             runs["validation"].append(res.best_val)
             runs["test"].append(R.evaluate(res.model, sets["test"], n, [res.cvr_power])[res.cvr_power])

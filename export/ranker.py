@@ -9,6 +9,9 @@ Signature ``rank`` (also ``serving_default``), every tensor named in ``recsys.na
   (orders before the request: 1 = the latest order): the user's history, up to
   ``max_history`` items; the last ``actions`` feed TransAct, all of them the repeat and
   category-affinity features;
+* ``request_time`` int64 [B]: epoch seconds of the request, for the candidates' age (the
+  catalogue's ``created_at``); <= 0 means unknown (the age feature is then off, as for items
+  without a creation time). Replaying a historical dataset, pass its time, not the clock's;
 * ``candidates`` string [B, N] ("" padded) and ``retrieval_features`` float32 [B, N, 3 S]
   (per source of ``transform.exposures.SOURCES``: retrieved 0/1, score, 1/rank; zeros where
   the source did not retrieve the item);
@@ -110,13 +113,16 @@ class RankerModule(tf.Module):
         tf.TensorSpec([None, None], tf.string, name=N.HISTORY),
         tf.TensorSpec([None, None], tf.string, name=N.HISTORY_TYPES),
         tf.TensorSpec([None, None], tf.int64, name=N.HISTORY_GAPS),
+        tf.TensorSpec([None], tf.int64, name=N.REQUEST_TIME),
         tf.TensorSpec([None, None], tf.string, name=N.CANDIDATES),
         tf.TensorSpec([None, None, RETRIEVAL_WIDTH], tf.float32, name=N.RETRIEVAL_FEATURES)])
-    def rank(self, user_id, history, history_types, history_gaps, candidates, retrieval_features):
+    def rank(self, user_id, history, history_types, history_gaps, request_time, candidates, retrieval_features):
         tf.debugging.assert_equal(tf.shape(history), tf.shape(history_types), message="history_types must match history")
         tf.debugging.assert_equal(tf.shape(history), tf.shape(history_gaps), message="history_gaps must match history")
         tf.debugging.assert_equal(tf.shape(candidates), tf.shape(retrieval_features)[:2],
                                   message="retrieval_features must be [B, N, 3 S] for candidates [B, N]")
+        tf.debugging.assert_equal(tf.shape(request_time)[0], tf.shape(candidates)[0],
+                                  message="request_time must have one value per row")
         tf.debugging.assert_less_equal(tf.shape(history)[1], self.max_history, message="history too long")
         tf.debugging.assert_less_equal(tf.shape(candidates)[1], self.max_candidates, message="too many candidates")
         feats = self.features(history, history_gaps, candidates, retrieval_features)
@@ -125,7 +131,7 @@ class RankerModule(tf.Module):
         cand = tf.cast(tf.where(cand < 0, tf.cast(self.num_items, tf.int64), cand), tf.int32)
         user = tf.gather(self.user_vectors, self.user_table.lookup(user_id))
         out = self.model({"items": cand, "features": feats, "actions": actions, "action_type": types,
-                          "action_gap": gaps, "user_vector": user}, training=False)
+                          "action_gap": gaps, "user_vector": user, "request_time": request_time}, training=False)
         real = tf.not_equal(candidates, "")
         score = tf.where(real, final_score(out["pctr"], out["pcvr"], self.cvr_power), -np.inf)
         return {N.PCTR: out["pctr"], N.PCVR: out["pcvr"], N.PCTCVR: out["pctcvr"], N.SCORE: score}

@@ -35,6 +35,7 @@ def read_requests(exposures_uri: str, split: str) -> dict:
         "types": [dec(a) for a in cols[X.ACTION_TYPE.name]],
         "gaps": [np.asarray(g, np.int64) for g in cols[X.ACTION_GAP.name]],
         "targets": [dec(t) for t in cols[F.TARGET_ITEM_ID.name]],
+        "request_time": np.asarray(cols[F.TARGET_TIMESTAMP.name], np.int64),
     }
 
 
@@ -57,6 +58,7 @@ def batch_inputs(req: dict, rows: range) -> dict[str, np.ndarray]:
             N.HISTORY: _pad([req["history"][r] for r in rows], h, "", object).astype(bytes),
             N.HISTORY_TYPES: _pad([req["types"][r] for r in rows], h, "", object).astype(bytes),
             N.HISTORY_GAPS: _pad([req["gaps"][r] for r in rows], h, 0, np.int64),
+            N.REQUEST_TIME: np.asarray([req["request_time"][r] for r in rows], np.int64),
             N.CANDIDATES: _pad([req["candidates"][r] for r in rows], n, "", object).astype(bytes),
             N.RETRIEVAL_FEATURES: feats}
 

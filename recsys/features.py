@@ -83,8 +83,10 @@ DESCRIPTION = Feature("description", "string", False, "Item description.")
 CATEGORY = Feature("category", "string", False, "Category path, levels joined by ' > '.")
 BRAND = Feature("brand", "string", False, "Brand.")
 PRICE = Feature("price", "float32", False, "Price (NaN when unknown).")
+CREATED_AT = Feature("created_at", "int64", False,
+                     "Epoch seconds from which the item exists (MovieLens: 1 January of the release year); -1 unknown.")
 
-CATALOG_FEATURES = (ITEM_ID, TITLE, DESCRIPTION, CATEGORY, BRAND, PRICE)
+CATALOG_FEATURES = (ITEM_ID, TITLE, DESCRIPTION, CATEGORY, BRAND, PRICE, CREATED_AT)
 
 EMBEDDING = Feature("embedding", "float32", True, "Content embedding of the item (one fixed dimension per run).")
 CONTENT_FEATURES = (ITEM_ID, CATEGORY, EMBEDDING)  # rows of the ContentEmbedder's catalog split

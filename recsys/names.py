@@ -112,6 +112,7 @@ WARMUP_FILE = "tf_serving_warmup_requests"  # assets.extra/<this>, replayed by T
 RANK = "rank"                              # its signature (also its serving_default)
 HISTORY_TYPES = "history_types"            # string [B, H]: behaviour of each history item
 HISTORY_GAPS = "history_gaps"              # int64 [B, H]: orders before the request (1 = the latest order)
+REQUEST_TIME = "request_time"              # int64 [B]: epoch seconds of the request (<= 0: unknown, no item age)
 CANDIDATES = "candidates"                  # string [B, N], "" padded
 RETRIEVAL_FEATURES = "retrieval_features"  # float32 [B, N, 3 S]: per source retrieved 0/1, score, 1/rank
 #: the candidate sources whose features ``retrieval_features`` carries, in this order, 3 values each:
@@ -120,5 +121,6 @@ RETRIEVAL_FEATURES = "retrieval_features"  # float32 [B, N, 3 S]: per source ret
 RANKER_SOURCES = ("graph", "two_tower", "repeat", "popularity")
 RANKER_SOURCE_FEATURES = ("in", "score", "rrank")
 PCTR, PCVR, PCTCVR, SCORE = "pctr", "pcvr", "pctcvr", "score"  # float32 [B, N]
-_RANK = ((USER_ID, HISTORY, HISTORY_TYPES, HISTORY_GAPS, CANDIDATES, RETRIEVAL_FEATURES), (PCTR, PCVR, PCTCVR, SCORE))
+_RANK = ((USER_ID, HISTORY, HISTORY_TYPES, HISTORY_GAPS, REQUEST_TIME, CANDIDATES, RETRIEVAL_FEATURES),
+         (PCTR, PCVR, PCTCVR, SCORE))
 SIGNATURES[RANKER] = {RANK: _RANK, SERVING_DEFAULT: _RANK}

@@ -360,7 +360,8 @@ class RecommenderClient:
     def rank(self, user_id: str, candidates: Sequence[str],
              sources: Mapping[str, Sequence[tuple[str, float]]] | None = None,
              history: Sequence[str] = (), history_types: Sequence[str] | None = None,
-             history_gaps: Sequence[int] | None = None, model_name: str = N.RANKER) -> list["RankedItem"]:
+             history_gaps: Sequence[int] | None = None, request_time: float | None = None,
+             model_name: str = N.RANKER) -> list["RankedItem"]:
         """Scores ``candidates`` for one user with the served ranker (signature ``rank``); best first.
 
         ``sources``: each candidate source's ranked list as (item, score), best first, keyed by the
@@ -368,7 +369,8 @@ class RecommenderClient:
         ``retrieval_features`` the ranker was trained with (retrieved 0/1, score, 1/rank).
         ``history``: the user's items, oldest first (up to 500), with their behaviours
         (default ``purchase``) and order gaps (orders before now, 1 = the latest; default: each
-        item its own order, the latest last).
+        item its own order, the latest last). ``request_time``: epoch seconds of the request, for
+        the candidates' age (default: now; when replaying a historical dataset give its time).
         """
         if isinstance(candidates, (str, bytes)) or isinstance(history, (str, bytes)):
             raise ValueError("candidates and history must be sequences of item ids, not strings")
@@ -382,6 +384,10 @@ class RecommenderClient:
         gaps = list(history_gaps) if history_gaps is not None else list(range(len(history), 0, -1))
         if len(types) != len(history) or len(gaps) != len(history):
             raise ValueError("history_types and history_gaps must give one value per history item")
+        when = time.time() if request_time is None else request_time
+        if isinstance(when, bool) or not isinstance(when, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(when):
+            raise ValueError(f"request_time must be epoch seconds (a finite number), got {request_time!r}")
         unknown = set(sources or {}) - set(N.RANKER_SOURCES)
         if unknown:
             raise ValueError(f"unknown candidate sources {sorted(unknown)}; known {list(N.RANKER_SOURCES)}")
@@ -395,6 +401,7 @@ class RecommenderClient:
         out = self.predict({N.USER_ID: np.asarray([str(user_id)], dtype=object),
                             N.HISTORY: _pad([history]), N.HISTORY_TYPES: _pad([types]),
                             N.HISTORY_GAPS: np.asarray([gaps or [0]], dtype=np.int64),
+                            N.REQUEST_TIME: np.asarray([int(when)], dtype=np.int64),
                             N.CANDIDATES: np.asarray([candidates], dtype=object),
                             N.RETRIEVAL_FEATURES: feats}, signature_name=N.RANK, model_name=model_name)
         ranked = [RankedItem(c, float(out[N.SCORE][0][i]), float(out[N.PCTR][0][i]), float(out[N.PCVR][0][i]),

@@ -15,6 +15,10 @@ one): ``history_of(user_id)`` returns it as ``(items oldest first, behaviours, o
 without it the request's ``history`` (the caller's ``RequestContext.history``) is sent, each item its
 own order and a purchase. The session's ``recent_actions`` (newest first in the request) are
 appended as the newest order.
+
+``request_time``: the request's time goes to the ranker for the candidates' age; a fixed
+``request_time`` replaces it (replaying a historical dataset such as MovieLens-100K, whose
+catalogue ages stop in 1998, pass the data's last timestamp).
 """
 from __future__ import annotations
 
@@ -33,10 +37,11 @@ _COUNT_SOURCES = {"repeat", "popularity"}
 
 
 class ServedRanker:
-    def __init__(self, client, model_name: str = N.RANKER, history_of=None):
+    def __init__(self, client, model_name: str = N.RANKER, history_of=None, request_time: float | None = None):
         self.client = client
         self.model_name = model_name
         self.history_of = history_of
+        self.request_time = request_time
 
     def rank(self, request) -> Mapping[str, np.ndarray]:
         candidates = list(request.candidate_ids)
@@ -59,7 +64,9 @@ class ServedRanker:
         items, types = list(items) + [a[0] for a in actions], list(types) + [a[1] for a in actions]
         gaps = [int(g) + shift for g in gaps] + [1] * len(actions)
         ranked = self.client.rank(request.user_id, candidates, sources=sources, history=items[-500:],
-                                  history_types=types[-500:], history_gaps=gaps[-500:], model_name=self.model_name)
+                                  history_types=types[-500:], history_gaps=gaps[-500:],
+                                  request_time=self.request_time if self.request_time is not None
+                                  else request.request_time, model_name=self.model_name)
         by_id = {r.item_id: r for r in ranked}
         return {k: np.array([getattr(by_id[c], k) for c in candidates], np.float64)
                 for k in ("score", "pctr", "pcvr", "pctcvr")}

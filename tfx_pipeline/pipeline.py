@@ -82,7 +82,8 @@ def create_pipeline(
     """Builds the retrieval pipeline for one dataset."""
     example_gen = SequenceExampleGen(
         dataset=dataset, data_path=data_path, fingerprint=fingerprint,
-        options_json=json.dumps(dataset_options or {}, sort_keys=True), max_history=max_history, max_users=max_users)
+        options_json=json.dumps(dataset_options or {}, sort_keys=True), max_history=max_history, max_users=max_users,
+        code_version=2)  # 2: catalogue rows carry created_at
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False, exclude_splits=[F.CATALOG])
@@ -264,10 +265,11 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
         top_n_json=json.dumps(config.get("top_n", {}), sort_keys=True), code_version=3)  # 3: timelines from the full history
     ranker_trainer = RankerTrainer(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],
                                    content=content_embedder.outputs["embeddings"],
+                                   semantic_ids=semantic_trainer.outputs["model"],
                                    config_json=json.dumps(config.get("model", {}), sort_keys=True),
-                                   code_version=3)  # 2: learning rate 3e-4; 3: DCN without TransAct
+                                   code_version=4)  # 2: lr 3e-4; 3: DCN without TransAct; 4: Semantic IDs, item age
     exporter = RankerExporter(examples=example_gen.outputs["examples"], model=ranker_trainer.outputs["model"],
-                              graph=graph_exporter.outputs["bruteforce_model"], code_version=1)
+                              graph=graph_exporter.outputs["bruteforce_model"], code_version=2)  # 2: request_time
     ranker_evaluator = RankerEvaluator(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],
                                        ranker=exporter.outputs["ranker"],
                                        baseline_evaluation=evaluator.outputs["evaluation"], min_lift=min_lift)

@@ -29,6 +29,19 @@ CONTENT_REPORT = "content_report.json"
 CONTENT_FILE = "content_embeddings.npz"  # the embeddings the IDs were trained on, for the dual-head trainer
 
 
+def content_space_paths(model_dir: str) -> tuple[str, str]:
+    """(semantic_ids.tsv, content_embeddings.npz) inside this trainer's model artifact (or its Format-Serving)."""
+    serving = model_dir.rstrip("/")
+    root = os.path.dirname(serving) if os.path.basename(serving) == N.SERVING_SUBDIR else serving
+    tsv = os.path.join(root, N.SERVING_SUBDIR, "assets.extra", TABLE_FILE)
+    npz = os.path.join(root, CONTENT_FILE)
+    for p in (tsv, npz):
+        if not os.path.exists(p):
+            raise FileNotFoundError(f"{p} not found: the dual-head and ranker trainers need the content space "
+                                    "(run the pipeline with Semantic IDs on)")
+    return tsv, npz
+
+
 def save_content(rows: examples_io.ContentRows, path: str) -> None:
     """Item ids and content vectors [N, D] next to the model (outside Format-Serving: not pushed)."""
     import io

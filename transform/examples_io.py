@@ -48,6 +48,7 @@ class Catalog:
 
     item_ids: np.ndarray    # str [N]
     categories: np.ndarray  # str [N]
+    created_at: np.ndarray  # int64 [N] epoch seconds, -1 unknown
 
     def positions(self) -> dict[str, int]:
         return {item: i for i, item in enumerate(self.item_ids.tolist())}
@@ -72,7 +73,8 @@ def _decode(values) -> list[str]:
 def read_catalog(examples_uri: str) -> Catalog:
     cols = read_examples(split_files(examples_uri, F.CATALOG), F.feature_spec(F.CATALOG_FEATURES))
     return Catalog(np.array(_decode(cols[F.ITEM_ID.name]), dtype=object),
-                   np.array(_decode(cols[F.CATEGORY.name]), dtype=object))
+                   np.array(_decode(cols[F.CATEGORY.name]), dtype=object),
+                   np.asarray(cols[F.CREATED_AT.name], np.int64))
 
 
 def read_rows(examples_uri: str, split: str) -> SequenceRows:
@@ -112,6 +114,11 @@ def latest_histories(examples_uri: str) -> dict[str, UserHistory]:
             if u not in latest or ts > latest[u][0]:
                 latest[u] = (ts, UserHistory(h + t, p + [int(tp)] * len(t)))
     return {u: latest[u][1] for u in sorted(latest)}
+
+
+def last_timestamp(examples_uri: str) -> int:
+    """The latest target timestamp over every split (epoch seconds): "now" for requests replaying this data."""
+    return max([int(read_rows(examples_uri, split).target_timestamps.max(initial=0)) for split in F.SEQUENCE_SPLITS])
 
 
 def training_interactions(examples_uri: str) -> dict[str, list[str]]:

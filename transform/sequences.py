@@ -183,6 +183,7 @@ def BuildSequenceRows(events, item_category: dict[str, str], protocol: str, max_
 def catalog_row(item: dict) -> dict:
     """A catalog row from an item record of the data contract."""
     price = item.get("price")
+    created = item.get("created_at")
     return {
         F.ITEM_ID.name: str(item["item_id"]),
         F.TITLE.name: str(item.get("title") or ""),
@@ -190,4 +191,5 @@ def catalog_row(item: dict) -> dict:
         F.CATEGORY.name: str(item.get("category") or ""),
         F.BRAND.name: str(item.get("brand") or ""),
         F.PRICE.name: float("nan") if price is None else float(price),
+        F.CREATED_AT.name: -1 if created is None else int(created),
     }

@@ -10,6 +10,7 @@ import tensorflow as tf
 from export.ranker import RETRIEVAL_WIDTH, RankerModule, save
 from recsys import names as N
 from trainer.ranker.config import RankerConfig
+from trainer.ranker.data import ItemTables
 from trainer.ranker.model import Ranker
 from trainer.ranker.persist import TrainedRanker, dummy_inputs
 from transform import exposures as X
@@ -18,6 +19,8 @@ ITEMS = ["a", "b", "c", "d", "e"]
 CATS = ["x", "y"]
 ITEM_CAT = {"a": "x", "b": "x", "c": "y", "d": "y", "e": "x"}
 POP = {"a": 9, "b": 0, "c": 3, "d": 1, "e": 4}
+CREATED = {"a": 0, "b": 86400 * 30, "c": -1, "d": 86400 * 300, "e": -86400 * 5}  # -1: unknown
+DAY = 86400
 
 
 def _trained(seed=0):
@@ -27,7 +30,10 @@ def _trained(seed=0):
     content = np.random.default_rng(seed).normal(size=(6, 5)).astype(np.float32)
     content[-1] = 0
     item_cat = np.array([CATS.index(ITEM_CAT[i]) for i in ITEMS] + [len(CATS)], np.int32)
-    model = Ranker(config, content, item_cat, len(CATS), np.zeros(len(X.FEATURE_NAMES)), np.ones(len(X.FEATURE_NAMES)))
+    codes = np.array([[0, 1], [0, 2], [1, 1], [1, 0], [2, 2], [3, 3]], np.int32)
+    created = np.array([CREATED[i] for i in ITEMS] + [-1], np.int64)
+    model = Ranker(config, ItemTables(content, item_cat, len(CATS), codes, 3, created),
+                   np.zeros(len(X.FEATURE_NAMES)), np.ones(len(X.FEATURE_NAMES)))
     model(dummy_inputs(5, len(X.FEATURE_NAMES), 3, 2))
     return TrainedRanker(model, config, np.array(ITEMS), np.array([POP[i] for i in ITEMS]), 0.5, {})
 
@@ -44,6 +50,7 @@ def _request(unit, merged, feats):
     return {N.USER_ID: tf.constant([unit.user_id]), N.HISTORY: tf.constant([[a.item_id for a in h]]),
             N.HISTORY_TYPES: tf.constant([[a.behaviour for a in h]]),
             N.HISTORY_GAPS: tf.constant([[unit.order_pos - a.order_pos for a in h]], tf.int64),
+            N.REQUEST_TIME: tf.constant([unit.timestamp], tf.int64),
             N.CANDIDATES: tf.constant([merged]),
             N.RETRIEVAL_FEATURES: tf.constant(feats[None, :, :RETRIEVAL_WIDTH])}
 
@@ -107,4 +114,20 @@ def test_rank_rejects_mismatched_shapes():
     module = RankerModule(_trained(), [], np.zeros((0, 2), np.float32), np.zeros(2, np.float32))
     with pytest.raises(tf.errors.InvalidArgumentError, match="history_types must match history"):
         module.rank(tf.constant(["u"]), tf.constant([["a", "b"]]), tf.constant([["click"]]),
-                    tf.constant([[1, 1]], tf.int64), tf.constant([["a"]]), tf.zeros([1, 1, RETRIEVAL_WIDTH]))
+                    tf.constant([[1, 1]], tf.int64), tf.constant([0], tf.int64), tf.constant([["a"]]),
+                    tf.zeros([1, 1, RETRIEVAL_WIDTH]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="request_time must have one value per row"):
+        module.rank(tf.constant(["u"]), tf.constant([["a"]]), tf.constant([["click"]]), tf.constant([[1]], tf.int64),
+                    tf.constant([0, 0], tf.int64), tf.constant([["a"]]), tf.zeros([1, 1, RETRIEVAL_WIDTH]))
+
+
+def test_served_scores_follow_the_request_time_through_item_age():
+    module = RankerModule(_trained(), ["u1"], np.ones((1, 2), np.float32), np.zeros(2, np.float32))
+    unit = _unit()
+    merged = X.merge(unit.candidates)
+    req = _request(unit, merged, X.candidate_features(unit, merged, POP, ITEM_CAT))
+    at = {t: module.rank(**dict(req, **{N.REQUEST_TIME: tf.constant([t], tf.int64)}))[N.SCORE].numpy()[0]
+          for t in (0, 40 * DAY, 4000 * DAY)}
+    assert not np.allclose(at[40 * DAY], at[4000 * DAY])  # known ages moved the scores
+    unknown = [j for j, i in enumerate(merged) if CREATED.get(i, -1) == -1]  # "c", "zz": no creation time
+    np.testing.assert_allclose(at[40 * DAY][unknown], at[4000 * DAY][unknown], rtol=1e-6)

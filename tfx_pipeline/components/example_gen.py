@@ -44,6 +44,7 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
     options_json: Parameter[str] = "{}",
     max_history: Parameter[int] = F.DEFAULT_MAX_HISTORY,
     max_users: Parameter[int] = 0,
+    code_version: Parameter[int] = 1,  # the pipeline passes it; bumped when the output changes (cache key)
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Reads ``dataset`` (a registry name; ``data_path`` for user files) and writes the splits.
@@ -52,7 +53,7 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
     ``options_json`` holds adapter options (e.g. ``{"protocol": ...}`` for user files).
     ``fingerprint`` is unused by the body: it is there to key the cache.
     """
-    del fingerprint
+    del fingerprint, code_version
     import json
 
     from recsys.data import load_dataset  # heavy pandas import only inside the executor

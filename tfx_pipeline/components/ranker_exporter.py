@@ -37,6 +37,7 @@ def RankerExporter(  # noqa: N802
     start = time.time()
     trained = R.load_trained(os.path.join(model.uri, N.SERVING_SUBDIR))
     histories = examples_io.latest_histories(examples.uri)
+    now = examples_io.last_timestamp(examples.uri)  # warm-up requests at the data's last time
     users = list(histories)
     user_vector = tf.saved_model.load(os.path.join(graph.uri, N.SERVING_SUBDIR)).signatures[N.USER_VECTOR]
     vectors = np.concatenate([user_vector(user_id=tf.constant(users[s:s + 4096]))[N.EMBEDDING].numpy()
@@ -54,6 +55,7 @@ def RankerExporter(  # noqa: N802
             N.USER_ID: np.array([u], dtype=object), N.HISTORY: np.array([h.items[-50:] or [""]], dtype=object),
             N.HISTORY_TYPES: np.array([["purchase"] * len(h.items[-50:]) or [""]], dtype=object),
             N.HISTORY_GAPS: np.array([[last - p for p in h.order_pos[-50:]] or [0]], dtype=np.int64),
+            N.REQUEST_TIME: np.array([now], dtype=np.int64),
             N.CANDIDATES: np.array([cands], dtype=object),
             N.RETRIEVAL_FEATURES: np.zeros((1, len(cands), RETRIEVAL_WIDTH), np.float32)}))
     write_warmup(export_dir, N.RANKER, requests)

@@ -10,21 +10,7 @@ from trainer.dual_head.data import (exclude_history_for, load_item_space, load_s
                                     most_frequent_event)
 from trainer.dual_head.persist import save_trained
 from trainer.dual_head.training import train
-
-
-def content_space_paths(base_model_dir: str) -> tuple[str, str]:
-    """(semantic_ids.tsv, content_embeddings.npz) inside the Semantic ID trainer's model artifact."""
-    from trainer.semantic_id_trainer import CONTENT_FILE, TABLE_FILE
-
-    serving = base_model_dir.rstrip("/")
-    root = os.path.dirname(serving) if os.path.basename(serving) == "Format-Serving" else serving
-    tsv = os.path.join(root, "Format-Serving", "assets.extra", TABLE_FILE)
-    npz = os.path.join(root, CONTENT_FILE)
-    for p in (tsv, npz):
-        if not os.path.exists(p):
-            raise FileNotFoundError(f"{p} not found: the dual-head trainer needs the content space "
-                                    "(run the pipeline with Semantic IDs on)")
-    return tsv, npz
+from trainer.semantic_id_trainer import content_space_paths
 
 
 def run_fn(fn_args) -> None:

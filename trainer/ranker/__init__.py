@@ -10,9 +10,10 @@ Modules (imports point down this list; none imports ``tfx_pipeline``):
 * ``persist``: ``save_trained`` / ``load_trained``.
 """
 from trainer.ranker.config import CROSS, DEEPFM, RankerConfig
-from trainer.ranker.data import CatalogueTables, ExposureSet, catalogue_tables, read_exposures, sample_training
+from trainer.ranker.data import (CatalogueTables, ExposureSet, ItemTables, catalogue_tables, read_exposures,
+                                 sample_training)
 from trainer.ranker.persist import TrainedRanker, load_trained, save_trained
 from trainer.ranker.training import TrainResult, evaluate, predict, train
 
-__all__ = ["CROSS", "DEEPFM", "RankerConfig", "CatalogueTables", "ExposureSet", "catalogue_tables", "read_exposures", "sample_training", "TrainedRanker",
+__all__ = ["CROSS", "DEEPFM", "RankerConfig", "CatalogueTables", "ExposureSet", "ItemTables", "catalogue_tables", "read_exposures", "sample_training", "TrainedRanker",
            "load_trained", "save_trained", "TrainResult", "evaluate", "predict", "train"]

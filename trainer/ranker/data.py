@@ -16,6 +16,27 @@ from transform import examples_io
 from transform import exposures as X
 
 ACTION_TYPES = ("",) + F.INTERACTION_TYPES  # 0 = padding
+MISSING_CREATED_AT = -1  # recsys.data.contract's value for an unknown creation time
+
+
+@dataclass(frozen=True)
+class ItemTables:
+    """Per-item tables in catalogue order, each with one padding/unknown row at index I."""
+
+    content: np.ndarray       # float32 [I + 1, Dc] frozen content embeddings (padding row zeros)
+    category: np.ndarray      # int32 [I + 1] category index (num_categories = unknown)
+    num_categories: int
+    codes: np.ndarray         # int32 [I + 1, L] Semantic-ID codes without the disambiguation code
+    code_size: int            # codes per level; ``code_size`` = unknown (padding row, items without an ID)
+    created_at: np.ndarray    # int64 [I + 1] epoch seconds, MISSING_CREATED_AT unknown (padding row too)
+
+    def __post_init__(self):
+        rows = self.content.shape[0]
+        for name in ("category", "codes", "created_at"):
+            if getattr(self, name).shape[0] != rows:
+                raise ValueError(f"ItemTables.{name} has {getattr(self, name).shape[0]} rows, content has {rows}")
+        if self.codes.ndim != 2 or self.codes.size and (self.codes.min() < 0 or self.codes.max() > self.code_size):
+            raise ValueError(f"ItemTables.codes must be [I + 1, L] in 0..{self.code_size}")
 
 
 @dataclass
@@ -31,6 +52,7 @@ class ExposureSet:
     action_gap: np.ndarray   # int32 [U, A] orders before the unit (0 = pad)
     user_vector: np.ndarray  # float32 [U, D]
     targets: list[np.ndarray]  # catalogue positions of every target (also those outside the candidates)
+    request_time: np.ndarray  # int64 [U] epoch seconds of the unit (its target's timestamp)
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -40,7 +62,7 @@ class ExposureSet:
         return ExposureSet([self.user_ids[r] for r in rows], self.items[rows], self.features[rows],
                            self.click[rows], self.conversion[rows], self.mask[rows], self.actions[rows],
                            self.action_type[rows], self.action_gap[rows], self.user_vector[rows],
-                           [self.targets[r] for r in rows])
+                           [self.targets[r] for r in rows], self.request_time[rows])
 
 
 def read_exposures(exposures_uri: str, split: str, positions: dict[str, int], max_actions: int,
@@ -85,7 +107,7 @@ def read_exposures(exposures_uri: str, split: str, positions: dict[str, int], ma
     targets = [np.array([positions[t] for t in examples_io._decode(ts) if t in positions], np.int64)
                for ts in cols[F.TARGET_ITEM_ID.name]]
     return ExposureSet(examples_io._decode(cols[F.USER_ID.name]), items, feats, click, conv, items != pad,
-                       actions, atype, agap, uvec, targets)
+                       actions, atype, agap, uvec, targets, np.asarray(cols[F.TARGET_TIMESTAMP.name], np.int64))
 
 
 def sample_training(data: ExposureSet, negatives: int, rng: np.random.Generator, pad: int) -> ExposureSet:
@@ -113,22 +135,27 @@ def sample_training(data: ExposureSet, negatives: int, rng: np.random.Generator,
         out_conv[r, :m] = data.conversion[r, cols]
         out_mask[r, :m] = True
     return ExposureSet(data.user_ids, out_items, out_feats, out_click, out_conv, out_mask, data.actions,
-                       data.action_type, data.action_gap, data.user_vector, data.targets)
+                       data.action_type, data.action_gap, data.user_vector, data.targets, data.request_time)
 
 
 @dataclass(frozen=True)
 class CatalogueTables:
-    """Per-item tables the ranker embeds, in catalogue order with one padding row at index I."""
+    """The catalogue as the ranker sees it: ids, positions, the model's item tables and popularity."""
 
     item_ids: np.ndarray       # str [I]
     positions: dict[str, int]
-    content: np.ndarray        # float32 [I + 1, Dc] (padding row zeros)
+    items: ItemTables          # content, category, Semantic-ID codes, creation time (+ a padding row)
     categories: list[str]      # category vocabulary (index len = unknown)
-    item_category: np.ndarray  # int32 [I + 1]
     popularity: np.ndarray     # int64 [I] training interactions per item
 
 
-def catalogue_tables(examples_uri: str, content_uri: str) -> CatalogueTables:
+def catalogue_tables(examples_uri: str, content_uri: str, semantic_ids_tsv: str | None) -> CatalogueTables:
+    """Tables for the catalogue of ``examples_uri``; ``semantic_ids_tsv``: the content space's Semantic-ID table.
+
+    Without a table (``None``) every item's codes are "unknown" (a config with
+    ``semantic_ids=True`` then learns nothing from them: ``train`` refuses that). A catalogue
+    item missing from a given table is an error, as in the dual head.
+    """
     from trainer.graph.data import catalogue_content
 
     catalog = examples_io.read_catalog(examples_uri)
@@ -141,4 +168,25 @@ def catalogue_tables(examples_uri: str, content_uri: str) -> CatalogueTables:
     positions = {i: k for k, i in enumerate(ids.tolist())}
     training = examples_io.training_item_counts(examples_uri)
     counts = np.array([training.get(i, 0) for i in ids.tolist()], np.int64)
-    return CatalogueTables(ids, positions, content, cats, item_category, counts)
+    codes, code_size = semantic_codes(ids.tolist(), semantic_ids_tsv)
+    created = np.append(np.asarray(catalog.created_at, np.int64), MISSING_CREATED_AT)
+    items = ItemTables(content, item_category, len(cats), codes, code_size, created)
+    return CatalogueTables(ids, positions, items, cats, counts)
+
+
+def semantic_codes(item_ids: list[str], semantic_ids_tsv: str | None) -> tuple[np.ndarray, int]:
+    """(codes int32 [I + 1, L], code_size): the first L codes of each item's Semantic ID (the
+    disambiguation code is dropped: it tells colliding items apart, it carries no content), the
+    padding row ``code_size`` ("unknown") at every level. ``(zeros [I + 1, 0], 0)`` without a table."""
+    if semantic_ids_tsv is None:
+        return np.zeros((len(item_ids) + 1, 0), np.int32), 0
+    from trainer.semantic_ids import SemanticIdTable
+
+    table = SemanticIdTable.load(semantic_ids_tsv)
+    missing = [i for i in item_ids if i not in table]
+    if missing:
+        raise ValueError(f"{len(missing)} catalogue items have no Semantic ID (first: {missing[:5]}); "
+                         "rebuild the content space for this catalogue")
+    codes = np.array([table.id_of(i)[:-1] for i in item_ids], np.int64).reshape(len(item_ids), table.id_length - 1)
+    code_size = int(codes.max()) + 1 if codes.size else 0
+    return np.concatenate([codes, np.full((1, codes.shape[1]), code_size)]).astype(np.int32), code_size

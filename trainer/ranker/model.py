@@ -8,7 +8,10 @@ Inputs (a batch of units, each with N candidates; ``data.ExposureSet`` names):
   right-aligned; ``user_vector`` float32 [B, D]: a retriever's long-term user vector.
 
 Candidate representation: id embedding ⊕ projected (frozen) content embedding ⊕ category
-embedding. TransAct (Xia et al., KDD 2023): each action token = item representation +
+embedding ⊕ the sum of one embedding per Semantic-ID level (the content space's RQ-VAE codes,
+shared by items with similar content, so a rare item borrows from its code neighbours). Item age
+at the request (``request_time`` [B] epoch seconds − the item's ``created_at``) enters as
+log1p(days) / 5 with a known/unknown flag (unknown: no creation time, or no request time). TransAct (Xia et al., KDD 2023): each action token = item representation +
 action-type embedding + gap-bucket embedding, **early fusion** (the candidate's
 representation concatenated to every token), a transformer encoder, output = max-pool over
 the tokens ⊕ the ``last_tokens`` most recent tokens; in training a random time window of
@@ -25,7 +28,22 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from trainer.ranker.config import CROSS, PARALLEL, RankerConfig
-from trainer.ranker.data import ACTION_TYPES
+from trainer.ranker.data import ACTION_TYPES, MISSING_CREATED_AT, ItemTables
+
+SECONDS_PER_DAY = 86400.0
+
+
+def item_age(created_at: tf.Tensor, request_time: tf.Tensor) -> tf.Tensor:
+    """[..., 2]: (log1p(age in days) / 5, known) of items created at ``created_at`` for a request at ``request_time``.
+
+    Unknown (both zero) when the item has no creation time or the request none (<= 0); an item
+    created after the request has age 0.
+    """
+    known = tf.not_equal(created_at, MISSING_CREATED_AT) & (request_time > 0)
+    days = tf.cast(tf.maximum(request_time - created_at, 0), tf.float32) / SECONDS_PER_DAY
+    age = tf.where(known, tf.math.log1p(days) / 5.0, 0.0)
+    return tf.stack([age, tf.cast(known, tf.float32)], -1)
+
 
 GAP_BUCKETS = 8  # gap buckets: 1, 2, 3-4, 5-8, ..., >= 65 orders (log2), 0 = padding
 EPS = 1e-7
@@ -93,18 +111,23 @@ class TransAct(tf.keras.layers.Layer):
 
 
 class Ranker(tf.keras.Model):
-    def __init__(self, config: RankerConfig, content: np.ndarray, item_category: np.ndarray, num_categories: int,
-                 feature_mean: np.ndarray, feature_std: np.ndarray, **kwargs):
-        """``content`` [I + 1, Dc] (last row = padding/unknown, zeros); ``item_category`` int [I + 1]."""
+    def __init__(self, config: RankerConfig, items: ItemTables, feature_mean: np.ndarray, feature_std: np.ndarray,
+                 **kwargs):
         super().__init__(**kwargs)
         self.c = config
-        num_items = content.shape[0] - 1
+        num_items = items.content.shape[0] - 1
         reg = tf.keras.regularizers.l2(config.l2) if config.l2 else None
         self.id_embedding = tf.keras.layers.Embedding(num_items + 1, config.id_dim, embeddings_regularizer=reg)
-        self.content = tf.constant(content, tf.float32)
-        self.item_category = tf.constant(item_category, tf.int32)
+        self.content = tf.constant(items.content, tf.float32)
+        self.item_category = tf.constant(items.category, tf.int32)
         self.content_proj = tf.keras.layers.Dense(config.content_dim)
-        self.category_embedding = tf.keras.layers.Embedding(num_categories + 1, config.category_dim)
+        self.category_embedding = tf.keras.layers.Embedding(items.num_categories + 1, config.category_dim)
+        self.created_at = tf.constant(items.created_at, tf.int64)
+        levels = items.codes.shape[1]
+        # one table for every level: level l's code c (or unknown = code_size) is row l * (code_size + 1) + c
+        self.codes = tf.constant(items.codes + np.arange(levels, dtype=np.int32) * (items.code_size + 1), tf.int32)
+        self.code_embedding = (tf.keras.layers.Embedding(levels * (items.code_size + 1), config.code_dim)
+                               if config.semantic_ids and levels else None)
         self.mean = tf.constant(feature_mean, tf.float32)
         self.std = tf.constant(np.maximum(feature_std, 1e-6), tf.float32)
         self.user_proj = tf.keras.layers.Dense(config.user_dim)
@@ -114,16 +137,24 @@ class Ranker(tf.keras.Model):
                                                 kernel_initializer="glorot_uniform")
                           for _ in range(config.cross_layers)]
         else:
-            self.fields = [tf.keras.layers.Dense(config.fm_dim, use_bias=False) for _ in range(5 + int(config.transact))]
+            n_fields = 5 + int(self.code_embedding is not None) + int(config.item_age) + int(config.transact)
+            self.fields = [tf.keras.layers.Dense(config.fm_dim, use_bias=False) for _ in range(n_fields)]
         self.deep = tf.keras.Sequential(
             [layer for u in config.deep_units for layer in (tf.keras.layers.Dense(u, activation="relu"),
                                                               tf.keras.layers.Dropout(config.dropout))])
         self.ctr_head = tf.keras.layers.Dense(1)
         self.cvr_head = tf.keras.layers.Dense(1)
 
+    def code_repr(self, items: tf.Tensor) -> tf.Tensor:
+        """Sum over the levels of the items' Semantic-ID code embeddings [..., code_dim]."""
+        return tf.reduce_sum(self.code_embedding(tf.gather(self.codes, items)), -2)
+
     def item_repr(self, items: tf.Tensor) -> tf.Tensor:
-        return tf.concat([self.id_embedding(items), self.content_proj(tf.gather(self.content, items)),
-                          self.category_embedding(tf.gather(self.item_category, items))], -1)
+        parts = [self.id_embedding(items), self.content_proj(tf.gather(self.content, items)),
+                 self.category_embedding(tf.gather(self.item_category, items))]
+        if self.code_embedding is not None:
+            parts.append(self.code_repr(items))
+        return tf.concat(parts, -1)
 
     def call(self, inputs: dict, training: bool = False) -> dict:
         c = self.c
@@ -135,6 +166,10 @@ class Ranker(tf.keras.Model):
         user = tf.broadcast_to(user[:, None], [tf.shape(items)[0], n, c.user_dim])
         fields = [self.id_embedding(items), self.content_proj(tf.gather(self.content, items)),
                   self.category_embedding(tf.gather(self.item_category, items)), dense, user]
+        if self.code_embedding is not None:
+            fields.append(self.code_repr(items))
+        if c.item_age:
+            fields.append(item_age(tf.gather(self.created_at, items), inputs["request_time"][:, None]))
         if self.transact is not None:
             fields.append(self.transact(self.item_repr(inputs["actions"]), inputs["action_type"],
                                         inputs["action_gap"], cand, training=training))

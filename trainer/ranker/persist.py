@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.ranker.config import RankerConfig
+from trainer.ranker.data import ItemTables
 from trainer.ranker.model import Ranker
 
 CONFIG_FILE, TABLES_FILE, WEIGHTS = "ranker_config.json", "ranker_tables.npz", "weights/ranker"
@@ -27,17 +28,19 @@ class TrainedRanker:
 def dummy_inputs(num_items: int, features: int, actions: int, user_dim: int) -> dict:
     return {"items": tf.fill([1, 2], num_items), "features": tf.zeros([1, 2, features]),
             "actions": tf.fill([1, actions], num_items), "action_type": tf.zeros([1, actions], tf.int32),
-            "action_gap": tf.zeros([1, actions], tf.int32), "user_vector": tf.zeros([1, user_dim])}
+            "action_gap": tf.zeros([1, actions], tf.int32), "user_vector": tf.zeros([1, user_dim]),
+            "request_time": tf.zeros([1], tf.int64)}
 
 
-def save_trained(model: Ranker, config: RankerConfig, item_ids, popularity, categories, item_category, content,
+def save_trained(model: Ranker, config: RankerConfig, item_ids, popularity, categories, items: ItemTables,
                  cvr_power: float, user_dim: int, info: dict, export_dir: str) -> None:
     os.makedirs(export_dir, exist_ok=True)
     model.save_weights(os.path.join(export_dir, WEIGHTS))
     np.savez(os.path.join(export_dir, TABLES_FILE), item_ids=np.asarray(item_ids, dtype=object).astype(str),
              popularity=np.asarray(popularity, np.int64), categories=np.asarray(categories, dtype=object).astype(str),
-             item_category=np.asarray(item_category, np.int32), content=np.asarray(content, np.float32),
-             mean=model.mean.numpy(), std=model.std.numpy())
+             item_category=np.asarray(items.category, np.int32), content=np.asarray(items.content, np.float32),
+             codes=np.asarray(items.codes, np.int32), code_size=np.int64(items.code_size),
+             created_at=np.asarray(items.created_at, np.int64), mean=model.mean.numpy(), std=model.std.numpy())
     with open(os.path.join(export_dir, CONFIG_FILE), "w") as f:
         json.dump({"config": asdict(config), "cvr_power": cvr_power, "user_dim": user_dim, "info": info}, f,
                   indent=1, default=float)
@@ -48,7 +51,9 @@ def load_trained(export_dir: str) -> TrainedRanker:
         meta = json.load(f)
     config = RankerConfig.from_dict(meta["config"])
     t = np.load(os.path.join(export_dir, TABLES_FILE), allow_pickle=False)
-    model = Ranker(config, t["content"], t["item_category"], len(t["categories"]), t["mean"], t["std"])
+    items = ItemTables(t["content"], t["item_category"], len(t["categories"]), t["codes"], int(t["code_size"]),
+                       t["created_at"])
+    model = Ranker(config, items, t["mean"], t["std"])
     model(dummy_inputs(t["content"].shape[0] - 1, t["mean"].shape[0], config.actions, meta["user_dim"]))
     model.load_weights(os.path.join(export_dir, WEIGHTS)).expect_partial()
     return TrainedRanker(model, config, t["item_ids"], t["popularity"], float(meta["cvr_power"]),

@@ -16,10 +16,10 @@ import tensorflow as tf
 
 from trainer.ranker import metrics as M
 from trainer.ranker.config import RankerConfig
-from trainer.ranker.data import ExposureSet, sample_training
+from trainer.ranker.data import ExposureSet, ItemTables, sample_training
 from trainer.ranker.model import Ranker, esmm_loss
 
-INPUTS = ("items", "features", "actions", "action_type", "action_gap", "user_vector")
+INPUTS = ("items", "features", "actions", "action_type", "action_gap", "user_vector", "request_time")
 
 
 @dataclass
@@ -36,7 +36,7 @@ class TrainResult:
 def inputs_of(data: ExposureSet, rows=slice(None)) -> dict:
     return {"items": data.items[rows], "features": data.features[rows], "actions": data.actions[rows],
             "action_type": data.action_type[rows], "action_gap": data.action_gap[rows],
-            "user_vector": data.user_vector[rows]}
+            "user_vector": data.user_vector[rows], "request_time": data.request_time[rows]}
 
 
 def feature_moments(data: ExposureSet) -> tuple[np.ndarray, np.ndarray]:
@@ -74,14 +74,17 @@ def evaluate(model: Ranker, data: ExposureSet, num_items: int, cvr_powers, k: in
     return out
 
 
-def train(train_set: ExposureSet, val_set: ExposureSet, config: RankerConfig, content: np.ndarray,
-          item_category: np.ndarray, num_categories: int, log: Callable[[str], None] = print) -> TrainResult:
+def train(train_set: ExposureSet, val_set: ExposureSet, config: RankerConfig, items: ItemTables,
+          log: Callable[[str], None] = print) -> TrainResult:
     """Trains to the best validation NDCG@10 (patience ``config.patience`` epochs)."""
+    if config.semantic_ids and items.codes.shape[1] == 0:
+        raise ValueError("RankerConfig.semantic_ids is on but the item tables hold no Semantic-ID codes "
+                         "(give catalogue_tables the content space's table, or set semantic_ids=False)")
     tf.keras.utils.set_random_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    num_items = content.shape[0] - 1
+    num_items = items.content.shape[0] - 1
     mean, std = feature_moments(train_set)
-    model = Ranker(config, content, item_category, num_categories, mean, std)
+    model = Ranker(config, items, mean, std)
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
 
     @tf.function(reduce_retracing=True)

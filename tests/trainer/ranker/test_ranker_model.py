@@ -5,8 +5,9 @@ import tensorflow as tf
 
 from trainer.ranker import metrics as M
 from trainer.ranker.config import DEEPFM, RankerConfig
-from trainer.ranker.data import ExposureSet, sample_training
-from trainer.ranker.model import Ranker, esmm_loss, final_score, gap_bucket, time_window_mask
+from trainer.ranker.data import ExposureSet, ItemTables, sample_training, semantic_codes
+from trainer.ranker.model import Ranker, esmm_loss, final_score, gap_bucket, item_age, time_window_mask
+from trainer.semantic_ids import SemanticIdTable
 
 
 def test_gap_buckets():
@@ -68,20 +69,71 @@ def _tiny(num_items=6, n=4, a=3, f=18, d=4, seed=0):
     return ExposureSet(["u1", "u2"], items, rng.normal(size=(2, n, f)).astype(np.float32), click, click.copy(),
                        np.ones((2, n), bool), rng.integers(0, num_items, (2, a)).astype(np.int32),
                        np.array([[0, 1, 4], [1, 2, 4]], np.int32), np.array([[0, 2, 1], [3, 2, 1]], np.int32),
-                       rng.normal(size=(2, d)).astype(np.float32), [np.array([1]), np.array([2])])
+                       rng.normal(size=(2, d)).astype(np.float32), [np.array([1]), np.array([2])],
+                       np.array([86400 * 400, 0], np.int64))
+
+
+def _tables(num_items=6):
+    content = np.random.default_rng(1).normal(size=(num_items + 1, 5)).astype(np.float32)
+    content[-1] = 0
+    codes = np.array([[0, 1], [0, 2], [1, 1], [1, 0], [2, 2], [0, 0], [3, 3]], np.int32)  # pad row: 3 = unknown
+    created = np.array([0, 86400 * 100, -1, 86400 * 500, -86400 * 3650, 86400, -1], np.int64)
+    return ItemTables(content, np.array([0, 1, 0, 1, 0, 1, 2], np.int32), 2, codes, 3, created)
+
+
+def test_item_age_is_log_days_with_a_known_flag():
+    created = tf.constant([[0, 86400 * 10, -1, 86400 * 50]], tf.int64)
+    got = item_age(created, tf.constant([[86400 * 20]], tf.int64)).numpy()[0]
+    np.testing.assert_allclose(got[:, 0], [np.log1p(20) / 5, np.log1p(10) / 5, 0.0, 0.0], rtol=1e-6)
+    assert got[:, 1].tolist() == [1.0, 1.0, 0.0, 1.0]  # -1: unknown; created after the request: age 0, known
+    unknown_request = item_age(created, tf.constant([[0]], tf.int64)).numpy()[0]
+    assert unknown_request.tolist() == [[0.0, 0.0]] * 4
+
+
+def test_semantic_codes_drop_the_disambiguation_code_and_pad_unknown(tmp_path):
+    table = SemanticIdTable(["a", "b", "c"], [[1, 0, 0], [1, 0, 1], [4, 2, 0]])
+    path = str(tmp_path / "ids.tsv")
+    table.save(path)
+    codes, size = semantic_codes(["c", "a", "b"], path)
+    assert size == 5
+    assert codes.tolist() == [[4, 2], [1, 0], [1, 0], [5, 5]]
+    with pytest.raises(ValueError, match="1 catalogue items have no Semantic ID"):
+        semantic_codes(["a", "zz"], path)
+    empty, zero = semantic_codes(["a", "b"], None)
+    assert empty.shape == (3, 0) and zero == 0
+
+
+def test_item_tables_check_their_rows():
+    t = _tables()
+    with pytest.raises(ValueError, match="codes has 6 rows"):
+        ItemTables(t.content, t.category, 2, t.codes[:-1], 3, t.created_at)
+    with pytest.raises(ValueError, match=r"codes must be \[I \+ 1, L\] in 0..2"):
+        ItemTables(t.content, t.category, 2, t.codes, 2, t.created_at)
+
+
+def test_semantic_id_levels_share_one_table_by_offset():
+    config = RankerConfig(actions=3, last_tokens=2, id_dim=4, content_dim=4, category_dim=2, user_dim=3,
+                          deep_units=(8,), code_dim=3)
+    model = Ranker(config, _tables(), np.zeros(18), np.ones(18))
+    assert model.codes.numpy()[0].tolist() == [0, 5] and model.codes.numpy()[-1].tolist() == [3, 7]  # level 1 + 4
+    rows = model.code_embedding(tf.constant([[0, 5]]))
+    np.testing.assert_allclose(model.code_repr(tf.constant([0])).numpy()[0], rows.numpy()[0].sum(0), rtol=1e-6)
+    assert model.item_repr(tf.constant([[0, 6]])).shape == (1, 2, 4 + 4 + 2 + 3)
+    off = Ranker(RankerConfig(semantic_ids=False), _tables(), np.zeros(18), np.ones(18))
+    assert off.code_embedding is None
 
 
 @pytest.mark.parametrize("overrides", [{"transact": True}, {"interaction": DEEPFM, "transact": True},
-                                       {"structure": "parallel", "projection_dim": 4}])
+                                       {"structure": "parallel", "projection_dim": 4},
+                                       {"semantic_ids": False, "item_age": False}])
 def test_ranker_forward_shapes_and_a_step_lowers_the_loss(overrides):
     tf.keras.utils.set_random_seed(0)  # the initial weights too: the same run on every machine
     data = _tiny()
     config = RankerConfig(actions=3, last_tokens=2, transact_dim=8, id_dim=4, content_dim=4, category_dim=2,
                           user_dim=3, deep_units=(8,), **overrides)
-    content = np.random.default_rng(1).normal(size=(7, 5)).astype(np.float32)
-    model = Ranker(config, content, np.array([0, 1, 0, 1, 0, 1, 2], np.int32), 2, np.zeros(18), np.ones(18))
+    model = Ranker(config, _tables(), np.zeros(18), np.ones(18))
     x = {"items": data.items, "features": data.features, "actions": data.actions, "action_type": data.action_type,
-         "action_gap": data.action_gap, "user_vector": data.user_vector}
+         "action_gap": data.action_gap, "user_vector": data.user_vector, "request_time": data.request_time}
     out = model(x)
     assert out["pctr"].shape == (2, 4)
     np.testing.assert_allclose(out["pctcvr"].numpy(), (out["pctr"] * out["pcvr"]).numpy(), rtol=1e-6)
@@ -93,6 +145,19 @@ def test_ranker_forward_shapes_and_a_step_lowers_the_loss(overrides):
         opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
         losses.append(float(loss))
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("age", [True, False])
+def test_request_time_moves_the_scores_only_through_item_age(age):
+    tf.keras.utils.set_random_seed(0)
+    data = _tiny()
+    model = Ranker(RankerConfig(actions=3, last_tokens=2, id_dim=4, content_dim=4, category_dim=2, user_dim=3,
+                                deep_units=(8,), item_age=age), _tables(), np.zeros(18), np.ones(18))
+    x = {"items": data.items, "features": data.features, "actions": data.actions, "action_type": data.action_type,
+         "action_gap": data.action_gap, "user_vector": data.user_vector}
+    early = model(dict(x, request_time=np.array([86400, 86400], np.int64)))["pctr"].numpy()
+    late = model(dict(x, request_time=np.array([86400 * 9000, 86400 * 9000], np.int64)))["pctr"].numpy()
+    assert (np.abs(early - late).max() > 1e-6) == age
 
 
 def test_sample_training_keeps_every_positive():
