@@ -62,7 +62,9 @@ def main(argv=None) -> int:
                                                               req["gaps"][r][-500:])
     units = [r % len(req["user_ids"]) for r in range(args.requests)]
     fn = tf.saved_model.load(versions[-1]).signatures[N.RANK]
-    inputs = [{k: tf.constant(v) for k, v in batch_inputs(req, range(u, u + 1)).items()} for u in units]
+    wanted = set(fn.structured_input_signature[1])  # a ranker exported before request_time lacks it
+    inputs = [{k: tf.constant(v) for k, v in batch_inputs(req, range(u, u + 1)).items() if k in wanted}
+              for u in units]
 
     def timed(call, items) -> dict:
         for x in items[:5]:

@@ -398,12 +398,16 @@ class RecommenderClient:
             for r, (item, score) in enumerate((sources or {}).get(source, ())):
                 if str(item) in col:
                     feats[0, col[str(item)], s_idx * width:(s_idx + 1) * width] = (1.0, float(score), 1.0 / (r + 1))
-        out = self.predict({N.USER_ID: np.asarray([str(user_id)], dtype=object),
-                            N.HISTORY: _pad([history]), N.HISTORY_TYPES: _pad([types]),
-                            N.HISTORY_GAPS: np.asarray([gaps or [0]], dtype=np.int64),
-                            N.REQUEST_TIME: np.asarray([int(when)], dtype=np.int64),
-                            N.CANDIDATES: np.asarray([candidates], dtype=object),
-                            N.RETRIEVAL_FEATURES: feats}, signature_name=N.RANK, model_name=model_name)
+        inputs = {N.USER_ID: np.asarray([str(user_id)], dtype=object),
+                  N.HISTORY: _pad([history]), N.HISTORY_TYPES: _pad([types]),
+                  N.HISTORY_GAPS: np.asarray([gaps or [0]], dtype=np.int64),
+                  N.REQUEST_TIME: np.asarray([int(when)], dtype=np.int64),
+                  N.CANDIDATES: np.asarray([candidates], dtype=object),
+                  N.RETRIEVAL_FEATURES: feats}
+        spec = self._signature(model_name, None, N.RANK)
+        if spec is not None and N.REQUEST_TIME not in spec["inputs"]:
+            del inputs[N.REQUEST_TIME]  # a ranker exported before request_time (no item-age inputs)
+        out = self.predict(inputs, signature_name=N.RANK, model_name=model_name)
         ranked = [RankedItem(c, float(out[N.SCORE][0][i]), float(out[N.PCTR][0][i]), float(out[N.PCVR][0][i]),
                              float(out[N.PCTCVR][0][i])) for i, c in enumerate(candidates)]
         return sorted(ranked, key=lambda x: -x.score)
