@@ -46,7 +46,8 @@ def test_client_rank_over_rest_and_grpc_equals_the_exported_model(served):
     for protocol, port in (("rest", server.rest_port), ("grpc", server.grpc_port)):
         client = RecommenderClient(f"127.0.0.1:{port}", protocol=protocol, timeout=30)
         ranked = client.rank(req["user_ids"][r], cands, sources=sources, history=req["history"][r],
-                             history_types=req["types"][r], history_gaps=[int(g) for g in req["gaps"][r]])
+                             history_types=req["types"][r], history_gaps=[int(g) for g in req["gaps"][r]],
+                             request_time=int(req["request_time"][r]))
         got = {x.item_id: x.score for x in ranked}
         np.testing.assert_allclose([got[c] for c in cands], want[:len(cands)], rtol=1e-5, atol=1e-6)
         assert [x.score for x in ranked] == sorted((x.score for x in ranked), reverse=True)
@@ -54,6 +55,9 @@ def test_client_rank_over_rest_and_grpc_equals_the_exported_model(served):
             client.rank("1", ["50"], sources={"nope": [("50", 1.0)]})
         with pytest.raises(ValueError, match="must not repeat"):
             client.rank("1", ["50", "50"])
+        for bad in (float("nan"), "1998", True):
+            with pytest.raises(ValueError, match="request_time must be epoch seconds"):
+                client.rank("1", ["50"], request_time=bad)
         client.close()
 
 

@@ -66,7 +66,7 @@ def _feeds(content: list, text_fields: dict) -> dict:
               N.RECENT_ITEMS: [["172", "133"], ["", ""]], N.SESSION_WEIGHT: [-1.0, 0.5],
               N.CONTENT: content, N.EMBEDDING: content,
               N.HISTORY_TYPES: [["purchase", "click", "like", ""], ["cart", "", "", ""]],
-              N.HISTORY_GAPS: [[3, 2, 1, 0], [1, 0, 0, 0]],
+              N.HISTORY_GAPS: [[3, 2, 1, 0], [1, 0, 0, 0]], N.REQUEST_TIME: [889000000, 0],  # 1998; unknown
               N.CANDIDATES: [["50", "172", "no-such-item"], ["1", "50", ""]],
               N.RETRIEVAL_FEATURES: np.tile(np.linspace(0, 1, 3 * len(N.RANKER_SOURCES), dtype=np.float32),
                                             (2, 3, 1)).tolist(), **text_fields}
