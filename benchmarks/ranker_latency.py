@@ -7,7 +7,9 @@ requests are real test users of the pipeline's exposures: their history (up to 5
 and ``--candidates`` candidates (the unit's merged candidates, topped up with catalogue items
 when fewer) with their retrieval features. Printed and written to
 ``metrics/<dataset>.ranker_latency.json``: p50/p99 (ms) and throughput per path, and each
-path's p50 over in-process. Sequential requests; the server runs in its own process.
+path's p50 over in-process, CPU milliseconds per request (client process and server process, all
+threads), and the 1-minute load average before and after. Sequential requests; the server runs in
+its own process.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import recsys  # noqa: E402,F401
 
-from benchmarks.serving_overhead import ServerProcess, summarize  # noqa: E402
+from benchmarks.serving_overhead import ServerProcess, process_cpu_seconds, summarize  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -66,17 +68,25 @@ def main(argv=None) -> int:
     inputs = [{k: tf.constant(v) for k, v in batch_inputs(req, range(u, u + 1)).items() if k in wanted}
               for u in units]
 
-    def timed(call, items) -> dict:
+    def timed(call, items, server_pid=None) -> dict:
         for x in items[:5]:
             call(x)  # warm
         lat = []
+        cpu0, server0 = process_cpu_seconds(), process_cpu_seconds(server_pid) if server_pid else 0.0
         start = time.perf_counter()
         for x in items:
             t0 = time.perf_counter()
             call(x)
             lat.append(time.perf_counter() - t0)
-        return summarize(lat, time.perf_counter() - start)
+        result = summarize(lat, time.perf_counter() - start)
+        # CPU per request (all threads): what the call costs the machine, far less sensitive to
+        # the other jobs on the cores than latency
+        result["client_cpu_ms"] = round((process_cpu_seconds() - cpu0) * 1000 / len(items), 3)
+        result["server_cpu_ms"] = round((process_cpu_seconds(server_pid) - server0) * 1000 / len(items), 3) \
+            if server_pid else 0.0
+        return result
 
+    load_before = os.getloadavg()
     results = {"in-process": timed(lambda x: fn(**x), inputs)}
     sources = []
     for u in units:
@@ -96,16 +106,20 @@ def main(argv=None) -> int:
                 client.rank(req["user_ids"][u], req["candidates"][u], sources=sources[i], history=req["history"][u],
                             history_types=req["types"][u], history_gaps=[int(g) for g in req["gaps"][u]])
 
-            results[protocol] = timed(call, list(range(len(units))))
+            results[protocol] = timed(call, list(range(len(units))), server.process.pid)
             client.close()
     floor = results["in-process"]["p50_ms"]
     for name, r in results.items():
         r["p50_over_in_process_ms"] = round(r["p50_ms"] - floor, 3)
         print(f"[ranker latency] {name:<10} p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
-              f"{r['throughput_rps']:.0f} req/s  (+{r['p50_over_in_process_ms']:.2f} ms over in-process)")
+              f"{r['throughput_rps']:.0f} req/s  (+{r['p50_over_in_process_ms']:.2f} ms over in-process)  "
+              f"CPU/request {r['client_cpu_ms']:.2f} client + {r['server_cpu_ms']:.2f} server ms")
+    load_after = os.getloadavg()
+    print(f"[ranker latency] load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
     report = {"dataset": args.dataset, "candidates": n, "requests": args.requests, "width": width,
               "command": "python benchmarks/ranker_latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "results": results}
+              "load_average_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
+              "cores": os.cpu_count(), "results": results}
     path = layout.metrics_path.replace(".json", ".ranker_latency.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:

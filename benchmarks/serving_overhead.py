@@ -104,7 +104,9 @@ class ServerProcess:
     """``python -m serving.server`` in its own process (as deployed: no GIL shared with the
     clients), on free loopback ports; returns once both ports answer."""
 
-    def __init__(self, model: str, base_path: str, flags: list[str] = ()):
+    def __init__(self, model: str | None, base_path: str | None, flags: list[str] = (),
+                 model_config_file: str | None = None):
+        """One model (``model`` at ``base_path``) or, with ``model_config_file``, its models."""
         import socket
         import subprocess
 
@@ -115,8 +117,9 @@ class ServerProcess:
                 ports.append(sock.getsockname()[1])
         self.grpc_port, self.rest_port = ports
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "serving.server", f"--model_name={model}",
-             f"--model_base_path={base_path}", f"--port={self.grpc_port}",
+            [sys.executable, "-m", "serving.server",
+             *([f"--model_config_file={model_config_file}"] if model_config_file else
+               [f"--model_name={model}", f"--model_base_path={base_path}"]), f"--port={self.grpc_port}",
              f"--rest_api_port={self.rest_port}", "--file_system_poll_wait_seconds=0",
              "--log_level=WARNING", *flags],
             env=dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2"))

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from recsys import names as N
-from serving import tensors
+from serving import codec, tensors
 
 USER_SIGNATURE = N.RECOMMEND_USER
 ORDERS_SIGNATURE = N.RECOMMEND_ORDERS
@@ -139,19 +139,6 @@ def _cast(value: Any, np_dtype) -> np.ndarray:
     return array
 
 
-def _to_json(array: np.ndarray) -> Any:
-    if array.dtype.kind in "OSU":
-        def leaf(v: Any) -> Any:
-            if isinstance(v, bytes):
-                try:
-                    return v.decode("utf-8")
-                except UnicodeDecodeError:
-                    return {"b64": base64.b64encode(v).decode("ascii")}
-            return str(v)
-        return np.vectorize(leaf, otypes=[object])(array).tolist() if array.size else array.tolist()
-    return array.tolist()
-
-
 def _strings(array: np.ndarray, name: str) -> np.ndarray:
     """String outputs as str (bytes for *_bytes outputs), whatever the protocol gave."""
     def leaf(v: Any) -> Any:
@@ -187,6 +174,28 @@ def _object_array(value: Any) -> np.ndarray:
     array = np.empty(len(flat), dtype=object)
     array[:] = flat
     return array.reshape(shape)
+
+
+def retrieval_features(candidates: Sequence[str],
+                       sources: Mapping[str, Sequence[tuple[str, float]]] | None) -> np.ndarray:
+    """The ranker's ``retrieval_features`` [1, N, sources x 3] for ``RecommenderClient.rank``:
+    per source in ``recsys.names.RANKER_SOURCES`` order (retrieved 1/0, score, 1/rank), rank
+    being the 1-based position in that source's list; an item listed twice keeps its last
+    entry; items not among ``candidates`` are ignored."""
+    width = len(N.RANKER_SOURCE_FEATURES)
+    feats = np.zeros((1, len(candidates), len(N.RANKER_SOURCES) * width), np.float32)
+    col = {c: i for i, c in enumerate(candidates)}
+    for s_idx, source in enumerate(N.RANKER_SOURCES):
+        found: dict[int, tuple[float, float]] = {}  # candidate -> (score, 1/rank)
+        for r, (item, score) in enumerate((sources or {}).get(source, ())):
+            i = col.get(str(item))
+            if i is not None:
+                found[i] = (float(score), 1.0 / (r + 1))
+        if found:
+            rows = np.fromiter(found, np.int64, len(found))
+            feats[0, rows, s_idx * width] = 1.0
+            feats[0, rows, s_idx * width + 1:(s_idx + 1) * width] = np.array(list(found.values()), np.float64)
+    return feats
 
 
 class RecommenderClient:
@@ -391,13 +400,7 @@ class RecommenderClient:
         unknown = set(sources or {}) - set(N.RANKER_SOURCES)
         if unknown:
             raise ValueError(f"unknown candidate sources {sorted(unknown)}; known {list(N.RANKER_SOURCES)}")
-        width = len(N.RANKER_SOURCE_FEATURES)
-        feats = np.zeros((1, len(candidates), len(N.RANKER_SOURCES) * width), np.float32)
-        col = {c: i for i, c in enumerate(candidates)}
-        for s_idx, source in enumerate(N.RANKER_SOURCES):
-            for r, (item, score) in enumerate((sources or {}).get(source, ())):
-                if str(item) in col:
-                    feats[0, col[str(item)], s_idx * width:(s_idx + 1) * width] = (1.0, float(score), 1.0 / (r + 1))
+        feats = retrieval_features(candidates, sources)
         inputs = {N.USER_ID: np.asarray([str(user_id)], dtype=object),
                   N.HISTORY: _pad([history]), N.HISTORY_TYPES: _pad([types]),
                   N.HISTORY_GAPS: np.asarray([gaps or [0]], dtype=np.int64),
@@ -408,8 +411,8 @@ class RecommenderClient:
         if spec is not None and N.REQUEST_TIME not in spec["inputs"]:
             del inputs[N.REQUEST_TIME]  # a ranker exported before request_time (no item-age inputs)
         out = self.predict(inputs, signature_name=N.RANK, model_name=model_name)
-        ranked = [RankedItem(c, float(out[N.SCORE][0][i]), float(out[N.PCTR][0][i]), float(out[N.PCVR][0][i]),
-                             float(out[N.PCTCVR][0][i])) for i, c in enumerate(candidates)]
+        columns = [out[name][0].astype(np.float64).tolist() for name in (N.SCORE, N.PCTR, N.PCVR, N.PCTCVR)]
+        ranked = list(map(RankedItem, candidates, *columns))
         return sorted(ranked, key=lambda x: -x.score)
 
     def encode_items(self, items: Sequence[Mapping[str, str]] | None = None,
@@ -500,9 +503,11 @@ class RecommenderClient:
         return url + (f"/versions/{int(version)}" if version is not None else "")
 
     def _rest_predict(self, model, version, signature, arrays, spec) -> dict[str, np.ndarray]:
-        body = {"signature_name": signature,
-                "inputs": {name: _to_json(array) for name, array in arrays.items()}}
-        outputs = self._http("POST", self._url(model, version) + ":predict", body)["outputs"]
+        body = ('{"signature_name": ' + json.dumps(signature) + ', "inputs": {'
+                + ", ".join(json.dumps(name) + ": " + codec.request_json_text(array)
+                            for name, array in arrays.items()) + "}}")
+        outputs = self._http("POST", self._url(model, version) + ":predict",
+                             data=body.encode("ascii"))["outputs"]
         names = list(spec["outputs"]) if spec else []
         if len(names) == 1:
             outputs = {names[0]: outputs}
@@ -541,8 +546,10 @@ class RecommenderClient:
             self._connections.append(connection)
         return connection
 
-    def _http(self, method: str, url: str, body: Any = None) -> dict:
-        data = json.dumps(body).encode("utf-8") if body is not None else None
+    def _http(self, method: str, url: str, body: Any = None, data: bytes | None = None) -> dict:
+        """``body``: a JSON document to send, or ``data``: its bytes, already written."""
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -637,6 +644,6 @@ class RecommenderClient:
         if version is not None:
             request.model_spec.version.value = int(version)
         for name, array in arrays.items():
-            request.inputs[name].CopyFrom(tensors.array_to_tensor_proto(array))
+            request.inputs[name].CopyFrom(tensors.array_to_tensor_proto(array, content=True))
         response = self._grpc_call("prediction", "Predict", request)
         return {name: tensors.tensor_proto_to_array(proto) for name, proto in response.outputs.items()}

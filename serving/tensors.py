@@ -103,13 +103,25 @@ def tensor_proto_to_array(proto, max_elements: int | None = None) -> np.ndarray:
         raise invalid_argument(f"Cannot parse tensor from proto: {err}") from None
 
 
-def array_to_tensor_proto(array: Any, dtype: int | None = None):
-    """numpy -> TensorProto, values in the typed repeated fields (Tensor::AsProtoField)."""
+def array_to_tensor_proto(array: Any, dtype: int | None = None, content: bool = False):
+    """numpy -> TensorProto, values in the typed repeated fields (Tensor::AsProtoField, what
+    TF Serving answers with), or with ``content=True`` numeric values as little-endian bytes
+    in ``tensor_content`` (Tensor::AsProtoTensorContent, what ``tf.make_tensor_proto``
+    sends): one copy instead of a Python float or int per element. Strings always go in
+    ``string_val``."""
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 
     array = np.asarray(array)
     if dtype is None:
         dtype = dtype_of_array(array)
+    if content and dtype != DT_STRING and dtype in NUMPY_DTYPES:
+        proto = tensor_pb2.TensorProto(
+            dtype=dtype,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in array.shape]))
+        proto.tensor_content = np.ascontiguousarray(
+            array, dtype=np.dtype(NUMPY_DTYPES[dtype]).newbyteorder("<")).tobytes()
+        return proto
     if dtype == DT_STRING:
         values = [v.encode("utf-8") if isinstance(v, str) else bytes(v)
                   for v in array.ravel().tolist()]
