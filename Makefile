@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: install run serve stop demo test test-unit test-integration evaluate benchmark ablation graph-ablation ranker-ablation ranker-latency campaign clean
+.PHONY: install run serve stop demo test test-unit test-integration evaluate benchmark ablation graph-ablation ranker-ablation ranker-latency multistage-load campaign clean
 
 install: $(VENV)/.installed
 
@@ -65,6 +65,9 @@ ranker-ablation: install
 
 ranker-latency: install
 	$(PY) benchmarks/ranker_latency.py --output $(ARTIFACTS) --dataset $(DATASET)
+
+multistage-load: install
+	$(PY) benchmarks/multistage_load.py --output $(ARTIFACTS) --dataset $(DATASET)
 
 campaign: install
 	$(VENV)/bin/recsys campaign --dataset $(DATASET) --output $(ARTIFACTS)

@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         return lambda user: client.recommend(history=[user], k=args.k)
 
     in_process(users[0])
+    load_before = os.getloadavg()
     per_thread = max(1, args.requests // 2)
     results: dict[str, dict] = {}
     results["in-process sequential"] = run_sequential(in_process, users)
@@ -277,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
           f"clients): unbatched {best['unbatched']:.1f} req/s, batched "
           f"{best['batched']:.1f} req/s ({gain:.2f}x)")
     report = {"model": args.model, "signature": args.signature, "k": args.k,
-              "concurrency": args.concurrency, "load_average": [round(x, 2) for x in load],
+              "command": "python benchmarks/serving_overhead.py "
+                         + " ".join(argv if argv is not None else sys.argv[1:]),
+              "cores": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
+              "load_average": [round(x, 2) for x in load],
               "paths": results,
               "batching": {"parameters": {"max_batch_size": args.batch_size,
                                           "batch_timeout_micros": args.batch_timeout_us},

@@ -468,11 +468,12 @@ class Recommender:
     def _merge(self, lists: Mapping[str, list]) -> list[R.Candidate]:
         sources: dict[str, dict] = {}
         merged: dict[str, float] = {}
+        rrf_k = self.config.rrf_k
         for source, items in lists.items():
             weight = float(self.config.weights.get(source, 1.0))
             for rank, (item, score) in enumerate(items, 1):
                 sources.setdefault(item, {})[source] = {"rank": rank, "score": score}
-                merged[item] = merged.get(item, 0.0) + weight / (self.config.rrf_k + rank)
+                merged[item] = merged.get(item, 0.0) + weight / (rrf_k + rank)
         order = sorted(merged, key=lambda i: -merged[i])  # stable: first-seen order on ties
         return [R.Candidate(i, merged[i], sources[i], {"merge": merged[i]}) for i in order]
 
@@ -501,11 +502,10 @@ class Recommender:
             fallbacks.append(f"ranker failed ({type(err).__name__}: {err}): merged retrieval order")
             return candidates, "merge (ranker failed)"
         extra = {k: np.asarray(v, np.float64) for k, v in out.items() if k != "score"}
-        ranked = []
-        for n, c in enumerate(candidates):
-            scores = dict(c.scores, ranker=float(score[n]), **{k: float(v[n]) for k, v in extra.items()
-                                                              if np.shape(v) == (len(candidates),)})
-            ranked.append(R.Candidate(c.item_id, float(score[n]), c.sources, scores, c.rule))
+        # Python floats, a column at a time (not a numpy scalar per candidate and output)
+        columns = {k: v.tolist() for k, v in extra.items() if np.shape(v) == (len(candidates),)}
+        ranked = [R.Candidate(c.item_id, s, c.sources, dict(c.scores, ranker=s, **{k: v[n] for k, v in columns.items()}),
+                              c.rule) for n, (c, s) in enumerate(zip(candidates, score.tolist()))]
         ranked.sort(key=lambda c: -c.score)
         return ranked, "ranker"
 
