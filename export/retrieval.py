@@ -221,8 +221,23 @@ def scann_layer(embeddings: np.ndarray, ids: np.ndarray, k: int, params: ScannPa
     return layer
 
 
+#: points a query's searched leaves hold at least (``default_scann_params``): with about sqrt(N) points per
+#: leaf, 50,000 points are 5% of a million-item catalogue, half of 100,000 items, everything below 50,000
+SCANN_MIN_POINTS_SEARCHED = 50_000
+SCANN_MAX_LEAVES = 2000
+
+
 def default_scann_params(num_items: int, k: int) -> ScannParams:
-    leaves = int(np.clip(round(np.sqrt(num_items)), 1, 2000))
-    return ScannParams(leaves, max(1, leaves // 4), max(k, 200))
+    """ScaNN settings for ``num_items`` catalogue vectors returning ``k`` candidates, when none are tuned.
+
+    About sqrt(N) leaves (at most ``SCANN_MAX_LEAVES``); as many leaves searched as hold
+    ``SCANN_MIN_POINTS_SEARCHED`` points on average (all of them for small catalogues, where a partial
+    search loses neighbours for nothing); every returned candidate re-scored exactly (reorder >= k).
+    ``benchmarks/scann_scale.py`` measures what this picks at 1.7k, 14k, 100k and 1M items: recall@10
+    against brute force >= 0.95 on clustered 64-d vectors (README, "ScaNN at a million items").
+    """
+    leaves = int(np.clip(round(np.sqrt(num_items)), 1, SCANN_MAX_LEAVES))
+    search = int(np.clip(int(np.ceil(SCANN_MIN_POINTS_SEARCHED * leaves / max(num_items, 1))), 1, leaves))
+    return ScannParams(leaves, search, max(k, 200))
 
 
