@@ -7,7 +7,8 @@ validation units' end-to-end NDCG@10 (test read once, at the end):
 * ``DCN``: the pipeline's model: DCN-v2 cross network + deep tower over ids, content, category,
   Semantic-ID codes, item age, retrieval scores/ranks, popularity, repeat and category-affinity
   features and the long-term user vector;
-* ``- Semantic IDs``, ``- item age``: the same without the Semantic-ID code embeddings / the age feature;
+* ``- Semantic IDs``, ``- item age``, ``- both``: the same without the Semantic-ID code embeddings / the age
+  feature / either;
 * ``DCN + TransAct``: plus the TransAct block (the recent actions, early fusion, time-window mask);
 * ``- time-window mask``: the same without the mask;
 * ``DeepFM + TransAct``: FM interaction in place of the cross network;
@@ -34,6 +35,7 @@ VARIANTS = {
     "DCN": {},  # the pipeline's model
     "- Semantic IDs": {"semantic_ids": False},
     "- item age": {"item_age": False},
+    "- both": {"semantic_ids": False, "item_age": False},
     "DCN + TransAct": {"transact": True},
     "- time-window mask": {"transact": True, "time_window": 0},
     "DeepFM + TransAct": {"interaction": "deepfm", "transact": True},
