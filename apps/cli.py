@@ -19,6 +19,8 @@ import recsys  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 DEFAULT_DATASET = "movielens-100k"
 DEFAULT_ROOT = "./artifacts"
+#: trainer.distribute.STRATEGIES (not imported here: it loads TensorFlow; tests/apps/test_cli_distribution.py compares)
+DISTRIBUTION_STRATEGIES = ("none", "mirrored", "multiworker")
 
 
 def _layout(args):
@@ -49,6 +51,8 @@ def cmd_run(args, beam_args: list[str]) -> int:
     two_tower = {}
     if args.epochs:
         two_tower["epochs"] = args.epochs
+    if args.distribution_strategy != "none":
+        two_tower["distribution_strategy"] = args.distribution_strategy
     rqvae = {"epochs": args.rqvae_epochs} if args.rqvae_epochs else {}
     dual_head = {"epochs": args.dual_head_epochs} if args.dual_head_epochs else {}
     graph = {"max_epochs": args.graph_epochs} if args.graph_epochs else {}
@@ -353,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="evaluation protocol of --dataset files (default leave_one_out)")
     run.add_argument("--max-users", type=int, default=0, help="keep only the first N users (a real-data slice)")
     run.add_argument("--epochs", type=int, default=0, help="two-tower epochs (default: the model's)")
+    run.add_argument("--distribution-strategy", choices=DISTRIBUTION_STRATEGIES, default="none",
+                     help="tf.distribute strategy of the two-tower trainer: mirrored (this machine's devices) or "
+                          "multiworker (the cluster in TF_CONFIG); default: one device")
     run.add_argument("--min-lift", type=float, default=0.0,
                      help="required relative NDCG@10 lift over popularity on validation to push")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from trainer import base
+from trainer import base, distribute
 
 _log = logging.getLogger("recsys.trainer")
 
@@ -37,6 +37,7 @@ class TwoTowerConfig:
     temperature: float = 0.1
     logq_correction: bool = True
     seed: int = 0
+    distribution_strategy: str = "none"  # trainer.distribute.STRATEGIES: none, mirrored, multiworker
 
     def __post_init__(self) -> None:
         for f in ("embedding_dim", "hidden_dim", "max_history", "epochs", "batch_size"):
@@ -44,6 +45,9 @@ class TwoTowerConfig:
                 raise ValueError(f"TwoTowerConfig.{f} must be positive, got {getattr(self, f)}")
         if self.temperature <= 0 or self.learning_rate <= 0:
             raise ValueError(f"temperature and learning_rate must be positive, got {self.temperature}, {self.learning_rate}")
+        if self.distribution_strategy not in distribute.STRATEGIES:
+            raise ValueError(f"TwoTowerConfig.distribution_strategy must be one of {distribute.STRATEGIES}, "
+                             f"got {self.distribution_strategy!r}")
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "TwoTowerConfig":
@@ -104,10 +108,14 @@ class TwoTowerModel(tfrs.Model):
         self.task = tfrs.tasks.Retrieval(temperature=config.temperature, remove_accidental_hits=True)
 
     def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
+        # under a tf.distribute strategy every replica scores its queries against the whole global
+        # batch's candidates (its own first: TFRS's labels are the diagonal), as on one device
         query = self.query_tower(features["history"])
-        candidate = self.item_tower(features["target"], features["target_category"])
-        return self.task(query, candidate, candidate_ids=features["target"],
-                         candidate_sampling_probability=features.get("sampling_probability"), compute_metrics=False)
+        candidate = distribute.gather_replicas(self.item_tower(features["target"], features["target_category"]))
+        probability = features.get("sampling_probability")
+        return self.task(query, candidate, candidate_ids=distribute.gather_replicas(features["target"]),
+                         candidate_sampling_probability=None if probability is None else
+                         distribute.gather_replicas(probability), compute_metrics=False)
 
 
 def _dataset(arrays: base.SequenceArrays, batch_size: int, seed: int, shuffle: bool,
@@ -161,6 +169,23 @@ def item_categories_from_training(arrays: base.SequenceArrays, num_items: int, o
     return cats[:num_items]
 
 
+def compiled_model(num_items: int, num_categories: int, config: TwoTowerConfig) -> TwoTowerModel:
+    """A compiled two-tower model whose variables live under ``config.distribution_strategy``'s scope
+    (``model.fit`` then runs each step on every replica; ``trainer.distribute``)."""
+    strategy = distribute.strategy(config.distribution_strategy)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(f"batch_size {config.batch_size} must be a multiple of the {replicas} replicas of "
+                         f"{config.distribution_strategy!r} (each replica takes an equal share of every batch)")
+    with strategy.scope():
+        model = TwoTowerModel(num_items, num_categories, config)
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    if replicas > 1:
+        print(f"[two_tower] {config.distribution_strategy}: {replicas} replicas, "
+              f"{config.batch_size // replicas} examples each per step", flush=True)
+    return model
+
+
 def train(train_files: list[str], eval_files: list[str], vocab: base.Vocabularies,
           config: TwoTowerConfig) -> tuple[TwoTowerModel, list[dict]]:
     """Trains the two-tower model; returns it and the per-epoch log."""
@@ -171,8 +196,7 @@ def train(train_files: list[str], eval_files: list[str], vocab: base.Vocabularie
         raise ValueError("No training pairs: every user has fewer than two interactions in the training split.")
     print(f"[two_tower] {len(train_arrays.target):,} training pairs, {len(val_arrays.target):,} validation pairs, "
           f"{vocab.num_items:,} items, {len(vocab.categories):,} categories", flush=True)
-    model = TwoTowerModel(vocab.num_items, len(vocab.categories), config)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    model = compiled_model(vocab.num_items, len(vocab.categories), config)
     cats = item_categories_from_training(train_arrays, vocab.num_items, len(vocab.categories))
     progress = ValidationHitRate(model, val_arrays, cats)
     model.fit(_dataset(train_arrays, config.batch_size, config.seed, shuffle=True,
@@ -212,5 +236,8 @@ def run_fn(fn_args) -> None:
     config = TwoTowerConfig.from_dict((fn_args.custom_config or {}).get("two_tower"))
     vocab = base.load_vocabularies(fn_args.transform_output)
     model, log = train(fn_args.train_files, fn_args.eval_files, vocab, config)
-    tf.io.gfile.makedirs(os.path.join(fn_args.serving_model_dir, "assets.extra"))
-    save_towers(model, config, fn_args.serving_model_dir, log)
+    out = distribute.save_dir(model.distribute_strategy, fn_args.serving_model_dir)  # multi-worker: chief's is the model
+    tf.io.gfile.makedirs(os.path.join(out, "assets.extra"))
+    save_towers(model, config, out, log)
+    if out != fn_args.serving_model_dir:
+        tf.io.gfile.rmtree(out)

@@ -1,0 +1,98 @@
+"""The two-tower under tf.distribute: two logical CPU devices train exactly as one device does."""
+import numpy as np
+import pytest
+
+from trainer import distribute, two_tower
+
+_TRAIN = """
+    import numpy as np
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+    from trainer import base, two_tower
+
+    def arrays(n_items=20, n=256, seed=0):  # histories of consecutive items, the next one as target
+        rng = np.random.default_rng(seed)
+        last = rng.integers(0, n_items, n)
+        hist = np.stack([(last - 2) % n_items, (last - 1) % n_items, last], axis=1).astype(np.int32)
+        target = ((last + 1) % n_items).astype(np.int32)
+        pop = np.bincount(target, minlength=n_items)[target].astype(np.float32)
+        return base.SequenceArrays(hist, target, (target % 2).astype(np.int32), np.ones(n, np.float32), pop,
+                                   np.arange(n, dtype=np.int32))
+
+    data = arrays()
+    result = {}
+    initial = None
+    for name in ("none", "mirrored"):
+        config = two_tower.TwoTowerConfig(embedding_dim=8, hidden_dim=16, max_history=3, epochs=2, batch_size=64,
+                                          learning_rate=0.01, distribution_strategy=name)
+        tf.keras.utils.set_random_seed(0)
+        model = two_tower.compiled_model(20, 2, config)
+        with model.distribute_strategy.scope():  # build the variables, then start from the same weights
+            model.query_tower(tf.constant(data.history[:1]))
+            model.item_tower(tf.constant(data.target[:1]), tf.constant(data.target_category[:1]))
+        if initial is None:
+            initial = model.get_weights()
+        model.set_weights(initial)
+
+        losses = []  # the whole training set's loss after every epoch, one batch on one device
+        everything = next(iter(two_tower._dataset(data, len(data.target), 0, False, logq_correction=True)))
+        class EpochLoss(tf.keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                losses.append(float(model.compute_loss(everything)))
+        model.fit(two_tower._dataset(data, config.batch_size, config.seed, True, logq_correction=True),
+                  epochs=config.epochs, verbose=0, callbacks=[EpochLoss()])
+        result[name] = {"replicas": model.distribute_strategy.num_replicas_in_sync, "losses": losses,
+                        "weights": [w.tolist() for w in model.get_weights()]}
+"""
+
+
+def test_mirrored_on_two_cpu_devices_gives_the_single_device_losses_and_weights(fresh_process):
+    got = fresh_process(_TRAIN, timeout=120)
+    one, two = got["none"], got["mirrored"]
+    assert (one["replicas"], two["replicas"]) == (1, 2)
+    assert one["losses"][-1] < one["losses"][0]  # it trained
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
+    for a, b in zip(one["weights"], two["weights"]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_gather_replicas_is_the_identity_on_one_device():
+    import tensorflow as tf
+
+    x = tf.constant([[1.0], [2.0]])
+    assert distribute.gather_replicas(x) is x
+
+
+def test_the_flag_is_checked():
+    assert two_tower.TwoTowerConfig.from_dict({"distribution_strategy": "mirrored"}).distribution_strategy == "mirrored"
+    with pytest.raises(ValueError, match="distribution_strategy must be one of"):
+        two_tower.TwoTowerConfig(distribution_strategy="tpu")
+    with pytest.raises(ValueError, match="must be one of"):
+        distribute.strategy("parameter_server")
+
+
+def test_only_the_chief_of_a_cluster_writes_the_model():
+    import tensorflow as tf
+
+    class Resolver:
+        def __init__(self, cluster, task_type, task_id):
+            self.task_type, self.task_id = task_type, task_id
+            self._cluster = tf.train.ClusterSpec(cluster)
+
+        def cluster_spec(self):
+            return self._cluster
+
+    class Strategy:
+        def __init__(self, *args):
+            self.cluster_resolver = Resolver(*args) if args else None
+
+    workers = {"worker": ["a:1", "b:1"]}
+    assert distribute.save_dir(tf.distribute.get_strategy(), "/m") == "/m"
+    assert distribute.save_dir(Strategy(workers, "worker", 0), "/m") == "/m"
+    assert distribute.save_dir(Strategy(workers, "worker", 1), "/m") == "/m_worker_tmp/worker_1"
+    with_chief = {"chief": ["c:1"], "worker": ["a:1"]}
+    assert distribute.save_dir(Strategy(with_chief, "chief", 0), "/m") == "/m"
+    assert distribute.save_dir(Strategy(with_chief, "worker", 0), "/m") == "/m_worker_tmp/worker_0"
