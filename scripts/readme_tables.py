@@ -15,7 +15,8 @@ second a dotted key inside it whose value maps model → metrics (``models``,
 ``validation``, ``results.test``; ``wide:<key>`` for rows with more metrics than the
 report's five, e.g. ``long_tail@10``), or ``semantic_ids`` for Semantic-ID quality
 reports (then the first word is a comma-separated list of them), or ``latency``
-for the serving-latency report. ``tests/test_readme_tables.py`` fails when a
+for the serving-latency report, or ``scann_sweep`` / ``scann_defaults`` / ``scann_raw`` for
+``benchmarks/scann_scale.py``'s report. ``tests/test_readme_tables.py`` fails when a
 table differs from its JSON.
 """
 from __future__ import annotations
@@ -88,6 +89,52 @@ def wide_table(rows: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _p(params: dict) -> str:
+    return f"{params['num_leaves']:,} / {params['num_leaves_to_search']:,} / {params['num_reordering_candidates']:,}"
+
+
+def scann_scale_table(path: str, key: str) -> str:
+    """``benchmarks/scann_scale.py``'s report: ``scann_sweep`` (settings at 1M items; ``scann_sweep_<name>`` for the
+    section ``--sweep-name sweep_<name>`` wrote), ``scann_defaults``
+    (what ``default_scann_params`` picks per catalogue size) or ``scann_raw`` (bare layers, no SavedModel)."""
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        r = json.load(f)
+    if key == "scann_raw":
+        lines = ["| leaves / searched / reorder | bare brute force, batch / single ms | bare ScaNN k=10: batch ms (x), "
+                 "single ms (x), recall@10 | bare ScaNN k=600: batch ms (x), single ms (x) | load avg after |",
+                 "|---|---:|---:|---:|---|"]
+        for row in r["raw"]["rows"]:
+            k = [name for name in row if name.startswith("scann_k") and name != "scann_k10"][0]
+            a, b = row["scann_k10"], row[k]
+            lines.append(f"| {_p(row['params'])} | {row['bf']['batch_ms']:,.0f} / {row['bf']['single_p50_ms']:.1f} "
+                         f"| {a['batch_ms']:.1f} ({a['speedup_batch']:.0f}x), {a['single_p50_ms']:.2f} "
+                         f"({a['speedup_single']:.0f}x), {a['recall@10']:.4f} | {b['batch_ms']:.1f} ({b['speedup_batch']:.0f}x), "
+                         f"{b['single_p50_ms']:.2f} ({b['speedup_single']:.0f}x) | {row['load_average_after'][0]:.1f} |")
+        return "\n".join(lines) + "\n"
+    head = ("| {first} | recall@10 | batch ms: ScaNN / brute force (x) | single p50 ms: ScaNN / brute force (x) "
+            "| build s | index MB | SavedModel MB (twin) | load avg after |")
+    sep = "|---|---:|---:|---:|---:|---:|---:|---:|"
+
+    def line(first: str, row: dict, bf: dict) -> str:
+        return (f"| {first} | {row['recall@10']:.4f} | {row['batch_ms']:.1f} / {row['brute_force_batch_ms']:,.1f} "
+                f"({row['speedup_batch']:.1f}x) | {row['single_p50_ms']:.2f} / {row['brute_force_single_p50_ms']:.2f} "
+                f"({row['speedup_single']:.1f}x) | {row['build_s']:.0f} | {row['index_state_mb']:.0f} "
+                f"| {row['savedmodel_mb']:,.0f} ({bf['savedmodel_mb']:,.0f}) | {row['load_average_after'][0]:.1f} |")
+
+    if key.startswith("scann_sweep"):  # scann_sweep, scann_sweep_max_exclude_100, ...: a sweep section
+        s = r[key[len("scann_"):]]
+        lines = [head.format(first="leaves / searched / reorder"), sep]
+        lines += [line(_p(row["params"]), row, s["brute_force"]) for row in s["scann"]]
+    elif key == "scann_defaults":
+        lines = [head.format(first="items: default leaves / searched / reorder"), sep]
+        for n, size in r["defaults"]["sizes"].items():
+            (row,) = size["scann"]
+            lines.append(line(f"{int(n):,}: {_p(row['params'])}", row, size["brute_force"]))
+    else:
+        raise KeyError(f"{path}: no ScaNN table {key!r}")
+    return "\n".join(lines) + "\n"
+
+
 def _table(source: str, key: str) -> str:
     if key.startswith("wide:"):
         return wide_table(_rows(source, key[len("wide:"):]))
@@ -95,6 +142,8 @@ def _table(source: str, key: str) -> str:
         return latency_table(source)
     if key == "semantic_ids":
         return semantic_ids_table(source.split(","))
+    if key.startswith("scann_"):
+        return scann_scale_table(source, key)
     return markdown(_rows(source, key))
 
 
