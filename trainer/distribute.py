@@ -41,6 +41,9 @@ def gather_replicas(x: tf.Tensor) -> tf.Tensor:
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
         return x
+    if not x.device:  # all_gather sends to the input's device, which a one-device multi-worker replica leaves unset
+        with tf.device(ctx.strategy.extended.worker_devices[0]):
+            x = tf.identity(x)
     everything = ctx.all_gather(x, axis=0)
     return tf.roll(everything, shift=-ctx.replica_id_in_sync_group * tf.shape(x)[0], axis=0)
 

@@ -1,4 +1,5 @@
-"""The two-tower under tf.distribute: two logical CPU devices train exactly as one device does."""
+"""The two-tower under tf.distribute: two logical CPU devices (mirrored) and two worker processes (multiworker,
+an integration test) train exactly as one device does."""
 import numpy as np
 import pytest
 
@@ -96,3 +97,82 @@ def test_only_the_chief_of_a_cluster_writes_the_model():
     with_chief = {"chief": ["c:1"], "worker": ["a:1"]}
     assert distribute.save_dir(Strategy(with_chief, "chief", 0), "/m") == "/m"
     assert distribute.save_dir(Strategy(with_chief, "worker", 0), "/m") == "/m_worker_tmp/worker_0"
+
+
+_WORKER = '''
+import json, os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import recsys
+import numpy as np
+import tensorflow as tf
+from trainer import base, two_tower
+
+strategy_name, init_path, out_path = sys.argv[1:4]
+rng = np.random.default_rng(0)  # the mirrored test's data: histories of consecutive items, the next as target
+last = rng.integers(0, 20, 256)
+hist = np.stack([(last - 2) % 20, (last - 1) % 20, last], axis=1).astype(np.int32)
+target = ((last + 1) % 20).astype(np.int32)
+pop = np.bincount(target, minlength=20)[target].astype(np.float32)
+data = base.SequenceArrays(hist, target, (target % 2).astype(np.int32), np.ones(256, np.float32), pop,
+                           np.arange(256, dtype=np.int32))
+config = two_tower.TwoTowerConfig(embedding_dim=8, hidden_dim=16, max_history=3, epochs=2, batch_size=64,
+                                  learning_rate=0.01, distribution_strategy=strategy_name)
+model = two_tower.compiled_model(20, 2, config)  # creates the strategy before any other TF op
+with model.distribute_strategy.scope():
+    model.query_tower(tf.constant(data.history[:1]))
+    model.item_tower(tf.constant(data.target[:1]), tf.constant(data.target_category[:1]))
+if os.path.exists(init_path):
+    with np.load(init_path) as f:
+        model.set_weights([f[f"w{i}"] for i in range(len(f.files))])
+else:
+    np.savez(init_path, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+everything = next(iter(two_tower._dataset(data, 256, 0, False, logq_correction=True)))
+losses = []
+class EpochLoss(tf.keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        losses.append(float(model.compute_loss(everything)))
+model.fit(two_tower._dataset(data, 64, 0, True, logq_correction=True), epochs=2, verbose=0, callbacks=[EpochLoss()])
+with open(out_path, "w") as f:
+    json.dump({"replicas": model.distribute_strategy.num_replicas_in_sync, "losses": losses,
+               "weights": [w.tolist() for w in model.get_weights()]}, f)
+'''
+
+
+@pytest.mark.integration
+def test_multiworker_with_two_local_worker_processes_gives_the_single_device_losses(tmp_path):
+    """Two worker processes (TF_CONFIG on localhost, one CPU replica each) train as one device does."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER)
+    init = str(tmp_path / "initial.npz")
+
+    def run(name, out, env=None):
+        return subprocess.Popen([sys.executable, str(script), name, init, str(tmp_path / out)],
+                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {})),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    single = run("none", "none.json")
+    assert single.wait(timeout=180) == 0, single.stderr.read()[-3000:]
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    workers = [run("multiworker", f"worker{i}.json",
+                   {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+               for i in range(2)]
+    for w in workers:
+        assert w.wait(timeout=300) == 0, w.stderr.read()[-3000:]
+    one = json.loads((tmp_path / "none.json").read_text())
+    for i in range(2):
+        got = json.loads((tmp_path / f"worker{i}.json").read_text())
+        assert (one["replicas"], got["replicas"]) == (1, 2)
+        np.testing.assert_allclose(got["losses"], one["losses"], rtol=1e-5)
+        for a, b in zip(one["weights"], got["weights"]):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
