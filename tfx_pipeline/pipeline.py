@@ -267,7 +267,7 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
                                    content=content_embedder.outputs["embeddings"],
                                    semantic_ids=semantic_trainer.outputs["model"],
                                    config_json=json.dumps(config.get("model", {}), sort_keys=True),
-                                   code_version=4)  # 2: lr 3e-4; 3: DCN without TransAct; 4: Semantic IDs, item age
+                                   code_version=5)  # 2: lr 3e-4; 3: no TransAct; 4: Semantic IDs, item age; 5: brand, price
     exporter = RankerExporter(examples=example_gen.outputs["examples"], model=ranker_trainer.outputs["model"],
                               graph=graph_exporter.outputs["bruteforce_model"], code_version=2)  # 2: request_time
     ranker_evaluator = RankerEvaluator(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],

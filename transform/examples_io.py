@@ -49,6 +49,8 @@ class Catalog:
     item_ids: np.ndarray    # str [N]
     categories: np.ndarray  # str [N]
     created_at: np.ndarray  # int64 [N] epoch seconds, -1 unknown
+    brands: np.ndarray      # str [N] ("" unknown)
+    prices: np.ndarray      # float32 [N] (NaN unknown)
 
     def positions(self) -> dict[str, int]:
         return {item: i for i, item in enumerate(self.item_ids.tolist())}
@@ -74,7 +76,9 @@ def read_catalog(examples_uri: str) -> Catalog:
     cols = read_examples(split_files(examples_uri, F.CATALOG), F.feature_spec(F.CATALOG_FEATURES))
     return Catalog(np.array(_decode(cols[F.ITEM_ID.name]), dtype=object),
                    np.array(_decode(cols[F.CATEGORY.name]), dtype=object),
-                   np.asarray(cols[F.CREATED_AT.name], np.int64))
+                   np.asarray(cols[F.CREATED_AT.name], np.int64),
+                   np.array(_decode(cols[F.BRAND.name]), dtype=object),
+                   np.asarray(cols[F.PRICE.name], np.float32))
 
 
 def read_rows(examples_uri: str, split: str) -> SequenceRows:

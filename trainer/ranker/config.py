@@ -23,7 +23,9 @@ class RankerConfig:
       the ``last_tokens`` most recent tokens); ``time_window`` > 0 masks, in training, every action
       within a random window of 0..``time_window`` orders before the request (never the whole history).
     * ``semantic_ids``: the item representation adds the sum of one ``code_dim`` embedding per
-      Semantic-ID level; ``item_age``: the item's age at the request (log1p days, known flag).
+      Semantic-ID level; ``item_age``: the item's age at the request (log1p days, known flag);
+      ``brand`` (a ``brand_dim`` embedding) and ``price`` (log1p, known flag): used where the
+      catalogue has any brand / price, absent otherwise.
     * ``negatives``: negatives sampled per training unit each epoch (every positive is kept).
     * ESMM: losses BCE(click, pCTR) + BCE(conversion, pCTR x pCVR); the served score is
       pCTR x pCVR ** ``cvr_power`` with the power chosen on validation from ``cvr_powers``.
@@ -41,6 +43,9 @@ class RankerConfig:
     semantic_ids: bool = True
     code_dim: int = 16
     item_age: bool = True
+    brand: bool = True
+    brand_dim: int = 8
+    price: bool = True
     transact: bool = False  # default DCN-v2 alone: TransAct is no better beyond noise, at ~10x the cost
     actions: int = 20
     transact_dim: int = 64
@@ -64,7 +69,7 @@ class RankerConfig:
             raise ValueError(f"RankerConfig.interaction must be one of {INTERACTIONS}, got {self.interaction!r}")
         if self.structure not in (STACKED, PARALLEL):
             raise ValueError(f"RankerConfig.structure must be {STACKED!r} or {PARALLEL!r}, got {self.structure!r}")
-        for f in ("cross_layers", "id_dim", "content_dim", "category_dim", "user_dim", "code_dim", "actions", "transact_dim",
+        for f in ("cross_layers", "id_dim", "content_dim", "category_dim", "user_dim", "code_dim", "brand_dim", "actions", "transact_dim",
                   "transact_heads", "transact_layers", "last_tokens", "fm_dim", "negatives", "batch_size",
                   "max_epochs", "patience"):
             if getattr(self, f) <= 0:

@@ -29,10 +29,15 @@ class ItemTables:
     codes: np.ndarray         # int32 [I + 1, L] Semantic-ID codes without the disambiguation code
     code_size: int            # codes per level; ``code_size`` = unknown (padding row, items without an ID)
     created_at: np.ndarray    # int64 [I + 1] epoch seconds, MISSING_CREATED_AT unknown (padding row too)
+    brand: np.ndarray | None = None  # int32 [I + 1] brand index (num_brands = unknown); None: no brands
+    num_brands: int = 0
+    price: np.ndarray | None = None  # float32 [I + 1] (NaN unknown); None: no prices
 
     def __post_init__(self):
         rows = self.content.shape[0]
-        for name in ("category", "codes", "created_at"):
+        for name in ("category", "codes", "created_at", "brand", "price"):
+            if getattr(self, name) is None:
+                continue
             if getattr(self, name).shape[0] != rows:
                 raise ValueError(f"ItemTables.{name} has {getattr(self, name).shape[0]} rows, content has {rows}")
         if self.codes.ndim != 2 or self.codes.size and (self.codes.min() < 0 or self.codes.max() > self.code_size):
@@ -170,8 +175,21 @@ def catalogue_tables(examples_uri: str, content_uri: str, semantic_ids_tsv: str 
     counts = np.array([training.get(i, 0) for i in ids.tolist()], np.int64)
     codes, code_size = semantic_codes(ids.tolist(), semantic_ids_tsv)
     created = np.append(np.asarray(catalog.created_at, np.int64), MISSING_CREATED_AT)
-    items = ItemTables(content, item_category, len(cats), codes, code_size, created)
+    brand, brands = brand_table(catalog.brands.tolist())
+    prices = np.asarray(catalog.prices, np.float32)
+    price = np.append(prices, np.nan).astype(np.float32) if np.isfinite(prices).any() else None
+    items = ItemTables(content, item_category, len(cats), codes, code_size, created, brand, len(brands), price)
     return CatalogueTables(ids, positions, items, cats, counts)
+
+
+def brand_table(brands: list[str]) -> tuple[np.ndarray | None, list[str]]:
+    """(brand index int32 [I + 1] with ``len(vocabulary)`` = unknown, vocabulary); ``(None, [])`` when no
+    item has a brand (MovieLens, Instacart): the model then has no brand embedding at all."""
+    vocab = sorted({b for b in brands if b})
+    if not vocab:
+        return None, []
+    index = {b: i for i, b in enumerate(vocab)}
+    return np.array([index.get(b, len(vocab)) for b in brands] + [len(vocab)], np.int32), vocab
 
 
 def semantic_codes(item_ids: list[str], semantic_ids_tsv: str | None) -> tuple[np.ndarray, int]:

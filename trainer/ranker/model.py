@@ -11,7 +11,9 @@ Candidate representation: id embedding ⊕ projected (frozen) content embedding 
 embedding ⊕ the sum of one embedding per Semantic-ID level (the content space's RQ-VAE codes,
 shared by items with similar content, so a rare item borrows from its code neighbours). Item age
 at the request (``request_time`` [B] epoch seconds − the item's ``created_at``) enters as
-log1p(days) / 5 with a known/unknown flag (unknown: no creation time, or no request time). TransAct (Xia et al., KDD 2023): each action token = item representation +
+log1p(days) / 5 with a known/unknown flag (unknown: no creation time, or no request time).
+Where the catalogue has them (user files, the synthetic shop; not MovieLens or Instacart), a brand
+embedding joins the item representation and log1p(price) / 5 with a known flag the fields. TransAct (Xia et al., KDD 2023): each action token = item representation +
 action-type embedding + gap-bucket embedding, **early fusion** (the candidate's
 representation concatenated to every token), a transformer encoder, output = max-pool over
 the tokens ⊕ the ``last_tokens`` most recent tokens; in training a random time window of
@@ -43,6 +45,13 @@ def item_age(created_at: tf.Tensor, request_time: tf.Tensor) -> tf.Tensor:
     days = tf.cast(tf.maximum(request_time - created_at, 0), tf.float32) / SECONDS_PER_DAY
     age = tf.where(known, tf.math.log1p(days) / 5.0, 0.0)
     return tf.stack([age, tf.cast(known, tf.float32)], -1)
+
+
+def price_feature(price: tf.Tensor) -> tf.Tensor:
+    """[..., 2]: (log1p(price) / 5, known); an unknown (NaN) or negative price is (0, 0)."""
+    known = tf.math.is_finite(price) & (price >= 0)
+    return tf.stack([tf.where(known, tf.math.log1p(tf.where(known, price, 0.0)) / 5.0, 0.0),
+                     tf.cast(known, tf.float32)], -1)
 
 
 GAP_BUCKETS = 8  # gap buckets: 1, 2, 3-4, 5-8, ..., >= 65 orders (log2), 0 = padding
@@ -128,6 +137,12 @@ class Ranker(tf.keras.Model):
         self.codes = tf.constant(items.codes + np.arange(levels, dtype=np.int32) * (items.code_size + 1), tf.int32)
         self.code_embedding = (tf.keras.layers.Embedding(levels * (items.code_size + 1), config.code_dim)
                                if config.semantic_ids and levels else None)
+        # brand and price only where the catalogue has them: absent, the model is exactly the one without
+        self.item_brand = tf.constant(items.brand, tf.int32) if items.brand is not None else None
+        self.brand_embedding = (tf.keras.layers.Embedding(items.num_brands + 1, config.brand_dim)
+                                if config.brand and items.brand is not None else None)
+        self.price = tf.constant(items.price, tf.float32) if items.price is not None else None
+        self.use_price = bool(config.price and items.price is not None)
         self.mean = tf.constant(feature_mean, tf.float32)
         self.std = tf.constant(np.maximum(feature_std, 1e-6), tf.float32)
         self.user_proj = tf.keras.layers.Dense(config.user_dim)
@@ -137,7 +152,8 @@ class Ranker(tf.keras.Model):
                                                 kernel_initializer="glorot_uniform")
                           for _ in range(config.cross_layers)]
         else:
-            n_fields = 5 + int(self.code_embedding is not None) + int(config.item_age) + int(config.transact)
+            n_fields = (5 + int(self.code_embedding is not None) + int(config.item_age) + int(config.transact)
+                        + int(self.brand_embedding is not None) + int(self.use_price))
             self.fields = [tf.keras.layers.Dense(config.fm_dim, use_bias=False) for _ in range(n_fields)]
         self.deep = tf.keras.Sequential(
             [layer for u in config.deep_units for layer in (tf.keras.layers.Dense(u, activation="relu"),
@@ -154,6 +170,8 @@ class Ranker(tf.keras.Model):
                  self.category_embedding(tf.gather(self.item_category, items))]
         if self.code_embedding is not None:
             parts.append(self.code_repr(items))
+        if self.brand_embedding is not None:
+            parts.append(self.brand_embedding(tf.gather(self.item_brand, items)))
         return tf.concat(parts, -1)
 
     def call(self, inputs: dict, training: bool = False) -> dict:
@@ -170,6 +188,10 @@ class Ranker(tf.keras.Model):
             fields.append(self.code_repr(items))
         if c.item_age:
             fields.append(item_age(tf.gather(self.created_at, items), inputs["request_time"][:, None]))
+        if self.brand_embedding is not None:
+            fields.append(self.brand_embedding(tf.gather(self.item_brand, items)))
+        if self.use_price:
+            fields.append(price_feature(tf.gather(self.price, items)))
         if self.transact is not None:
             fields.append(self.transact(self.item_repr(inputs["actions"]), inputs["action_type"],
                                         inputs["action_gap"], cand, training=training))

@@ -40,7 +40,10 @@ def save_trained(model: Ranker, config: RankerConfig, item_ids, popularity, cate
              popularity=np.asarray(popularity, np.int64), categories=np.asarray(categories, dtype=object).astype(str),
              item_category=np.asarray(items.category, np.int32), content=np.asarray(items.content, np.float32),
              codes=np.asarray(items.codes, np.int32), code_size=np.int64(items.code_size),
-             created_at=np.asarray(items.created_at, np.int64), mean=model.mean.numpy(), std=model.std.numpy())
+             created_at=np.asarray(items.created_at, np.int64), mean=model.mean.numpy(), std=model.std.numpy(),
+             **({} if items.brand is None else {"brand": np.asarray(items.brand, np.int32),
+                                                  "num_brands": np.int64(items.num_brands)}),
+             **({} if items.price is None else {"price": np.asarray(items.price, np.float32)}))
     with open(os.path.join(export_dir, CONFIG_FILE), "w") as f:
         json.dump({"config": asdict(config), "cvr_power": cvr_power, "user_dim": user_dim, "info": info}, f,
                   indent=1, default=float)
@@ -52,7 +55,8 @@ def load_trained(export_dir: str) -> TrainedRanker:
     config = RankerConfig.from_dict(meta["config"])
     t = np.load(os.path.join(export_dir, TABLES_FILE), allow_pickle=False)
     items = ItemTables(t["content"], t["item_category"], len(t["categories"]), t["codes"], int(t["code_size"]),
-                       t["created_at"])
+                       t["created_at"], t["brand"] if "brand" in t else None,
+                       int(t["num_brands"]) if "num_brands" in t else 0, t["price"] if "price" in t else None)
     model = Ranker(config, items, t["mean"], t["std"])
     model(dummy_inputs(t["content"].shape[0] - 1, t["mean"].shape[0], config.actions, meta["user_dim"]))
     model.load_weights(os.path.join(export_dir, WEIGHTS)).expect_partial()

@@ -5,8 +5,8 @@ import tensorflow as tf
 
 from trainer.ranker import metrics as M
 from trainer.ranker.config import DEEPFM, RankerConfig
-from trainer.ranker.data import ExposureSet, ItemTables, sample_training, semantic_codes
-from trainer.ranker.model import Ranker, esmm_loss, final_score, gap_bucket, item_age, time_window_mask
+from trainer.ranker.data import ExposureSet, ItemTables, brand_table, sample_training, semantic_codes
+from trainer.ranker.model import Ranker, esmm_loss, final_score, gap_bucket, item_age, price_feature, time_window_mask
 from trainer.semantic_ids import SemanticIdTable
 
 
@@ -73,12 +73,38 @@ def _tiny(num_items=6, n=4, a=3, f=18, d=4, seed=0):
                        np.array([86400 * 400, 0], np.int64))
 
 
-def _tables(num_items=6):
+def _tables(num_items=6, shop=False):
+    """Six items + padding; ``shop``: with brands and prices (as user files and the synthetic shop have)."""
     content = np.random.default_rng(1).normal(size=(num_items + 1, 5)).astype(np.float32)
     content[-1] = 0
     codes = np.array([[0, 1], [0, 2], [1, 1], [1, 0], [2, 2], [0, 0], [3, 3]], np.int32)  # pad row: 3 = unknown
     created = np.array([0, 86400 * 100, -1, 86400 * 500, -86400 * 3650, 86400, -1], np.int64)
-    return ItemTables(content, np.array([0, 1, 0, 1, 0, 1, 2], np.int32), 2, codes, 3, created)
+    extra = {}
+    if shop:
+        brand, vocab = brand_table(["b", "a", "", "b", "c", "a"])
+        extra = {"brand": brand, "num_brands": len(vocab),
+                 "price": np.array([1.5, 20.0, np.nan, 3.0, 99.0, 0.0, np.nan], np.float32)}
+    return ItemTables(content, np.array([0, 1, 0, 1, 0, 1, 2], np.int32), 2, codes, 3, created, **extra)
+
+
+def test_brand_table_and_price_feature():
+    index, vocab = brand_table(["b", "a", "", "b"])
+    assert vocab == ["a", "b"] and index.tolist() == [1, 0, 2, 1, 2]  # "" and the padding row: unknown (2)
+    assert brand_table(["", ""]) == (None, [])  # no brand anywhere: no brand input at all
+    got = price_feature(tf.constant([0.0, 9.0, np.nan, -1.0])).numpy()
+    np.testing.assert_allclose(got[:, 0], [0.0, np.log1p(9.0) / 5, 0.0, 0.0], rtol=1e-6)
+    assert got[:, 1].tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_brand_and_price_join_the_model_only_where_the_catalogue_has_them():
+    config = RankerConfig(actions=3, last_tokens=2, id_dim=4, content_dim=4, category_dim=2, user_dim=3,
+                          deep_units=(8,), code_dim=3, brand_dim=2, interaction=DEEPFM)
+    shop = Ranker(config, _tables(shop=True), np.zeros(18), np.ones(18))
+    plain = Ranker(config, _tables(), np.zeros(18), np.ones(18))
+    assert shop.item_repr(tf.constant([[0]])).shape[-1] == plain.item_repr(tf.constant([[0]])).shape[-1] + 2
+    assert len(shop.fields) == len(plain.fields) + 2 and plain.brand_embedding is None and not plain.use_price
+    off = Ranker(RankerConfig(brand=False, price=False), _tables(shop=True), np.zeros(18), np.ones(18))
+    assert off.brand_embedding is None and not off.use_price
 
 
 def test_item_age_is_log_days_with_a_known_flag():
@@ -125,13 +151,15 @@ def test_semantic_id_levels_share_one_table_by_offset():
 
 @pytest.mark.parametrize("overrides", [{"transact": True}, {"interaction": DEEPFM, "transact": True},
                                        {"structure": "parallel", "projection_dim": 4},
-                                       {"semantic_ids": False, "item_age": False}])
+                                       {"semantic_ids": False, "item_age": False}, {"shop": True}])
 def test_ranker_forward_shapes_and_a_step_lowers_the_loss(overrides):
     tf.keras.utils.set_random_seed(0)  # the initial weights too: the same run on every machine
     data = _tiny()
+    overrides = dict(overrides)
+    shop = overrides.pop("shop", False)
     config = RankerConfig(actions=3, last_tokens=2, transact_dim=8, id_dim=4, content_dim=4, category_dim=2,
                           user_dim=3, deep_units=(8,), **overrides)
-    model = Ranker(config, _tables(), np.zeros(18), np.ones(18))
+    model = Ranker(config, _tables(shop=shop), np.zeros(18), np.ones(18))
     x = {"items": data.items, "features": data.features, "actions": data.actions, "action_type": data.action_type,
          "action_gap": data.action_gap, "user_vector": data.user_vector, "request_time": data.request_time}
     out = model(x)
@@ -166,3 +194,23 @@ def test_sample_training_keeps_every_positive():
     assert got.items.shape == (2, 2)
     assert got.click.sum(axis=1).tolist() == [1.0, 1.0]
     assert got.mask.all()
+
+
+@pytest.mark.parametrize("shop", [False, True])
+def test_save_and_load_keep_every_item_table(tmp_path, shop):
+    from trainer.ranker.persist import load_trained, save_trained
+
+    tf.keras.utils.set_random_seed(0)
+    data = _tiny()
+    config = RankerConfig(actions=3, last_tokens=2, id_dim=4, content_dim=4, category_dim=2, user_dim=4,
+                          deep_units=(8,), code_dim=3, brand_dim=2)
+    tables = _tables(shop=shop)
+    model = Ranker(config, tables, np.zeros(18), np.ones(18))
+    x = {"items": data.items, "features": data.features, "actions": data.actions, "action_type": data.action_type,
+         "action_gap": data.action_gap, "user_vector": data.user_vector, "request_time": data.request_time}
+    want = model(x)["pctr"].numpy()
+    save_trained(model, config, np.array(list("abcdef")), np.arange(6), ["x", "y"], tables, 0.5, 4, {},
+                 str(tmp_path / "r"))
+    back = load_trained(str(tmp_path / "r"))
+    np.testing.assert_allclose(back.model(x)["pctr"].numpy(), want, rtol=1e-6)
+    assert (back.model.brand_embedding is not None) == shop and back.model.use_price == shop
