@@ -148,6 +148,9 @@ def _strings(array: np.ndarray, name: str) -> np.ndarray:
             return v if isinstance(v, bytes) else str(v).encode("utf-8")
         return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
     out = np.empty(array.shape, dtype=object)
+    if array.dtype == object:  # a list at a time (tolist() gives the very objects ndenumerate does)
+        out.reshape(-1)[:] = [leaf(v) for v in array.ravel().tolist()] if array.size else []
+        return out
     for index, v in np.ndenumerate(array):
         out[index] = leaf(v)
     return out

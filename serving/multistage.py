@@ -37,6 +37,7 @@ the exposures are logged; :meth:`Recommender.feedback` logs the responses.
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 import uuid
@@ -68,6 +69,9 @@ class BadRequest(ValueError):
     """An input the Recommender refuses; the message says what was received and what is allowed."""
 
 
+_CONTROL = re.compile("[\x00-\x1f]")  # characters below 32
+
+
 def check_id(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise BadRequest(f"{what} must be a string, got {value!r} ({type(value).__name__})")
@@ -75,7 +79,7 @@ def check_id(value: Any, what: str) -> str:
         raise BadRequest(f"{what} must be a non-empty string, got {value!r}")
     if len(value) > MAX_ID_CHARS:
         raise BadRequest(f"{what} is {len(value)} characters long; at most {MAX_ID_CHARS} are allowed")
-    if any(ord(c) < 32 for c in value):
+    if _CONTROL.search(value):
         raise BadRequest(f"{what} contains control characters: {value!r}")
     return value
 
@@ -481,10 +485,17 @@ class Recommender:
         if ranker is None or not candidates:
             return candidates, "merge"
         names = sorted({s for c in candidates for s in c.sources})
+        # one pass over the candidates fills every source's columns (0 where a source lacks the item)
+        score_cols = {s: [0.0] * len(candidates) for s in names}
+        rank_cols = {s: [0] * len(candidates) for s in names}
+        for n, c in enumerate(candidates):
+            for s, found in c.sources.items():
+                score_cols[s][n] = found.get("score", 0.0)
+                rank_cols[s][n] = found.get("rank", 0)
         features = {"merge": np.array([c.score for c in candidates], np.float32)}
         for s in names:
-            features[f"{s}_score"] = np.array([c.sources.get(s, {}).get("score", 0.0) for c in candidates], np.float32)
-            features[f"{s}_rank"] = np.array([c.sources.get(s, {}).get("rank", 0) for c in candidates], np.float32)
+            features[f"{s}_score"] = np.array(score_cols[s], np.float32)
+            features[f"{s}_rank"] = np.array(rank_cols[s], np.float32)
         request = RankRequest(user_id, tuple((i, CLICK, now) for i in state.recent_clicks), float(now),
                               tuple(c.item_id for c in candidates), features, dict(vectors), tuple(history))
         try:
