@@ -116,7 +116,8 @@ def main(argv=None) -> int:
               f"CPU/request {r['client_cpu_ms']:.2f} client + {r['server_cpu_ms']:.2f} server ms")
     load_after = os.getloadavg()
     print(f"[ranker latency] load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
-    report = {"dataset": args.dataset, "candidates": n, "requests": args.requests, "width": width,
+    report = {"dataset": args.dataset, "model_version": os.path.basename(versions[-1]), "candidates": n,
+              "requests": args.requests, "width": width,
               "command": "python benchmarks/ranker_latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "load_average_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
               "cores": os.cpu_count(), "results": results}
