@@ -75,7 +75,7 @@ campaign: install
 clean: stop
 	rm -rf $(ARTIFACTS)
 
-# ScaNN vs its brute-force twin at 1M items through the served SavedModel path (about 25 minutes on 2 cores)
+# ScaNN vs its brute-force twin at 1M items through the served SavedModel path (about 15 minutes on 2 cores)
 .PHONY: scann-scale
 scann-scale: install
 	$(PY) benchmarks/scann_scale.py --raw "1000,25,600;1000,50,600" --output docs/results/scann_scale.json

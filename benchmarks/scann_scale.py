@@ -20,7 +20,9 @@ disk, batched latency (``--batch`` queries per call, median over the batches) an
 single-request latency (p50/p95 over ``--single`` one-query calls) and recall@10 against the
 brute-force twin's exact top-10 on the same queries (every query of every batch). Speed-ups
 are ratios to the brute-force twin timed in the same stretch: both models stay loaded and are
-called alternately, batch by batch and request by request (another job's load hits both alike). Then the settings
+called alternately, batch by batch and request by request (another job's load hits both alike).
+Each row runs in a fresh process (TF never frees a loaded ScaNN searcher: one process for the
+sweep grew to 13 GB at 1M items); the twin is saved once per catalogue size and loaded by each. Then the settings
 ``default_scann_params`` picks at 1,682 / 14,190 / 100,000 / 1,000,000 items (the first n
 vectors of the same catalogue), each measured the same way.
 
@@ -31,9 +33,12 @@ produced it and the load averages before/after every row; a run rewrites only th
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import json
+import multiprocessing
 import os
+import resource
 import shlex
 import shutil
 import sys
@@ -112,8 +117,10 @@ class Bench:
                                index=index, max_k=self.args.max_k, max_exclude=self.args.max_exclude,
                                max_history=self.max_history, scann_params=params)
 
-    def serve(self, n: int, index: str, params) -> tuple[dict, object]:
-        """Builds, saves and loads one served model; returns its build figures and ``call(queries) -> top-10 ids``."""
+    def serve(self, n: int, index: str, params, keep_dir: str = "") -> tuple[dict, object]:
+        """Builds, saves and loads one served model; returns its build figures and ``call(queries) -> top-10 ids``.
+
+        ``keep_dir``: save it there and keep it (the brute-force twin, loaded again by each ScaNN row)."""
         import numpy as np
         import tensorflow as tf
 
@@ -128,7 +135,7 @@ class Bench:
             state = m.scann._serialized_searcher
             state_mb = sum(int(np.prod(v.shape)) * v.dtype.size if v.dtype != tf.string else
                            sum(len(s) for s in np.atleast_1d(v.numpy())) for v in state.variables) / 2**20
-        path = tempfile.mkdtemp(prefix=f"scann_scale_{index}_", dir=self.args.workdir)
+        path = keep_dir or tempfile.mkdtemp(prefix=f"scann_scale_{index}_", dir=self.args.workdir)
         t0 = time.perf_counter()
         twins.save(m, path)
         save_s = time.perf_counter() - t0
@@ -137,9 +144,23 @@ class Bench:
         size_mb = dir_mb(path)
         rss0 = rss_mb()
         t0 = time.perf_counter()
+        call = self.load(path)
+        load_s = time.perf_counter() - t0
+        rss_load_mb = rss_mb() - rss0
+        if not keep_dir:
+            shutil.rmtree(path, ignore_errors=True)
+        info = {"index": index, "items": n, "params": None if params is None else vars(params),
+                "build_s": round(build_s, 2), "save_s": round(save_s, 2), "load_s": round(load_s, 2),
+                "index_state_mb": None if state_mb is None else round(state_mb, 1),
+                "rss_on_load_mb": round(rss_load_mb, 1), "savedmodel_mb": round(size_mb, 1)}
+        return info, call
+
+    def load(self, path: str):
+        """``call(queries) -> top-10 ids`` of the SavedModel at ``path`` (loaded and called once)."""
+        import tensorflow as tf
+
         loaded = tf.saved_model.load(path)
         fn = loaded.signatures["recommend_vector"]
-        load_s = time.perf_counter() - t0
 
         def call(q):
             b = len(q)
@@ -148,13 +169,7 @@ class Bench:
 
         call.loaded = loaded  # keeps the model alive as long as ``call``
         call(self.queries[:self.args.batch])  # first call: creates the searcher from its state
-        rss_load_mb = rss_mb() - rss0
-        shutil.rmtree(path, ignore_errors=True)
-        info = {"index": index, "items": n, "params": None if params is None else vars(params),
-                "build_s": round(build_s, 2), "save_s": round(save_s, 2), "load_s": round(load_s, 2),
-                "index_state_mb": None if state_mb is None else round(state_mb, 1),
-                "rss_on_load_mb": round(rss_load_mb, 1), "savedmodel_mb": round(size_mb, 1)}
-        return info, call
+        return call
 
     def time_interleaved(self, calls: dict) -> dict:
         """Times every model of ``calls`` on the same queries, alternating model by model, batch by batch and
@@ -238,42 +253,93 @@ class Bench:
             gc.collect()
         return {"rows": rows}
 
-    def run_size(self, n: int, configs, label: str, log) -> dict:
-        """The brute-force twin, then each ScaNN configuration timed against it in the same stretch of time."""
+    def brute_force_row(self, n: int, twin_dir: str) -> dict:
+        """The twin alone: saved to ``twin_dir`` (kept for the ScaNN rows), its exact top-10 beside it."""
+        import numpy as np
+
+        load0 = load_average()
+        bf, call = self.serve(n, "brute_force", None, keep_dir=twin_dir)
+        t = self.time_interleaved({"bf": call})["bf"]
+        np.save(os.path.join(twin_dir, "exact_top10.npy"), t.pop("top10").astype(str))
+        bf.update(t, load_average_before=load0, load_average_after=load_average())
+        return bf
+
+    def scann_row(self, n: int, params: dict, twin_dir: str) -> dict:
+        """One ScaNN configuration, timed interleaved with the twin loaded from ``twin_dir``."""
         import numpy as np
 
         from export.retrieval import ScannParams
 
+        p = ScannParams(**params)
         load0 = load_average()
-        bf, bf_call = self.serve(n, "brute_force", None)
-        t = self.time_interleaved({"bf": bf_call})["bf"]
-        exact = t.pop("top10")
-        bf.update(t, load_average_before=load0, load_average_after=load_average())
+        row, call = self.serve(n, "scann", p)
+        bf_call = self.load(twin_dir)
+        exact = np.load(os.path.join(twin_dir, "exact_top10.npy"))
+        t = self.time_interleaved({"scann": call, "bf": bf_call})
+        got = t["scann"].pop("top10").astype(str)
+        hits = [len(set(g) & set(e)) / 10 for g, e in zip(got.tolist(), exact.tolist())]
+        row.update(t["scann"], **{"recall@10": round(float(np.mean(hits)), 4)})
+        row["brute_force_batch_ms"] = t["bf"]["batch_ms"]
+        row["brute_force_single_p50_ms"] = t["bf"]["single_p50_ms"]
+        row["speedup_batch"] = round(t["bf"]["batch_ms"] / row["batch_ms"], 2)
+        row["speedup_single"] = round(t["bf"]["single_p50_ms"] / row["single_p50_ms"], 2)
+        row.update(load_average_before=load0, load_average_after=load_average())
+        return row
+
+
+def _row_process(data_dir: str, args: dict, method: str, row_args: tuple, out) -> None:
+    """A row in a fresh process: a loaded ScaNN searcher is never freed (TF's resource manager keeps it),
+    so one process for the whole sweep would grow by about a model per row (13 GB at 1M items)."""
+    import numpy as np
+
+    import scann  # noqa: F401
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    emb = np.load(os.path.join(data_dir, "embeddings.npy"))
+    queries = np.load(os.path.join(data_dir, "queries.npy"))
+    ids = np.load(os.path.join(data_dir, "ids.npy")).astype(object)
+    bench = Bench(argparse.Namespace(**args), ids, emb, queries)
+    row = getattr(bench, method)(*row_args)
+    row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out.put(row)
+
+
+def in_fresh_process(data_dir: str, args, method: str, *row_args) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_row_process, args=(data_dir, vars(args), method, row_args, out))
+    proc.start()
+    row = out.get()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"{method}{row_args} failed (exit code {proc.exitcode})")
+    return row
+
+
+def run_size(data_dir: str, args, n: int, configs, label: str, log) -> dict:
+    """The brute-force twin, then each ScaNN configuration timed against it, each row in a fresh process."""
+    from export.retrieval import ScannParams
+
+    twin_dir = tempfile.mkdtemp(prefix="scann_scale_twin_", dir=args.workdir)
+    try:
+        bf = in_fresh_process(data_dir, args, "brute_force_row", n, twin_dir)
         log(f"[{label}] {n:,} items brute force: batch {bf['batch_ms']:.1f} ms ({bf['queries_per_s']:.0f} q/s), "
-            f"single p50 {bf['single_p50_ms']:.2f} ms, SavedModel {bf['savedmodel_mb']:.0f} MB; load {bf['load_average_after']}")
+            f"single p50 {bf['single_p50_ms']:.2f} ms, SavedModel {bf['savedmodel_mb']:.0f} MB; "
+            f"load {bf['load_average_after']}")
         rows = []
         for cfg in configs:
             p = cfg if isinstance(cfg, ScannParams) else ScannParams(*cfg)
-            load0 = load_average()
-            row, call = self.serve(n, "scann", p)
-            t = self.time_interleaved({"scann": call, "bf": bf_call})
-            del call
-            got = t["scann"].pop("top10")
-            hits = [len(set(g) & set(e)) / 10 for g, e in zip(got.tolist(), exact.tolist())]
-            row.update(t["scann"], **{"recall@10": round(float(np.mean(hits)), 4)})
-            row["brute_force_batch_ms"] = t["bf"]["batch_ms"]
-            row["brute_force_single_p50_ms"] = t["bf"]["single_p50_ms"]
-            row["speedup_batch"] = round(t["bf"]["batch_ms"] / row["batch_ms"], 2)
-            row["speedup_single"] = round(t["bf"]["single_p50_ms"] / row["single_p50_ms"], 2)
-            row.update(load_average_before=load0, load_average_after=load_average())
+            row = in_fresh_process(data_dir, args, "scann_row", n, vars(p), twin_dir)
             rows.append(row)
             log(f"[{label}] {n:,} items ScaNN {p}: recall@10 {row['recall@10']:.4f}, build {row['build_s']:.1f} s, "
                 f"batch {row['batch_ms']:.2f} ms vs {row['brute_force_batch_ms']:.1f} ({row['speedup_batch']:.1f}x), "
                 f"single p50 {row['single_p50_ms']:.3f} ms vs {row['brute_force_single_p50_ms']:.2f} "
                 f"({row['speedup_single']:.1f}x), index {row['index_state_mb']:.0f} MB, SavedModel "
-                f"{row['savedmodel_mb']:.0f} MB; load {row['load_average_after']}")
-            gc.collect()
-        return {"brute_force": bf, "scann": rows}
+                f"{row['savedmodel_mb']:.0f} MB, peak RSS {row['peak_rss_mb']:,.0f} MB; load {row['load_average_after']}")
+    finally:
+        shutil.rmtree(twin_dir, ignore_errors=True)
+    return {"brute_force": bf, "scann": rows}
 
 
 def main(argv=None) -> int:
@@ -315,7 +381,11 @@ def main(argv=None) -> int:
           f"{tf.config.threading.get_intra_op_parallelism_threads()} inter "
           f"{tf.config.threading.get_inter_op_parallelism_threads()}, {os.cpu_count()} CPUs; load {load_average()}",
           flush=True)
-    bench = Bench(args, ids, emb, queries)
+    data_dir = tempfile.mkdtemp(prefix="scann_scale_data_", dir=args.workdir)  # the vectors, for the row processes
+    atexit.register(shutil.rmtree, data_dir, True)
+    np.save(os.path.join(data_dir, "embeddings.npy"), emb)
+    np.save(os.path.join(data_dir, "queries.npy"), queries)
+    np.save(os.path.join(data_dir, "ids.npy"), ids.astype(str))
     log = lambda m: print(m, flush=True)  # noqa: E731
     if args.sweep == "all":
         sweep = SWEEP
@@ -337,11 +407,11 @@ def main(argv=None) -> int:
     if sweep:
         start, load0 = time.perf_counter(), load_average()
         result[args.sweep_name] = dict(command=command, setup=setup, load_average_start=load0,
-                               **bench.run_size(args.items, sweep, "sweep", log),
+                               **run_size(data_dir, args, args.items, sweep, "sweep", log),
                                load_average_end=load_average(), elapsed_s=round(time.perf_counter() - start, 1))
     if args.raw != "none":
         start, load0 = time.perf_counter(), load_average()
-        raw = bench.raw([tuple(int(x) for x in c.split(",")) for c in args.raw.split(";")], log)
+        raw = Bench(args, ids, emb, queries).raw([tuple(int(x) for x in c.split(",")) for c in args.raw.split(";")], log)
         result["raw"] = dict(command=command, setup=setup, load_average_start=load0, **raw,
                              load_average_end=load_average(), elapsed_s=round(time.perf_counter() - start, 1))
     sizes = [min(int(s), args.items) for s in args.default_sizes.split(",") if s]
@@ -349,7 +419,7 @@ def main(argv=None) -> int:
         start, load0 = time.perf_counter(), load_average()
         rows = {}
         for n in sizes:
-            rows[str(n)] = bench.run_size(n, [default_scann_params(n, k)], "default", log)
+            rows[str(n)] = run_size(data_dir, args, n, [default_scann_params(n, k)], "default", log)
         result["defaults"] = dict(command=command, setup=setup, load_average_start=load0, sizes=rows,
                                   load_average_end=load_average(), elapsed_s=round(time.perf_counter() - start, 1))
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
