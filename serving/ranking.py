@@ -51,7 +51,8 @@ class ServedRanker:
             scores = request.features.get(f"{theirs}_score")
             if ranks is None:
                 continue
-            got = [(int(r), c, float(s)) for c, r, s in zip(candidates, ranks, scores) if r > 0]
+            ranks, scores = np.asarray(ranks).tolist(), np.asarray(scores).tolist()  # Python floats: no numpy per item
+            got = [(int(r), c, s) for c, r, s in zip(candidates, ranks, scores) if r > 0]
             got.sort()
             sources[ours] = [(c, math.log1p(max(s, 0.0)) if ours in _COUNT_SOURCES else s) for _, c, s in got]
         actions = list(request.recent_actions)[::-1]  # oldest first
@@ -68,5 +69,8 @@ class ServedRanker:
                                   request_time=self.request_time if self.request_time is not None
                                   else request.request_time, model_name=self.model_name)
         by_id = {r.item_id: r for r in ranked}
-        return {k: np.array([getattr(by_id[c], k) for c in candidates], np.float64)
-                for k in ("score", "pctr", "pcvr", "pctcvr")}
+        rows = [by_id[c] for c in candidates]
+        return {"score": np.array([r.score for r in rows], np.float64),
+                "pctr": np.array([r.pctr for r in rows], np.float64),
+                "pcvr": np.array([r.pcvr for r in rows], np.float64),
+                "pctcvr": np.array([r.pctcvr for r in rows], np.float64)}
