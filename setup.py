@@ -2,6 +2,9 @@
 from setuptools import find_packages, setup
 
 PACKAGES = ["recsys", "transform", "trainer", "export", "tfx_pipeline", "serving", "apps"]
+#: the client distribution's package (clients/python, installable alone without TensorFlow):
+#: the full stack ships it too, since ``serving.client`` and ``serving.tensors`` re-export it
+CLIENT = "commerce_recsys_client"
 
 setup(
     name="commerce-recsys",
@@ -11,7 +14,8 @@ setup(
         "exported as SavedModels with ScaNN, served through TF Serving's API."
     ),
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=[p for name in PACKAGES for p in (name, name + ".*")]),
+    packages=find_packages(include=[p for name in PACKAGES for p in (name, name + ".*")]) + [CLIENT],
+    package_dir={CLIENT: "clients/python/src/" + CLIENT},
     package_data={"serving": ["*.config", "*.yml"]},
     install_requires=[
         "tfx==1.16.0",

@@ -2,13 +2,18 @@
 
 Works against real TensorFlow Serving and against ``python -m serving.server``::
 
+    from commerce_recsys_client import RecommenderClient  # or: from serving.client import ...
+
     client = RecommenderClient("localhost:8501")                  # REST
     client = RecommenderClient("localhost:8500", protocol="grpc")  # gRPC
     client.recommend(history=["sku-1", "sku-7"], k=10)   # signature serving_default
     client.recommend(user_id="u-42", k=10, exclude=["sku-1"])  # signature recommend_user
 
-The REST path needs only the standard library and numpy; the gRPC path imports
-``tensorflow_serving.apis`` (and so TensorFlow) on first use.
+The REST path needs only the standard library and numpy (``pip install ./clients/python``:
+this module ships in its own distribution, ``commerce-recsys-client``, and the full stack
+re-exports it as ``serving.client``); the gRPC path imports ``grpc`` and
+``tensorflow_serving.apis`` on first use: TensorFlow's own in the full install, or the
+TF-free protos of the ``grpc`` extra (``min-tfs-client``; see ``clients/python/README.md``).
 
 Retrieval SavedModel contract: ``serving_default(history: string[B, H], k: int32[B],
 exclude: string[B, E])`` and ``recommend_user(user_id: string[B], k, exclude)``, both
@@ -28,8 +33,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from recsys import names as N
-from serving import codec, tensors
+from commerce_recsys_client import names as N  # recsys/names.py, the contract module, by path
+from commerce_recsys_client import tensors
+from commerce_recsys_client.jsontext import request_json_text
 
 USER_SIGNATURE = N.RECOMMEND_USER
 ORDERS_SIGNATURE = N.RECOMMEND_ORDERS
@@ -507,7 +513,7 @@ class RecommenderClient:
 
     def _rest_predict(self, model, version, signature, arrays, spec) -> dict[str, np.ndarray]:
         body = ('{"signature_name": ' + json.dumps(signature) + ', "inputs": {'
-                + ", ".join(json.dumps(name) + ": " + codec.request_json_text(array)
+                + ", ".join(json.dumps(name) + ": " + request_json_text(array)
                             for name, array in arrays.items()) + "}}")
         outputs = self._http("POST", self._url(model, version) + ":predict",
                              data=body.encode("ascii"))["outputs"]

@@ -1,15 +1,19 @@
 """TF DataTypes for numpy arrays, and TensorProto <-> numpy (the gRPC encoding).
 
-Importing this module does not import TensorFlow; the TensorProto helpers import the
-protos (and so TensorFlow) on first use.
+Importing this module needs numpy only; the TensorProto helpers import the protos
+(``tensorflow.core.framework.tensor_pb2``, from TensorFlow or from the ``grpc`` extra's
+``min-tfs-client``) on first use. The model server re-exports these through
+``serving.tensors`` with its own INVALID_ARGUMENT error (``error=``, ``too_large=``).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from serving.status import invalid_argument
+
+class TensorError(ValueError):
+    """A tensor this module cannot encode or decode (the server raises its INVALID_ARGUMENT instead)."""
 
 # tensorflow/core/framework/types.proto (kept here so that this module stays TF-free).
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING = 1, 2, 3, 4, 5, 6, 7
@@ -32,24 +36,24 @@ def dtype_name(dtype: int) -> str:
     return DTYPE_NAMES.get(int(dtype), f"DataType({int(dtype)})")
 
 
-def dtype_of_array(array: np.ndarray) -> int:
+def dtype_of_array(array: np.ndarray, error: Callable[[str], Exception] = TensorError) -> int:
     """TF DataType enum for a numpy array (object/bytes/str arrays are DT_STRING)."""
     if array.dtype.kind in "OSU":
         return DT_STRING
     for dtype, np_dtype in NUMPY_DTYPES.items():
         if np_dtype is not object and array.dtype == np.dtype(np_dtype):
             return dtype
-    raise invalid_argument(f"unsupported numpy dtype {array.dtype}")
+    raise error(f"unsupported numpy dtype {array.dtype}")
 
 
-def declared_elements(proto) -> int:
+def declared_elements(proto, error: Callable[[str], Exception] = TensorError) -> int:
     """Number of elements the TensorProto's shape declares (what decoding would allocate)."""
     if proto.tensor_shape.unknown_rank:
-        raise invalid_argument("Tensor in request has an unknown rank; give its shape")
+        raise error("Tensor in request has an unknown rank; give its shape")
     count = 1
     for dim in proto.tensor_shape.dim:
         if dim.size < 0:
-            raise invalid_argument(f"Tensor in request has a negative dimension ({dim.size})")
+            raise error(f"Tensor in request has a negative dimension ({dim.size})")
         count *= dim.size
     return count
 
@@ -61,22 +65,24 @@ _TYPED_FIELDS = {
 }
 
 
-def tensor_proto_to_array(proto, max_elements: int | None = None) -> np.ndarray:
+def tensor_proto_to_array(proto, max_elements: int | None = None,
+                          error: Callable[[str], Exception] = TensorError,
+                          too_large: Callable[[str], Exception] | None = None) -> np.ndarray:
     """TensorProto -> numpy (strings come back as object arrays of bytes).
 
     The declared shape is checked against ``max_elements`` *before* anything is
     allocated: a 100-byte proto declaring 10^8 elements would otherwise be expanded to
     the full size (a TensorProto with fewer values than elements repeats the last one).
     Fully specified tensors are decoded with numpy directly; the rest (repeated last
-    value, half floats, ...) go through ``tf.make_ndarray``.
+    value, half floats, ...) go through ``tf.make_ndarray`` (TensorFlow needed for those only).
+    ``error`` makes the exception for a malformed proto, ``too_large`` the one for more
+    elements than ``max_elements`` (default: ``error``).
     """
     if proto.dtype not in NUMPY_DTYPES:
-        raise invalid_argument(f"Unsupported tensor dtype in request: {dtype_name(proto.dtype)}")
-    count = declared_elements(proto)
+        raise error(f"Unsupported tensor dtype in request: {dtype_name(proto.dtype)}")
+    count = declared_elements(proto, error)
     if max_elements is not None and count > max_elements:
-        from serving.limits import too_large
-
-        raise too_large(f"Tensor in request declares {count:,} elements, more than the "
+        raise (too_large or error)(f"Tensor in request declares {count:,} elements, more than the "
                         f"server's limit of {max_elements:,} (--max_tensor_elements)")
     shape = [d.size for d in proto.tensor_shape.dim]
     if proto.dtype == DT_STRING:
@@ -95,15 +101,19 @@ def tensor_proto_to_array(proto, max_elements: int | None = None) -> np.ndarray:
                 return np.array(values, dtype=NUMPY_DTYPES[proto.dtype]).reshape(shape)
             except (OverflowError, ValueError):
                 pass  # out-of-range values: TensorFlow's decoder says what is wrong
-    import tensorflow as tf
-
+    try:
+        import tensorflow as tf
+    except ImportError:  # the client without TensorFlow: only fully specified tensors
+        raise error(f"Cannot parse a {dtype_name(proto.dtype)} tensor proto of {count} elements "
+                    f"that does not store each value without TensorFlow") from None
     try:
         return tf.make_ndarray(proto)
     except Exception as err:  # malformed protos: wrong number of values, bad content size...
-        raise invalid_argument(f"Cannot parse tensor from proto: {err}") from None
+        raise error(f"Cannot parse tensor from proto: {err}") from None
 
 
-def array_to_tensor_proto(array: Any, dtype: int | None = None, content: bool = False):
+def array_to_tensor_proto(array: Any, dtype: int | None = None, content: bool = False,
+                          error: Callable[[str], Exception] = TensorError):
     """numpy -> TensorProto, values in the typed repeated fields (Tensor::AsProtoField, what
     TF Serving answers with), or with ``content=True`` numeric values as little-endian bytes
     in ``tensor_content`` (Tensor::AsProtoTensorContent, what ``tf.make_tensor_proto``
@@ -113,7 +123,7 @@ def array_to_tensor_proto(array: Any, dtype: int | None = None, content: bool = 
 
     array = np.asarray(array)
     if dtype is None:
-        dtype = dtype_of_array(array)
+        dtype = dtype_of_array(array, error)
     if content and dtype != DT_STRING and dtype in NUMPY_DTYPES:
         proto = tensor_pb2.TensorProto(
             dtype=dtype,
@@ -151,5 +161,5 @@ def array_to_tensor_proto(array: Any, dtype: int | None = None, content: bool = 
     elif dtype == DT_UINT64:
         proto.uint64_val.extend(values.tolist())
     else:
-        raise invalid_argument(f"Unsupported output dtype {dtype_name(dtype)}")
+        raise error(f"Unsupported output dtype {dtype_name(dtype)}")
     return proto
