@@ -101,6 +101,13 @@ def run_pipeline(root: str, kwargs: dict, serving_dir: str = "", log_name: str =
     return took
 
 
+@pytest.fixture(scope="session")
+def slice_kwargs() -> dict:
+    """``create_pipeline`` arguments of the MovieLens slice (a fixture: test modules cannot import
+    this conftest by name, another conftest.py shadows it when the whole suite runs)."""
+    return dict(SLICE_KWARGS)
+
+
 @pytest.fixture(scope="session", name="run_pipeline")
 def run_pipeline_fixture():
     """:func:`run_pipeline`: the pipeline in a fresh, seeded interpreter."""

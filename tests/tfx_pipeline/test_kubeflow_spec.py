@@ -10,21 +10,19 @@ import re
 import pytest
 from google.protobuf import json_format
 
-from conftest import SLICE_KWARGS
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = "registry.example.com/recsys-pipeline:test"
 LAUNCHER = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
+def compiled(tmp_path_factory, slice_kwargs):
     """(pipeline object, spec dict) of the same create_pipeline(...) the integration slice runs."""
     from tfx_pipeline.kubeflow_v2_runner import compile_pipeline
     from tfx_pipeline.pipeline import create_pipeline
 
     out = tmp_path_factory.mktemp("kfp") / "pipeline.json"
-    kwargs = dict(pipeline_root="gs://bucket/recsys/root", serving_dir="gs://bucket/recsys/serving", **SLICE_KWARGS)
+    kwargs = dict(pipeline_root="gs://bucket/recsys/root", serving_dir="gs://bucket/recsys/serving", **slice_kwargs)
     spec = compile_pipeline(str(out), image=IMAGE, pipeline_name="recsys-slice", **kwargs)
     pipeline = create_pipeline(pipeline_name="recsys-slice", metadata_path="unused.sqlite", **kwargs)
     return pipeline, spec
@@ -64,11 +62,11 @@ def test_every_component_runs_in_the_image_with_tfx_launcher_and_resolvable_code
     assert "trainer.two_tower.run_fn" in params
 
 
-def test_the_trainer_keeps_its_custom_config_and_beam_components_their_arguments(compiled):
+def test_the_trainer_keeps_its_custom_config_and_beam_components_their_arguments(compiled, slice_kwargs):
     _, spec = compiled
     trainer = spec["pipelineSpec"]["root"]["dag"]["tasks"]["Trainer"]
     config = json.loads(trainer["inputs"]["parameters"]["custom_config"]["runtimeValue"]["constantValue"]["stringValue"])
-    assert config["two_tower"]["epochs"] == SLICE_KWARGS["two_tower"]["epochs"]
+    assert config["two_tower"]["epochs"] == slice_kwargs["two_tower"]["epochs"]
     transform = spec["pipelineSpec"]["deploymentSpec"]["executors"]["Transform_executor"]["container"]["args"]
     assert "--direct_running_mode=in_memory" in transform  # the pipeline's Beam arguments reach its Beam components
 
