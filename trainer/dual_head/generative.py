@@ -80,6 +80,46 @@ class GenerativeHead(tf.keras.layers.Layer):
             total += tf.gather(tf.nn.log_softmax(lg), codes[:, t], batch_dims=1)
         return tf.reshape(total, [b, c])
 
+    def shared_code_log_likelihood(self, memory, items):
+        """``code_log_likelihood(memory, items, training=False)`` without recomputing what a row's candidates share.
+
+        In the decoder, the memory tokens attend only to the memory and BOS only to the memory and itself,
+        so their states (at every layer) and the first code's logits are the same for all C candidates of a
+        row: they are computed once per row [B, M + 1], and each candidate runs only its T - 1 code tokens,
+        attending to the row's keys/values (projected once per row) and its own earlier tokens. The keys are
+        in the same order and the masks are the causal mask's rows, so the result equals the full decode up
+        to float summation order (tested to 1e-5). Inference only (no dropout). memory [B, M, D]; items
+        int32 [B, C] → [B, C].
+        """
+        b, c = tf.shape(items)[0], tf.shape(items)[1]
+        n_levels = len(self.sizes)
+        m = self.config.memory_tokens + self.config.memory_recent
+        codes = tf.reshape(tf.gather(self.codes, items), [b * c, n_levels])            # [B*C, T]
+        levels = self.level_embedding(tf.range(n_levels))                                # [T, D]
+        row = tf.concat([memory, tf.tile((self.bos + levels[0])[None, None], [b, 1, 1])], axis=1)  # [B, M+1, D]
+        tok = tf.stack([self.token_embeddings[s](codes[:, s]) + levels[s + 1] for s in range(n_levels - 1)],
+                       axis=1)                                                           # [B*C, T-1, D]
+        size = m + n_levels                                                              # M + BOS + T-1 tokens
+        causal = tf.logical_or(tf.linalg.band_part(tf.ones([size, size], tf.bool), -1, 0),
+                               tf.range(size)[None, :] < m)
+        row_mask = tf.tile(causal[None, : m + 1, : m + 1], [b, 1, 1])
+        tok_mask = tf.tile(causal[None, m + 1:], [b * c, 1, 1])                          # [B*C, T-1, M+T]
+        for block in self.decoder:
+            attn = block.attention
+            h_row, h_tok = block.norm1(row), block.norm1(tok)
+            keys = tf.concat([tf.repeat(attn._key_dense(h_row), c, axis=0), attn._key_dense(h_tok)], axis=1)
+            values = tf.concat([tf.repeat(attn._value_dense(h_row), c, axis=0), attn._value_dense(h_tok)], axis=1)
+            out, _ = attn._compute_attention(attn._query_dense(h_tok), keys, values, tok_mask, training=False)
+            tok = tok + attn._output_dense(out)
+            tok = tok + block.ff(block.norm2(tok))
+            row = block(row, row_mask, training=False)
+        first = tf.nn.log_softmax(self.code_heads[0](self.decoder_norm(row)[:, m]))     # [B, K_0]
+        total = tf.reshape(tf.gather(first, tf.reshape(codes[:, 0], [b, c]), batch_dims=1), [b * c])
+        x = self.decoder_norm(tok)
+        for s in range(1, n_levels):
+            total += tf.gather(tf.nn.log_softmax(self.code_heads[s](x[:, s - 1])), codes[:, s], batch_dims=1)
+        return tf.reshape(total, [b, c])
+
     def loss(self, memory, targets, training=False):
         """Teacher-forced cross-entropy of the targets' Semantic IDs [B], summed over code positions."""
         codes = tf.gather(self.codes, targets)                                          # [B, T]

@@ -15,10 +15,16 @@ from trainer.dual_head.sampler import PairSampler
 
 
 class Trainer:
-    """Custom training loop: one optimiser step per batch over both heads."""
+    """Custom training loop: one optimiser step per batch over both heads.
 
-    def __init__(self, model: DualHeadModel, config: DualHeadConfig):
-        self.model, self.config = model, config
+    ``shared_teacher`` (default): the distillation's teacher scores come from
+    ``GenerativeHead.shared_code_log_likelihood`` (a row's memory/BOS decoder states computed once for its
+    candidates), equal to the full teacher-forced decode up to float summation order; False keeps the full
+    decode per candidate (the path measured before, kept for ``benchmarks/dual_head_speed.py`` and the tests).
+    """
+
+    def __init__(self, model: DualHeadModel, config: DualHeadConfig, shared_teacher: bool = True):
+        self.model, self.config, self.shared_teacher = model, config, shared_teacher
         self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
         self._steps: dict = {}
 
@@ -40,7 +46,9 @@ class Trainer:
                 top = tf.math.top_k(tf.stop_gradient(masked),
                                     tf.minimum(cfg.distill_candidates, tf.shape(cands.items)[0]))
                 cand_items = tf.gather(cands.items, top.indices)                       # [B, c]
-                teacher = tf.stop_gradient(head.code_log_likelihood(memory, cand_items, training=False))
+                score = head.shared_code_log_likelihood if self.shared_teacher else (
+                    lambda mem, it: head.code_log_likelihood(mem, it, training=False))
+                teacher = tf.stop_gradient(score(memory, cand_items))
                 student = tf.gather(cands.raw, top.indices, batch_dims=1)
                 out["distill_kl"] = distillation_kl(teacher, student, cfg.distill_temperature)
                 if cfg.listwise_weight > 0:
