@@ -58,3 +58,49 @@ def test_train_keeps_the_best_validation_epoch():
     assert len(ndcg) == 3 and result.best_epoch == 1 + int(np.argmax(ndcg))
     final = D.evaluate(result.model, make_data(items, rows=10, seed=2), False, generative=False)["retrieval"]
     assert round(final["NDCG@10"], 4) == max(ndcg)
+
+
+def test_shared_teacher_scoring_equals_the_full_teacher_forced_decode():
+    items = make_items()
+    for over in ({}, {"memory_recent": 2, "dropout": 0.1, "decoder_layers": 2}):
+        model = make_model(items, **over)
+        history = tf.constant([[0, 1, 2, 13, 13, 13], [3, 4, 5, 6, 7, 13], [9, 13, 13, 13, 13, 13]])
+        order_rel = tf.constant([[3, 2, 1, 0, 0, 0], [5, 4, 3, 2, 1, 0], [1, 0, 0, 0, 0, 0]])
+        memory = model.memory(*model.encode(history, order_rel, tf.zeros([3, 6], tf.int32)))
+        cands = tf.constant([[0, 1, 2, 3, 9], [4, 5, 6, 7, 8], [9, 10, 11, 0, 0]])
+        full = model.generative_head.code_log_likelihood(memory, cands, training=False).numpy()
+        shared = model.generative_head.shared_code_log_likelihood(memory, cands).numpy()
+        assert shared.shape == full.shape == (3, 5)
+        np.testing.assert_allclose(shared, full, rtol=0, atol=1e-5)
+
+
+def test_the_shared_teacher_step_gives_the_old_steps_losses_and_gradients():
+    """Same weights, same batch, no dropout: the fast path's loss terms and gradients equal the old path's."""
+    items = make_items()
+    model = make_model(items, id_dropout=0.0)
+    batch = batch_of(D.PairSampler(make_data(items, rows=40), items, model.config), np.arange(8))
+    variables = [v for group in model.variable_groups().values() for v in group]
+    got = {}
+    for shared in (False, True):
+        trainer = D.Trainer(model, model.config, shared_teacher=shared)
+        with tf.GradientTape() as tape:
+            losses = trainer.losses(batch, training=True, distill=True)
+            total = trainer.total(losses)
+        got[shared] = ({k: float(v) for k, v in losses.items()},
+                       [tf.convert_to_tensor(g).numpy() for g in tape.gradient(total, variables)])
+    (old_losses, old_grads), (new_losses, new_grads) = got[False], got[True]
+    assert set(old_losses) == set(new_losses) == {"retrieval", "generative", "distill_kl", "distill_listwise"}
+    for k in old_losses:
+        assert abs(old_losses[k] - new_losses[k]) < 1e-5, k
+    for a, b in zip(old_grads, new_grads):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    # and one optimiser step of each from the same weights lands on the same weights
+    start = model.get_weights()
+    after = {}
+    for shared in (False, True):
+        model.set_weights(start)
+        trainer = D.Trainer(model, model.config, shared_teacher=shared)
+        trainer.train_step(batch, distill=True)
+        after[shared] = model.get_weights()
+    for a, b in zip(after[False], after[True]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
