@@ -30,6 +30,7 @@ class DualHeadConfig:
     temperature: float = 0.1
     logq_correction: bool = True
     max_positives: int = 16         # positives per row used by the multi-positive loss
+    positive_candidates: bool = True  # every positive of a row is a candidate (False: only if another row's anchor)
     debias_targets: bool = True     # draw targets ∝ 1/sqrt(frequency)
     hard_negatives_category: int = 1
     hard_negatives_history: int = 1

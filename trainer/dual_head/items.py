@@ -8,8 +8,8 @@ A ``DualHeadModel`` holds one item block, chosen once from ``config.variant``
   retrieval vector is the mapping network over the content embedding; both plus
   a free ID residual for items seen in training. User and item vectors are
   L2-normalised; the loss is multi-positive InfoNCE over the batch's anchors
-  (logQ-corrected) and hard negatives, and the candidates are what the
-  distillation ranks.
+  (logQ-corrected), hard negatives and every row's other positives
+  (``retrieval_candidates``), and the candidates are what the distillation ranks.
 * ``FreeIdItems`` (``"sasrec"``): one free ID embedding per item, used both as the
   encoder input and as the item vector; raw dot products; full softmax over the
   catalogue; no Semantic ID or content weights at all.
@@ -166,18 +166,43 @@ class SemanticIdItems(ItemBlock):
         return tf.math.l2_normalize(u, axis=-1)
 
     def retrieval_loss(self, user, batch: dict, training=False):
-        """Multi-positive InfoNCE over the batch's anchors (logQ-corrected) and the hard negatives."""
+        """Multi-positive InfoNCE over the candidates of ``retrieval_candidates`` (logQ-corrected)."""
         cfg = self.config
-        cands = tf.concat([batch["anchor"], tf.reshape(batch["hard"], [-1])], axis=0)   # [C]
-        n_batch = tf.shape(batch["anchor"])[0]
+        cands, correction, is_pos, valid = retrieval_candidates(batch, self.tables.num_items, cfg.positive_candidates)
         raw = tf.matmul(user, self.vectors(cands, training=training), transpose_b=True) / cfg.temperature
-        logits = raw
-        if cfg.logq_correction:
-            correction = tf.concat([batch["anchor_log_q"], tf.zeros([tf.shape(cands)[0] - n_batch])], axis=0)
-            logits = raw - correction[None, :]
-        is_pos = tf.reduce_any(tf.equal(cands[None, :, None], batch["positives"][:, None, :]), axis=2)
-        valid = tf.broadcast_to((cands < self.tables.num_items)[None, :], tf.shape(is_pos))
+        logits = raw - correction[None, :] if cfg.logq_correction else raw
         return multi_positive_infonce(logits, is_pos, valid), Candidates(cands, raw, valid)
+
+
+def retrieval_candidates(batch: dict, num_items: int, positive_candidates: bool = True):
+    """The candidate set of a ``PairSampler`` batch: (items [C], logQ correction [C], is_positive [B, C], valid [B, C]).
+
+    Columns: the B anchors (correction ``anchor_log_q``: the probability per draw that the item is drawn as a
+    target), the B·H hard negatives (no correction), then, with ``positive_candidates``, every other positive
+    of every row that is not already an anchor or hard column (first occurrence only), corrected by its
+    ``positive_log_q`` (the expected times per draw that the item comes in as a co-target). So each positive
+    of each row is scored: row b's positives are the columns whose item is in ``positives[b]`` and all of them
+    are present; a positive column of another row is an ordinary (logQ-corrected) negative for row b. Without
+    ``positive_candidates`` (the old loss) a non-anchor positive counts only when it happens to be another
+    row's anchor or hard column. Columns that are not catalogue items (PAD) are invalid.
+    """
+    anchor, hard, positives = batch["anchor"], tf.reshape(batch["hard"], [-1]), batch["positives"]
+    cands = tf.concat([anchor, hard], axis=0)
+    correction = tf.concat([batch["anchor_log_q"], tf.zeros(tf.shape(hard), tf.float32)], axis=0)
+    if positive_candidates:
+        others = positives[:, 1:]                                                     # slot 0 is the anchor
+        real = others >= 0
+        extra = tf.boolean_mask(others, real)                                         # [E] row-major
+        extra_q = tf.boolean_mask(batch["positive_log_q"][:, 1:], real)
+        uniq, idx = tf.unique(extra)
+        first = tf.math.unsorted_segment_min(tf.range(tf.size(extra)), idx, tf.size(uniq))
+        keep = tf.logical_and(tf.equal(tf.gather(first, idx), tf.range(tf.size(extra))),
+                              tf.logical_not(tf.reduce_any(tf.equal(extra[:, None], cands[None, :]), axis=1)))
+        cands = tf.concat([cands, tf.boolean_mask(extra, keep)], axis=0)
+        correction = tf.concat([correction, tf.boolean_mask(extra_q, keep)], axis=0)
+    is_pos = tf.reduce_any(tf.equal(cands[None, :, None], positives[:, None, :]), axis=2)
+    valid = tf.broadcast_to((cands < num_items)[None, :], tf.shape(is_pos))
+    return cands, correction, is_pos, valid
 
 
 class FreeIdItems(ItemBlock):

@@ -30,6 +30,14 @@ class PairSampler:
         # probability that an item is drawn as a target: the logQ correction of in-batch negatives
         q = np.bincount(self.pair_target, weights=self.pair_prob, minlength=items.num_items)
         self.log_q = np.log(np.maximum(q, 1e-12)).astype(np.float32)
+        # expected times per drawn pair that an item comes in as one of the row's *other* positives (the
+        # co-targets of the drawn target): the logQ correction of the positive candidate columns. Pair i of
+        # row r brings every item of r's order but its own target, so item x gets Σ_{pairs (r, t), x ∈ P_r,
+        # t ≠ x} p_(r,t) = Σ_{pairs (r, x)} (mass of row r − p_(r,x)). (Ignores the max_positives cap.)
+        row_mass = np.bincount(self.pair_row, weights=self.pair_prob, minlength=len(data.positives))
+        q_co = np.bincount(self.pair_target, weights=row_mass[self.pair_row] - self.pair_prob,
+                           minlength=items.num_items)
+        self.co_log_q = np.log(np.maximum(q_co, 1e-12)).astype(np.float32)
         trained = np.flatnonzero(counts > 0)
         self.trained = trained
         self.by_category = {}
@@ -47,7 +55,8 @@ class PairSampler:
 
     def batch(self, pairs: np.ndarray) -> dict:
         """Model inputs of the pairs ``pairs``: history, order_rel, events [B, L]; anchor [B];
-        positives [B, max_positives] (anchor first, -1 padded); hard [B, H] (PAD = removed); anchor_log_q [B]."""
+        positives [B, max_positives] (anchor first, -1 padded); hard [B, H] (PAD = removed); anchor_log_q [B];
+        positive_log_q [B, max_positives] (``co_log_q`` of each positive, 0 at padding)."""
         d, cfg, rng = self.data, self.config, self.rng
         rows, anchor = self.pair_row[pairs], self.pair_target[pairs]
         positives = np.full((len(pairs), cfg.max_positives), -1, np.int64)
@@ -67,6 +76,7 @@ class PairSampler:
             "history": d.history[rows], "order_rel": d.order_rel[rows], "events": d.events[rows],
             "anchor": anchor.astype(np.int32), "positives": positives.astype(np.int32),
             "hard": hard.astype(np.int32), "anchor_log_q": self.log_q[anchor],
+            "positive_log_q": np.where(positives >= 0, self.co_log_q[np.maximum(positives, 0)], 0.0).astype(np.float32),
         }
 
     def _same_category(self, anchor: np.ndarray) -> np.ndarray:

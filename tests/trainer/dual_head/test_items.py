@@ -72,3 +72,62 @@ def test_semantic_id_items_sum_code_embeddings_content_projection_and_id_residua
         want += emb.embeddings.numpy()[items.codes[idx, t]]
     want += block.id_embedding.embeddings.numpy()[idx] * np.array([[1.0], [0.0]])  # the cold item: no residual
     np.testing.assert_allclose(model.item_input(tf.constant(idx)).numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def _tiny_batch(pad):
+    """2 rows, 1 hard negative each. Row 0: anchor 0, order {0, 1, 3}; row 1: anchor 3, order {3, 1}."""
+    return {"anchor": tf.constant([0, 3]), "hard": tf.constant([[5], [pad]]),
+            "positives": tf.constant([[0, 1, 3], [3, 1, -1]]),
+            "anchor_log_q": tf.constant([-1.0, -2.0]), "positive_log_q": tf.constant([[0.0, -3.0, -4.0],
+                                                                                        [0.0, -3.0, 0.0]])}
+
+
+def test_every_positive_of_the_next_order_is_a_candidate_with_its_own_logq():
+    items = make_items()
+    pad = items.pad
+    cands, correction, is_pos, valid = D.items.retrieval_candidates(_tiny_batch(pad), items.num_items)
+    # anchors, hard negatives, then the other positives not already a column: 1 (once); 3 is row 1's anchor
+    assert cands.numpy().tolist() == [0, 3, 5, pad, 1]
+    assert correction.numpy().tolist() == [-1.0, -2.0, 0.0, 0.0, -3.0]
+    assert is_pos.numpy().astype(int).tolist() == [[1, 1, 0, 0, 1], [0, 1, 0, 0, 1]]
+    assert valid.numpy().astype(int).tolist() == [[1, 1, 1, 0, 1]] * 2
+    # the old candidate set: item 1 is never scored, so it is no positive of either row
+    cands, correction, is_pos, _ = D.items.retrieval_candidates(_tiny_batch(pad), items.num_items,
+                                                                positive_candidates=False)
+    assert cands.numpy().tolist() == [0, 3, 5, pad] and correction.numpy().tolist() == [-1.0, -2.0, 0.0, 0.0]
+    assert is_pos.numpy().astype(int).tolist() == [[1, 1, 0, 0], [0, 1, 0, 0]]
+
+
+def test_multi_positive_retrieval_loss_equals_the_hand_computed_loss():
+    items = make_items()
+    model = make_model(items)
+    batch = _tiny_batch(items.pad)
+    user = tf.math.l2_normalize(tf.constant(np.random.default_rng(3).normal(size=(2, 16)), tf.float32), axis=-1)
+    loss, cands = model.item_block.retrieval_loss(user, batch)
+    vec = model.item_vectors(tf.constant([0, 3, 5, 1])).numpy().astype(np.float64)      # the valid columns
+    s = user.numpy().astype(np.float64) @ vec.T / model.config.temperature             # [2, 4]: items 0, 3, 5, 1
+    s = s - np.array([-1.0, -2.0, 0.0, -3.0])[None]                                      # logQ: anchors, hard, co-target
+    softplus = lambda x: np.log1p(np.exp(x))  # noqa: E731
+    # row 0: positives 0, 3, 1 (columns 0, 1, 3) against its one negative, 5 (column 2)
+    row0 = np.mean([softplus(s[0, 2] - s[0, p]) for p in (0, 1, 3)])
+    # row 1: positives 3, 1 (columns 1, 3) against negatives 0 and 5 (columns 0, 2)
+    lse1 = np.log(np.exp(s[1, 0]) + np.exp(s[1, 2]))
+    row1 = np.mean([softplus(lse1 - s[1, p]) for p in (1, 3)])
+    assert float(loss) == pytest.approx((row0 + row1) / 2, rel=1e-5)
+    assert cands.items.numpy().tolist() == [0, 3, 5, items.pad, 1]
+
+
+def test_sampler_co_target_log_q_is_the_expected_co_target_count_per_draw():
+    items = make_items()
+    pad = items.pad
+    # row 0 orders {0, 1}, row 1 orders {1}: uniform pairs (0, 0), (0, 1), (1, 1), each 1/3
+    data = D.SequenceData(np.array([[4, pad], [5, pad]], np.int32), np.ones((2, 2), np.int32),
+                          np.zeros((2, 2), np.int32), [np.array([0, 1]), np.array([1])], [[4], [5]], ["u0", "u1"])
+    sampler = D.PairSampler(data, items, D.DualHeadConfig(**dict(SMALL, max_history=2, debias_targets=False)))
+    # 0 comes in as a co-target when (0, 1) is drawn, 1 when (0, 0) is drawn; nothing else ever does
+    np.testing.assert_allclose(np.exp(sampler.co_log_q[:2]), [1 / 3, 1 / 3], rtol=1e-6)
+    assert (sampler.co_log_q[2:] < -20).all()
+    b = sampler.batch(np.array([0, 1, 2]))
+    assert b["positives"].tolist() == [[0, 1] + [-1] * 14, [1, 0] + [-1] * 14, [1] + [-1] * 15]
+    np.testing.assert_allclose(b["positive_log_q"][:, :2], np.log([[1 / 3, 1 / 3], [1 / 3, 1 / 3], [1 / 3, 1]]) *
+                               np.array([[1, 1], [1, 1], [1, 0]]), rtol=1e-6)
