@@ -7,7 +7,9 @@ default ``DualHeadConfig``), then in one process, on the same batches and from t
 
 * the cost of the input side per batch (``PairSampler.batch`` in numpy, conversion to tensors);
 * ``Trainer.train_step`` with the old teacher scoring (``shared_teacher=False``: the full teacher-forced
-  decode per distillation candidate) and the new one (``shared_teacher=True``), with distillation (every
+  decode per distillation candidate), the shared one (``shared_teacher=True, jit_teacher=False``: a row's
+  memory/BOS decoder states once for its candidates) and the new default (shared + the scoring as one XLA
+  cluster, ``jit_teacher=True``), with distillation (every
   epoch after the warm-up) and without (the warm-up epoch; the same graph in both); timed in alternating
   rounds so a change of the machine's load hits both; examples/s and new/old ratios;
 * the numerics check: the loss terms of the first steps of both paths from the same weights and batches;
@@ -108,13 +110,14 @@ def main(argv=None) -> int:
     report["input_ms_per_batch"] = {"sampler_numpy": round(sampler_ms, 2), "to_tensors": round(convert_ms, 2)}
     print(f"[speed] input per batch: sampler {sampler_ms:.2f} ms, to tensors {convert_ms:.2f} ms", flush=True)
 
-    def build(shared: bool):
+    def build(shared: bool, jit: bool):
         tf.keras.utils.set_random_seed(config.seed)
         model = D.DualHeadModel(items, config)
         model.build_variables()
-        return model, D.Trainer(model, config, shared_teacher=shared)
+        return model, D.Trainer(model, config, shared_teacher=shared, jit_teacher=jit)
 
-    paths = {"old": build(False), "new": build(True)}
+    # old: the full decode per distillation candidate; shared: a row's memory/BOS states once; new: shared + XLA
+    paths = {"old": build(False, False), "shared": build(True, False), "new": build(True, True)}
 
     # numerics: the same weights, the same batches, the same seed → the same losses
     check = {}
@@ -122,9 +125,8 @@ def main(argv=None) -> int:
         tf.keras.utils.set_random_seed(config.seed + 1)
         check[name] = [{k: float(v) for k, v in trainer.train_step(b, distill=True).items()}
                        for b in batches[:args.check_steps]]
-    diff = max(abs(o[k] - n[k]) for o, n in zip(check["old"], check["new"]) for k in o)
-    report["numerics"] = {"steps": args.check_steps, "old": check["old"], "new": check["new"],
-                          "max_abs_loss_difference": diff}
+    diff = max(abs(o[k] - n[k]) for name in ("shared", "new") for o, n in zip(check["old"], check[name]) for k in o)
+    report["numerics"] = {"steps": args.check_steps, **check, "max_abs_loss_difference_vs_old": diff}
     print(f"[speed] numerics: max |loss_old - loss_new| over {args.check_steps} steps = {diff:.2e}; "
           f"step 1 total old {check['old'][0]['total']:.6f} new {check['new'][0]['total']:.6f}", flush=True)
 
@@ -155,6 +157,8 @@ def main(argv=None) -> int:
             "examples_per_s": round(config.batch_size / ms * 1000, 1)}
     ratios = {"distill_steps_new_over_old_examples_per_s": round(
                   steps["old_distill"]["ms_per_step_median"] / steps["new_distill"]["ms_per_step_median"], 2),
+              "distill_steps_shared_over_old_examples_per_s": round(
+                  steps["old_distill"]["ms_per_step_median"] / steps["shared_distill"]["ms_per_step_median"], 2),
               "warmup_steps_new_over_old_examples_per_s": round(
                   steps["old_warmup"]["ms_per_step_median"] / steps["new_warmup"]["ms_per_step_median"], 2),
               "per_round_distill_new_over_old": [round(o / n, 2) for o, n in zip(times[("old", True)],
@@ -163,6 +167,8 @@ def main(argv=None) -> int:
 
     # validation per epoch (what train() runs after each epoch: the student, full ranking, no beam search)
     model = paths["new"][0]
+    report["distill_share_of_training"] = "every epoch after distill_warmup_epochs (1) distils: " \
+        "with early stopping most epochs are distill epochs"
     D.evaluate(model, val, exclude, generative=False)
     t = time.perf_counter()
     D.evaluate(model, val, exclude, generative=False)

@@ -21,12 +21,27 @@ class Trainer:
     ``GenerativeHead.shared_code_log_likelihood`` (a row's memory/BOS decoder states computed once for its
     candidates), equal to the full teacher-forced decode up to float summation order; False keeps the full
     decode per candidate (the path measured before, kept for ``benchmarks/dual_head_speed.py`` and the tests).
+    ``jit_teacher`` (default, with ``shared_teacher``): that scoring is one XLA cluster (``jit_compile``); it is
+    inference only (no dropout, no random ops, stop-gradient), so XLA changes only float rounding there (tested
+    to 1e-5); the rest of the step stays on the TF executor (XLA did not speed it up on CPU, and its dropout
+    would draw other random numbers).
     """
 
-    def __init__(self, model: DualHeadModel, config: DualHeadConfig, shared_teacher: bool = True):
-        self.model, self.config, self.shared_teacher = model, config, shared_teacher
+    def __init__(self, model: DualHeadModel, config: DualHeadConfig, shared_teacher: bool = True,
+                 jit_teacher: bool = True):
+        self.model, self.config = model, config
+        self.shared_teacher, self.jit_teacher = shared_teacher, jit_teacher and shared_teacher
         self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
         self._steps: dict = {}
+        self._teacher_score = None
+        if model.generative:
+            head = model.generative_head
+            if not shared_teacher:
+                self._teacher_score = lambda memory, items: head.code_log_likelihood(memory, items, training=False)
+            elif self.jit_teacher:
+                self._teacher_score = tf.function(head.shared_code_log_likelihood, jit_compile=True)
+            else:
+                self._teacher_score = head.shared_code_log_likelihood
 
     def losses(self, batch: dict, training: bool = True, distill: bool = True) -> dict:
         """The loss terms of one ``PairSampler`` batch: retrieval (the item block's), generative, distillation."""
@@ -46,9 +61,8 @@ class Trainer:
                 top = tf.math.top_k(tf.stop_gradient(masked),
                                     tf.minimum(cfg.distill_candidates, tf.shape(cands.items)[0]))
                 cand_items = tf.gather(cands.items, top.indices)                       # [B, c]
-                score = head.shared_code_log_likelihood if self.shared_teacher else (
-                    lambda mem, it: head.code_log_likelihood(mem, it, training=False))
-                teacher = tf.stop_gradient(score(memory, cand_items))
+                # stop-gradient on the way in too: the tape then records no backward pass of the scoring
+                teacher = tf.stop_gradient(self._teacher_score(tf.stop_gradient(memory), cand_items))
                 student = tf.gather(cands.raw, top.indices, batch_dims=1)
                 out["distill_kl"] = distillation_kl(teacher, student, cfg.distill_temperature)
                 if cfg.listwise_weight > 0:

@@ -75,32 +75,36 @@ def test_shared_teacher_scoring_equals_the_full_teacher_forced_decode():
 
 
 def test_the_shared_teacher_step_gives_the_old_steps_losses_and_gradients():
-    """Same weights, same batch, no dropout: the fast path's loss terms and gradients equal the old path's."""
+    """Same weights, same batch, no dropout: the fast paths' loss terms and gradients equal the old path's
+    (shared teacher scoring, with and without XLA)."""
     items = make_items()
     model = make_model(items, id_dropout=0.0)
     batch = batch_of(D.PairSampler(make_data(items, rows=40), items, model.config), np.arange(8))
     variables = [v for group in model.variable_groups().values() for v in group]
+    paths = ((False, False), (True, False), (True, True))  # (shared_teacher, jit_teacher)
     got = {}
-    for shared in (False, True):
-        trainer = D.Trainer(model, model.config, shared_teacher=shared)
+    for shared in paths:
+        trainer = D.Trainer(model, model.config, shared_teacher=shared[0], jit_teacher=shared[1])
         with tf.GradientTape() as tape:
             losses = trainer.losses(batch, training=True, distill=True)
             total = trainer.total(losses)
         got[shared] = ({k: float(v) for k, v in losses.items()},
                        [tf.convert_to_tensor(g).numpy() for g in tape.gradient(total, variables)])
-    (old_losses, old_grads), (new_losses, new_grads) = got[False], got[True]
-    assert set(old_losses) == set(new_losses) == {"retrieval", "generative", "distill_kl", "distill_listwise"}
-    for k in old_losses:
-        assert abs(old_losses[k] - new_losses[k]) < 1e-5, k
-    for a, b in zip(old_grads, new_grads):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    old_losses, old_grads = got[paths[0]]
+    for path in paths[1:]:
+        new_losses, new_grads = got[path]
+        assert set(old_losses) == set(new_losses) == {"retrieval", "generative", "distill_kl", "distill_listwise"}
+        for k in old_losses:
+            assert abs(old_losses[k] - new_losses[k]) < 1e-5, (path, k)
+        for a, b in zip(old_grads, new_grads):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     # and one optimiser step of each from the same weights lands on the same weights
     start = model.get_weights()
     after = {}
-    for shared in (False, True):
+    for shared in paths:
         model.set_weights(start)
-        trainer = D.Trainer(model, model.config, shared_teacher=shared)
-        trainer.train_step(batch, distill=True)
+        D.Trainer(model, model.config, shared_teacher=shared[0], jit_teacher=shared[1]).train_step(batch, distill=True)
         after[shared] = model.get_weights()
-    for a, b in zip(after[False], after[True]):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    for path in paths[1:]:
+        for a, b in zip(after[paths[0]], after[path]):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
