@@ -9,10 +9,11 @@ default ``DualHeadConfig``), then in one process, on the same batches and from t
 * ``Trainer.train_step`` with the old teacher scoring (``shared_teacher=False``: the full teacher-forced
   decode per distillation candidate), the shared one (``shared_teacher=True, jit_teacher=False``: a row's
   memory/BOS decoder states once for its candidates) and the new default (shared + the scoring as one XLA
-  cluster, ``jit_teacher=True``), with distillation (every
-  epoch after the warm-up) and without (the warm-up epoch; the same graph in both); timed in alternating
-  rounds so a change of the machine's load hits both; examples/s and new/old ratios;
-* the numerics check: the loss terms of the first steps of both paths from the same weights and batches;
+  cluster, ``jit_teacher=True``), with distillation (every epoch after the warm-up) and without (the
+  warm-up epoch; the same graph in all three, so its ratio is the noise floor); timed step by step in turn
+  (old, shared, new on one batch, then the next) so a change of the machine's load hits all three;
+  examples/s, the ratios of the medians and the median of the paired per-step ratios;
+* the numerics check: the loss terms of the first steps of every path from the same weights, batches and seed;
 * the per-epoch validation cost (``evaluate(..., generative=False)``, what ``train`` runs per epoch) and the
   ``tf.function`` trace counts.
 
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     p.add_argument("--output", default="artifacts")
     p.add_argument("--dataset", default="movielens-100k")
     p.add_argument("--steps", type=int, default=12, help="timed steps per path per round")
-    p.add_argument("--rounds", type=int, default=3, help="alternating timing rounds")
+    p.add_argument("--rounds", type=int, default=3, help="timing rounds (each: every timed batch, distillation then warm-up)")
     p.add_argument("--check-steps", type=int, default=3, help="steps of the numerics check")
     p.add_argument("--json", default=None, help="default: docs/results/<dataset>.dual_head_speed.json")
     args = p.parse_args(argv)
@@ -130,7 +131,7 @@ def main(argv=None) -> int:
     print(f"[speed] numerics: max |loss_old - loss_new| over {args.check_steps} steps = {diff:.2e}; "
           f"step 1 total old {check['old'][0]['total']:.6f} new {check['new'][0]['total']:.6f}", flush=True)
 
-    # timings, alternating rounds
+    # timings, interleaved step by step
     timed = batches[1 + args.check_steps:]
     times = {(name, distill): [] for name in paths for distill in (False, True)}
     loads = []
@@ -139,21 +140,24 @@ def main(argv=None) -> int:
             trainer.train_step(batches[0], distill=distill)
     for r in range(args.rounds):
         for distill in (True, False):
-            for name, (_, trainer) in paths.items():
-                t = time.perf_counter()
-                for b in timed:
-                    out = trainer.train_step(b, distill=distill)
-                float(out["total"])
-                times[(name, distill)].append((time.perf_counter() - t) / len(timed))
+            # interleaved step by step (old, shared, new on the same batch, then the next batch), so a change of
+            # the shared machine's load hits every path alike; each step is timed to its loss on the host
+            for b in timed:
+                for name, (_, trainer) in paths.items():
+                    t = time.perf_counter()
+                    float(trainer.train_step(b, distill=distill)["total"])
+                    times[(name, distill)].append(time.perf_counter() - t)
         loads.append(_load())
+        n = len(timed)
         print(f"[speed] round {r + 1}/{args.rounds}: " + ", ".join(
-            f"{n} distill={d} {v[-1] * 1000:.0f} ms/step" for (n, d), v in times.items()) + f"; load {loads[-1]}",
-            flush=True)
+            f"{nm} distill={d} {1000 * float(np.median(v[-n:])):.0f} ms/step" for (nm, d), v in times.items())
+            + f"; load {loads[-1]}", flush=True)
     steps = {}
     for (name, distill), v in times.items():
         ms = 1000 * float(np.median(v))
         steps[f"{name}_{'distill' if distill else 'warmup'}"] = {
-            "ms_per_step_median": round(ms, 1), "ms_per_step_rounds": [round(1000 * x, 1) for x in v],
+            "ms_per_step_median": round(ms, 1), "ms_per_step_quartiles": [round(1000 * float(np.percentile(v, q)), 1)
+                                                                          for q in (25, 75)], "steps_timed": len(v),
             "examples_per_s": round(config.batch_size / ms * 1000, 1)}
     ratios = {"distill_steps_new_over_old_examples_per_s": round(
                   steps["old_distill"]["ms_per_step_median"] / steps["new_distill"]["ms_per_step_median"], 2),
@@ -161,8 +165,10 @@ def main(argv=None) -> int:
                   steps["old_distill"]["ms_per_step_median"] / steps["shared_distill"]["ms_per_step_median"], 2),
               "warmup_steps_new_over_old_examples_per_s": round(
                   steps["old_warmup"]["ms_per_step_median"] / steps["new_warmup"]["ms_per_step_median"], 2),
-              "per_round_distill_new_over_old": [round(o / n, 2) for o, n in zip(times[("old", True)],
-                                                                                 times[("new", True)])]}
+              "distill_steps_new_over_old_median_of_paired_step_ratios": round(float(np.median(
+                  np.array(times[("old", True)]) / np.array(times[("new", True)]))), 2),
+              "warmup_steps_new_over_old_median_of_paired_step_ratios (same graph: the noise floor)": round(float(
+                  np.median(np.array(times[("old", False)]) / np.array(times[("new", False)]))), 2)}
     report.update(steps=steps, ratios=ratios, load_avg_per_round=loads)
 
     # validation per epoch (what train() runs after each epoch: the student, full ranking, no beam search)
