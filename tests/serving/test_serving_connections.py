@@ -360,6 +360,28 @@ def test_a_half_written_version_is_retried_when_its_files_change(model_root, tmp
     registry.stop()
 
 
+def test_a_corrupt_new_version_leaves_the_old_one_serving(model_root, tmp_path):
+    base = tmp_path / "m"
+    shutil.copytree(os.path.join(model_root, "staging", "growing-1"), base / "1")  # scale 1: y = 1.5 - 2 + .25 + .1
+    config = model_server_config_pb2.ModelServerConfig()
+    config.model_config_list.config.add(name="m", base_path=str(base))  # policy: latest 1
+    registry = ModelRegistry(config)
+    registry.poll()
+    x = {"x": np.ones((1, 3), np.float32)}
+    assert registry.resolve("m").predict("serving_default", x)[1]["y"].tolist() == pytest.approx([-0.15])
+    (base / "2").mkdir()
+    pb = open(os.path.join(model_root, "staging", "growing-2", "saved_model.pb"), "rb").read()
+    (base / "2" / "saved_model.pb").write_bytes(b"\x00garbage" + pb[:100])  # corrupt, not merely incomplete
+    registry.poll()
+    states = dict(registry.status("m"))
+    assert states[2].state == 50 and states[2].error_code != grpc.StatusCode.OK
+    assert states[1].state == 30  # the old version is not unloaded for a new one that failed
+    served = registry.resolve("m")
+    assert served.version == 1
+    assert served.predict("serving_default", x)[1]["y"].tolist() == pytest.approx([-0.15])
+    registry.stop()
+
+
 def test_a_version_whose_variables_arrive_late_is_retried(model_root, tmp_path):
     base = tmp_path / "m"
     source = os.path.join(model_root, "retrieval", "1")
