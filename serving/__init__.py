@@ -1,10 +1,13 @@
 """Serving: a local model server speaking TF Serving's gRPC/REST APIs, and its client.
 
 * :mod:`serving.server`  -- ``ModelServer`` and ``python -m serving.server`` (TF Serving flags)
-* :mod:`serving.client`  -- ``RecommenderClient`` for backends (REST or gRPC)
+* :mod:`serving.client`  -- ``RecommenderClient`` for backends (REST or gRPC); the same module object
+  as ``commerce_recsys_client.client``, which lives in ``clients/python`` (its own distribution)
 * :mod:`serving.models` / :mod:`serving.servable` -- versions on disk -> loaded SavedModels
 * :mod:`serving.rest`, :mod:`serving.grpc_service` -- the two front ends
-* :mod:`serving.codec`, :mod:`serving.tensors` -- JSON and TensorProto <-> numpy
+* :mod:`serving.codec`, :mod:`serving.tensors` -- JSON and TensorProto <-> numpy (the server's errors
+  around the client package's ``jsontext`` and ``tensors``)
+* :mod:`serving.ranking` -- ``ServedRanker``: the served ``ranker`` as the Recommender's ranking stage
 * :mod:`serving.http_server` -- the REST sockets (asyncio; bounded, timed, one write per answer)
 * :mod:`serving.limits`, :mod:`serving.security` -- request limits; bind address, admin RPC,
   shared token, TLS
