@@ -165,34 +165,38 @@ class Ranker(tf.keras.Model):
         """Sum over the levels of the items' Semantic-ID code embeddings [..., code_dim]."""
         return tf.reduce_sum(self.code_embedding(tf.gather(self.codes, items)), -2)
 
-    def item_repr(self, items: tf.Tensor) -> tf.Tensor:
-        parts = [self.id_embedding(items), self.content_proj(tf.gather(self.content, items)),
-                 self.category_embedding(tf.gather(self.item_category, items))]
+    def item_parts(self, items: tf.Tensor) -> dict:
+        """The item representation's parts by name (id, content, category, code, brand when present)."""
+        parts = {"id": self.id_embedding(items), "content": self.content_proj(tf.gather(self.content, items)),
+                 "category": self.category_embedding(tf.gather(self.item_category, items))}
         if self.code_embedding is not None:
-            parts.append(self.code_repr(items))
+            parts["code"] = self.code_repr(items)
         if self.brand_embedding is not None:
-            parts.append(self.brand_embedding(tf.gather(self.item_brand, items)))
-        return tf.concat(parts, -1)
+            parts["brand"] = self.brand_embedding(tf.gather(self.item_brand, items))
+        return parts
+
+    def item_repr(self, items: tf.Tensor) -> tf.Tensor:
+        return tf.concat(list(self.item_parts(items).values()), -1)
 
     def call(self, inputs: dict, training: bool = False) -> dict:
         c = self.c
         items = inputs["items"]
         n = tf.shape(items)[1]
-        cand = self.item_repr(items)                                           # [B, N, dc]
+        parts = self.item_parts(items)                                         # each [B, N, d], computed once
         dense = (inputs["features"] - self.mean) / self.std                    # [B, N, F]
         user = self.user_proj(inputs["user_vector"])                            # [B, du]
         user = tf.broadcast_to(user[:, None], [tf.shape(items)[0], n, c.user_dim])
-        fields = [self.id_embedding(items), self.content_proj(tf.gather(self.content, items)),
-                  self.category_embedding(tf.gather(self.item_category, items)), dense, user]
-        if self.code_embedding is not None:
-            fields.append(self.code_repr(items))
+        fields = [parts["id"], parts["content"], parts["category"], dense, user]
+        if "code" in parts:
+            fields.append(parts["code"])
         if c.item_age:
             fields.append(item_age(tf.gather(self.created_at, items), inputs["request_time"][:, None]))
-        if self.brand_embedding is not None:
-            fields.append(self.brand_embedding(tf.gather(self.item_brand, items)))
+        if "brand" in parts:
+            fields.append(parts["brand"])
         if self.use_price:
             fields.append(price_feature(tf.gather(self.price, items)))
         if self.transact is not None:
+            cand = tf.concat(list(parts.values()), -1)                         # [B, N, dc]
             fields.append(self.transact(self.item_repr(inputs["actions"]), inputs["action_type"],
                                         inputs["action_gap"], cand, training=training))
         x0 = tf.concat(fields, -1)
