@@ -56,6 +56,11 @@ def cmd_run(args, beam_args: list[str]) -> int:
     rqvae = {"epochs": args.rqvae_epochs} if args.rqvae_epochs else {}
     dual_head = {"epochs": args.dual_head_epochs} if args.dual_head_epochs else {}
     graph = {"max_epochs": args.graph_epochs} if args.graph_epochs else {}
+    if args.ranker_student != "never" and (args.no_semantic_ids or args.no_dual_head or args.no_graph
+                                           or args.no_ranker):
+        print("recsys run: error: --ranker-student needs the dual head and the ranker (drop --no-dual-head, "
+              "--no-semantic-ids, --no-graph and --no-ranker)", file=sys.stderr)
+        return 2
     problem = _too_small(args.dataset, data_path, options, args.max_users)
     if problem:
         print(f"recsys run: error: {problem}", file=sys.stderr)
@@ -68,6 +73,7 @@ def cmd_run(args, beam_args: list[str]) -> int:
         dual_head=not (args.no_semantic_ids or args.no_dual_head), dual_head_config=dual_head,
         graph=not (args.no_semantic_ids or args.no_graph), graph_config=graph,
         ranking=not (args.no_semantic_ids or args.no_graph or args.no_ranker),  # its candidates need the graph
+        ranking_config={"student": args.ranker_student} if args.ranker_student != "never" else {},
         item_embeddings_path=os.path.abspath(args.item_embeddings) if args.item_embeddings else "",
         enable_cache=not args.no_cache)
     print(f"[run] pipeline finished in {time.time() - t0:.0f}s", flush=True)
@@ -371,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dual-head-epochs", type=int, default=0, help="dual-head epochs (default: the model's)")
     run.add_argument("--no-graph", action="store_true", help="skip the graph retriever (and the ranker)")
     run.add_argument("--no-ranker", action="store_true", help="skip the ranking stage (ranker and its exposures)")
+    run.add_argument("--ranker-student", choices=("never", "served", "always"), default="never",
+                     help="the dual-head student as a ranker candidate source: only when it is blessed for serving "
+                          "(served), always (a measurement: serve dual_retrieval with the ranker), or never "
+                          "(default); any but never trains a prefix copy of the dual head")
     run.add_argument("--graph-epochs", type=int, default=0,
                      help="graph retriever's maximum epochs (default: the model's; early stopping on validation)")
 

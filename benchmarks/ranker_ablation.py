@@ -12,6 +12,9 @@ validation units' end-to-end NDCG@10 (test read once, at the end):
 * ``DCN + TransAct``: plus the TransAct block (the recent actions, early fusion, time-window mask);
 * ``- time-window mask``: the same without the mask;
 * ``DeepFM + TransAct``: FM interaction in place of the cross network;
+* ``- student source``: the pipeline's model on the exposures without the dual-head student's
+  candidates (those only the student retrieved removed, its features zeroed): what the
+  student adds as a candidate source (needs a run with ``--ranker-student always|served``);
 
 beside (a) each candidate source's own top-10 and (b) the candidate union in retriever order,
 on the same units. Every row: HR/Recall/NDCG/coverage/entropy@10, ``rare@10`` (share of
@@ -39,7 +42,47 @@ VARIANTS = {
     "DCN + TransAct": {"transact": True},
     "- time-window mask": {"transact": True, "time_window": 0},
     "DeepFM + TransAct": {"interaction": "deepfm", "transact": True},
+    "- student source": {"drop_source": "student"},
 }
+DATA_KEYS = ("drop_source",)  # variant keys that change the data, not the RankerConfig
+
+
+def without_source(d, source: str, pad: int):
+    """``d`` (an ExposureSet; ``pad`` its padding item index) as the ExposureBuilder would have built it without ``source``.
+
+    Candidates only ``source`` retrieved are removed, its columns zeroed, and the rest kept in
+    the merged retriever order of the remaining sources (best rank in any source, ties in
+    ``SOURCES`` order), as ``transform.exposures.merge`` orders them.
+    """
+    import dataclasses
+
+    from transform import exposures as X
+
+    width = len(X.SOURCE_FEATURES)
+    others = [i for i, s in enumerate(X.SOURCES) if s != source]
+    drop = X.SOURCES.index(source)
+    u, n = d.items.shape
+    feats = d.features.copy()
+    feats[..., drop * width:(drop + 1) * width] = 0.0
+    rrank = feats[..., [i * width + 2 for i in others]]                     # [U, N, S-1] 1/rank, 0 = absent
+    found = rrank > 0
+    keep = d.mask & found.any(-1)
+    rank = np.where(found, np.rint(1.0 / np.where(found, rrank, 1.0)) - 1, np.inf)
+    best = rank.min(-1)
+    tie = np.argmax(rank == best[..., None], -1)                           # first source with the best rank
+    items = np.full_like(d.items, pad)
+    out = {k: np.zeros_like(getattr(d, k)) for k in ("features", "click", "conversion")}
+    mask = np.zeros_like(d.mask)
+    for r in range(u):
+        cols = np.flatnonzero(keep[r])
+        cols = cols[np.lexsort((tie[r, cols], best[r, cols]))]
+        m = len(cols)
+        items[r, :m] = d.items[r, cols]
+        out["features"][r, :m] = feats[r, cols]
+        out["click"][r, :m] = d.click[r, cols]
+        out["conversion"][r, :m] = d.conversion[r, cols]
+        mask[r, :m] = True
+    return dataclasses.replace(d, items=items, mask=mask, **out)
 
 
 def _inputs(root: str, dataset: str):
@@ -107,20 +150,38 @@ def main(argv=None) -> int:
                     d.items, d.mask & np.isfinite(sc), d.features, sc, d.targets, n))
         results[label]["candidates (retriever order)"] = _round(M.list_metrics(
             d.items, d.mask, d.features, M.merged_order_scores(d.mask), d.targets, n))
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    data = {(): (train, sets)}
+    for name in names:
+        drop = VARIANTS[name].get("drop_source")
+        if drop and (drop,) not in data:
+            if not np.any(train.features[..., X.FEATURE_NAMES.index(f"{drop}_in")]):
+                ap.error(f"variant {name!r}: these exposures have no {drop!r} candidates "
+                         f"(build them with recsys run --ranker-student always)")
+            data[(drop,)] = (without_source(train, drop, n), {k: without_source(v, drop, n) for k, v in sets.items()})
+            for label, d in data[(drop,)][1].items():
+                results[label][f"candidates without {drop} (retriever order)"] = _round(M.list_metrics(
+                    d.items, d.mask, d.features, M.merged_order_scores(d.mask), d.targets, n))
     training = {}
-    for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
+    for name in names:
         runs = {label: [] for label in sets}
         info = []
+        drop = VARIANTS[name].get("drop_source")
+        v_train, v_sets = data[(drop,) if drop else ()]
         for seed in range(args.seeds):
-            over = dict(json.loads(args.config), **VARIANTS[name], seed=seed)
+            over = dict(json.loads(args.config), **{k: v for k, v in VARIANTS[name].items() if k not in DATA_KEYS},
+                        seed=seed)
             if args.max_epochs:
                 over["max_epochs"] = args.max_epochs
             config = R.RankerConfig.from_dict(over)
             t0 = time.time()
-            res = R.train(train, sets["validation"], config, t.items,
+            res = R.train(v_train, v_sets["validation"], config, t.items,
                           log=lambda m: print(f"[{name} seed {seed}] {m}", flush=True))
             runs["validation"].append(res.best_val)
-            runs["test"].append(R.evaluate(res.model, sets["test"], n, [res.cvr_power])[res.cvr_power])
+            runs["test"].append(R.evaluate(res.model, v_sets["test"], n, [res.cvr_power])[res.cvr_power])
             info.append({"best_epoch": res.best_epoch, "epochs": len(res.history), "cvr_power": res.cvr_power,
                          "seconds_per_epoch": round(res.seconds_per_epoch, 1), "wall_s": round(time.time() - t0, 1)})
         for label, rows in runs.items():

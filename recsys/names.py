@@ -117,8 +117,10 @@ CANDIDATES = "candidates"                  # string [B, N], "" padded
 RETRIEVAL_FEATURES = "retrieval_features"  # float32 [B, N, 3 S]: per source retrieved 0/1, score, 1/rank
 #: the candidate sources whose features ``retrieval_features`` carries, in this order, 3 values each:
 #: graph = graph_retrieval's recommend_user, two_tower = retrieval's serving_default (history),
-#: repeat = the user's own items by count then recency (score log1p(count)), popularity (score log1p(count))
-RANKER_SOURCES = ("graph", "two_tower", "repeat", "popularity")
+#: student = dual_retrieval's recommend_orders (history with order positions; all zeros where the ranker was
+#: trained without it), repeat = the user's own items by count then recency (score log1p(count)),
+#: popularity (score log1p(count))
+RANKER_SOURCES = ("graph", "two_tower", "student", "repeat", "popularity")
 RANKER_SOURCE_FEATURES = ("in", "score", "rrank")
 PCTR, PCVR, PCTCVR, SCORE = "pctr", "pcvr", "pctcvr", "score"  # float32 [B, N]
 _RANK = ((USER_ID, HISTORY, HISTORY_TYPES, HISTORY_GAPS, REQUEST_TIME, CANDIDATES, RETRIEVAL_FEATURES),

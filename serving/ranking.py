@@ -4,11 +4,13 @@
 ``RecommenderClient.rank`` call, mapping the Recommender's candidate sources onto the sources the
 ranker was trained with (``recsys.names.RANKER_SOURCES``):
 
-* ``graph_retrieval`` → ``graph``, ``retrieval`` → ``two_tower``: rank and score as retrieved;
+* ``graph_retrieval`` → ``graph``, ``retrieval`` → ``two_tower``, ``dual_retrieval`` → ``student``:
+  rank and score as retrieved. A ranker trained without the student source (the pipeline's
+  default) ignores that slot: features constant in training are held at 0 inside the model;
 * ``repeat`` and ``popularity`` carry raw counts in the Recommender; the ranker was trained on
   ``log1p(count)`` (``transform.exposures``), so the adapter sends that;
-* other sources (``dual_retrieval``, ``generative``) have no slot in the trained model: their
-  candidates are still ranked, on the features of the sources they share.
+* other sources (``generative``) have no slot in the trained model: their candidates are still
+  ranked, on the features of the sources they share.
 
 The ranker's repeat and affinity features need the user's **history** (it was trained on the full
 one): ``history_of(user_id)`` returns it as ``(items oldest first, behaviours, order gaps)``;
@@ -30,9 +32,11 @@ import numpy as np
 from recsys import features as F
 from recsys import names as N
 
-SOURCE_MAP = {N.GRAPH_RETRIEVAL: "graph", N.RETRIEVAL: "two_tower", "repeat": "repeat", "popularity": "popularity",
+SOURCE_MAP = {N.GRAPH_RETRIEVAL: "graph", N.RETRIEVAL: "two_tower", N.DUAL_RETRIEVAL: "student", "repeat": "repeat",
+              "popularity": "popularity",
               # stock TF Serving serves the exact twins in their place
-              N.GRAPH_RETRIEVAL_BRUTE_FORCE: "graph", N.RETRIEVAL_BRUTE_FORCE: "two_tower"}
+              N.GRAPH_RETRIEVAL_BRUTE_FORCE: "graph", N.RETRIEVAL_BRUTE_FORCE: "two_tower",
+              N.DUAL_RETRIEVAL_BRUTE_FORCE: "student"}
 _COUNT_SOURCES = {"repeat", "popularity"}
 
 

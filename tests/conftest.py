@@ -37,7 +37,7 @@ SLICE_KWARGS = dict(dataset=DATASET, max_users=SLICE_USERS, two_tower={"epochs":
                     dual_head_config={"epochs": 2, "max_history": 20, "batch_size": 128}, graph=True,
                     graph_config={"max_epochs": 4, "patience": 4, "embedding_dim": 32, "negatives": 20,
                                   "batch_size": 256},
-                    ranking=True, ranking_config={"window": 3, "model": {
+                    ranking=True, ranking_config={"window": 3, "student": "always", "model": {
                         "max_epochs": 3, "patience": 2, "actions": 10, "negatives": 10, "batch_size": 32,
                         "transact_dim": 32, "deep_units": [32]}})
 #: The trainers seed themselves (two-tower, RQ-VAE, dual head: ``seed=0`` ->
@@ -138,10 +138,12 @@ class Push:
     name: str
     model: tuple
     blessing: tuple | None
+    extra: tuple = ()  # further Pushers to the same destination (the student pushed with the ranker)
 
 
 def pipeline_pushes(kwargs: dict) -> dict:
-    """{served model name: Push} read from the pipeline's definition (built, not run)."""
+    """{served model name: Push} read from the pipeline's definition (built, not run); a second
+    Pusher to the same destination is in the first one's ``extra``."""
     from google.protobuf import json_format
     from tfx import v1 as tfx
 
@@ -156,8 +158,9 @@ def pipeline_pushes(kwargs: dict) -> dict:
         dest = json_format.Parse(c.exec_properties["push_destination"], tfx.proto.PushDestination())
         name = os.path.relpath(dest.filesystem.base_directory, "/serving")
         blessing = c.inputs.get("model_blessing")
-        out[name] = Push(c.id, name, (c.inputs["model"].producer_component_id, c.inputs["model"].output_key),
-                         (blessing.producer_component_id, blessing.output_key) if blessing is not None else None)
+        push = Push(c.id, name, (c.inputs["model"].producer_component_id, c.inputs["model"].output_key),
+                    (blessing.producer_component_id, blessing.output_key) if blessing is not None else None)
+        out[name] = dataclasses.replace(out[name], extra=out[name].extra + (push,)) if name in out else push
     return out
 
 

@@ -139,15 +139,17 @@ def create_pipeline(
                                             dict(graph_config or {}), max_k=max_k, max_exclude=max_exclude,
                                             target_recall=scann_target_recall, min_lift=min_lift)
             content_space += graph_components
-            if ranking:
-                content_space += _ranking_space(
-                    example_gen, schema_gen, content_embedder, semantic_trainer, index_builder,
-                    graph_components[2], evaluator, serving_dir, dict(graph_config or {}),
-                    dict(ranking_config or {}), two_tower=dict(two_tower or {}, max_history=max_history),
-                    max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
+        collaborative = []
         if dual_head:
-            content_space += _collaborative_space(
+            collaborative = _collaborative_space(
                 example_gen, transform, semantic_trainer, evaluator, serving_dir, dict(dual_head_config or {}),
+                max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
+        if graph and ranking:
+            content_space += _ranking_space(
+                example_gen, schema_gen, content_embedder, semantic_trainer, index_builder,
+                graph_components[2], evaluator, serving_dir, dict(graph_config or {}),
+                dict(ranking_config or {}), two_tower=dict(two_tower or {}, max_history=max_history),
+                dual=(dict(dual_head_config or {}), collaborative[1], collaborative[2]) if dual_head else None,
                 max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
     elif dual_head or graph:
         raise ValueError("the dual-head and graph models need the content space (semantic_ids=True)")
@@ -223,16 +225,31 @@ def _graph_space(example_gen, content_embedder, evaluator, serving_dir: str, con
                     "PushGraphRetrievalBruteForce")]
 
 
+STUDENT_MODES = ("served", "always", "never")
+
+
 def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, index_builder, graph_exporter,
-                   evaluator, serving_dir: str, graph_config: dict, config: dict, *, two_tower: dict, max_k: int,
-                   max_exclude: int, target_recall: float, min_lift: float) -> list:
-    """RankingWindow → prefix retrievers (two-tower, graph) → ExposureBuilder → ranker trainer/evaluator → pusher.
+                   evaluator, serving_dir: str, graph_config: dict, config: dict, *, two_tower: dict, dual,
+                   max_k: int, max_exclude: int, target_recall: float, min_lift: float) -> list:
+    """RankingWindow → prefix retrievers (two-tower, graph[, dual head]) → ExposureBuilder → ranker → pusher.
 
     The prefix retrievers are the served retrievers' components run again on the
     ranking-window artifact (whose ``train`` split holds every training unit before
     each user's window), so the window's candidates come from retrievers that never
     saw the window (``transform/ranking_window.py``).
+
+    ``dual`` = (dual-head config, its exporter, its evaluator) when the pipeline has the dual
+    head. ``config["student"]`` says when its student is a candidate source: ``"served"``
+    (only if its evaluator blessed it for serving, so the served system has it), ``"always"``
+    (``dual_retrieval`` is then pushed with the ranker, gated on the ranker's blessing, whatever
+    the student's own gate said: the ranker learnt its candidates), ``"never"`` (default). Any mode
+    but ``"never"`` trains a prefix copy of the dual head, about as long as the dual head itself.
     """
+    student = str(config.get("student", "never"))
+    if student not in STUDENT_MODES:
+        raise ValueError(f"ranking student mode must be one of {STUDENT_MODES}, got {student!r}")
+    if student != "never" and dual is None:
+        raise ValueError(f"ranking student mode {student!r} needs the dual head (dual_head=True)")
     window = RankingWindow(examples=example_gen.outputs["examples"], window=int(config.get("window", 5)),
                            code_version=2)  # 2: units ordered by (order, time, history) within a day
     prefix = window.outputs["window_examples"]
@@ -258,11 +275,28 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
     graph_export = GraphExporter(examples=prefix, model=graph_trainer.outputs["model"], max_k=max_k,
                                  max_exclude=max_exclude, target_recall=target_recall,
                                  code_version=3).with_id("PrefixGraphExporter")
+    student_components, student_inputs = [], {}
+    if student != "never":
+        dual_config, dual_exporter, dual_evaluator = dual
+        dual_trainer = tfx.components.Trainer(
+            run_fn="trainer.dual_head.run_fn", examples=prefix, transform_graph=transform.outputs["transform_graph"],
+            base_model=semantic_trainer.outputs["model"], train_args=tfx.proto.TrainArgs(splits=[F.TRAIN]),
+            eval_args=tfx.proto.EvalArgs(splits=[F.EVAL]), custom_config={"dual_head": dual_config},
+        ).with_id("PrefixDualHeadTrainer")
+        prefix_dual = DualHeadExporter(examples=prefix, model=dual_trainer.outputs["model"], max_k=max_k,
+                                       max_exclude=max_exclude, target_recall=target_recall, generative=0,
+                                       ).with_id("PrefixDualHeadExporter")
+        student_components = [dual_trainer, prefix_dual]
+        student_inputs = dict(prefix_student=prefix_dual.outputs["bruteforce_model"],
+                              student=dual_exporter.outputs["bruteforce_model"])
+        if student == "served":
+            student_inputs["student_blessing"] = dual_evaluator.outputs["retrieval_blessing"]
     exposures = ExposureBuilder(
         examples=example_gen.outputs["examples"], window_examples=prefix,
         prefix_two_tower=index.outputs["bruteforce_model"], prefix_graph=graph_export.outputs["bruteforce_model"],
         two_tower=index_builder.outputs["bruteforce_model"], graph=graph_exporter.outputs["bruteforce_model"],
-        top_n_json=json.dumps(config.get("top_n", {}), sort_keys=True), code_version=3)  # 3: timelines from the full history
+        **student_inputs, top_n_json=json.dumps(config.get("top_n", {}), sort_keys=True),
+        code_version=4)  # 3: timelines from the full history; 4: the student source's slot
     ranker_trainer = RankerTrainer(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],
                                    content=content_embedder.outputs["embeddings"],
                                    semantic_ids=semantic_trainer.outputs["model"],
@@ -273,6 +307,15 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
     ranker_evaluator = RankerEvaluator(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],
                                        ranker=exporter.outputs["ranker"],
                                        baseline_evaluation=evaluator.outputs["evaluation"], min_lift=min_lift)
-    push = _pusher(exporter.outputs["ranker"], ranker_evaluator.outputs["blessing"], serving_dir, RANKER, "PushRanker")
-    return [window, transform, trainer, index, builder, graph_trainer, graph_export, exposures, ranker_trainer,
-            exporter, ranker_evaluator, push]
+    blessed = ranker_evaluator.outputs["blessing"]
+    pushes = [_pusher(exporter.outputs["ranker"], blessed, serving_dir, RANKER, "PushRanker")]
+    if student == "always":
+        # the ranker learnt the student's candidates: serve the student with it, whatever its own gate said
+        # (when that gate blessed it too, the same model is pushed twice, as two identical versions)
+        dual_exporter = dual[1]
+        pushes += [_pusher(dual_exporter.outputs["scann_model"], blessed, serving_dir, DUAL_RETRIEVAL,
+                           "PushDualRetrievalForRanker"),
+                   _pusher(dual_exporter.outputs["bruteforce_model"], blessed, serving_dir, DUAL_RETRIEVAL_BRUTE_FORCE,
+                           "PushDualRetrievalBruteForceForRanker")]
+    return [window, transform, trainer, index, builder, graph_trainer, graph_export, *student_components, exposures,
+            ranker_trainer, exporter, ranker_evaluator, *pushes]

@@ -7,6 +7,10 @@ that unit, each with the source's score and rank kept as features:
 
 * ``graph``: the graph retriever, asked by user id (``recommend_user``);
 * ``two_tower``: the two-tower, asked with the history (``serving_default``);
+* ``student``: the dual-head student (``dual_retrieval``), asked with the history and its order
+  positions (``recommend_orders``) — only where the pipeline gives the builder a student for
+  both sets (the prefix copy and the served one); otherwise the source is empty on every split,
+  so training and serving agree;
 * ``repeat``: the user's own past items by purchase count, then recency (basket data
   only: on leave-one-out data a seen item is never a target);
 * ``popularity``: the most interacted items of the retrievers' training data.
@@ -41,7 +45,7 @@ SOURCE_FEATURES = N.RANKER_SOURCE_FEATURES
 USER_FEATURES = ("repeat_count_log", "repeat_recency", "repeat_share", "popularity_log", "category_affinity",
                  "history_len_log")
 FEATURE_NAMES = tuple(f"{s}_{f}" for s in SOURCES for f in SOURCE_FEATURES) + USER_FEATURES
-DEFAULT_TOP_N = {"graph": 100, "two_tower": 100, "repeat": 50, "popularity": 50}
+DEFAULT_TOP_N = {"graph": 100, "two_tower": 100, "student": 100, "repeat": 50, "popularity": 50}
 MAX_ACTIONS = 500  # most recent actions kept per unit: the features' history and the TransAct sequence's source
 
 # exposure tf.Example features
@@ -275,6 +279,7 @@ class RetrieverSet:
     two_tower_dir: str
     graph_dir: str
     counts: dict[str, int]  # training interactions per item of the retrievers' training data
+    student_dir: str = ""  # the dual-head student (``dual_retrieval``); "" = no student source
 
 
 class CandidateFn(beam.DoFn):
@@ -287,6 +292,10 @@ class CandidateFn(beam.DoFn):
 
     def __init__(self, prefix: RetrieverSet, served: RetrieverSet, category: dict[str, str], exclude_history: bool,
                  top_n: dict[str, int] | None = None, max_actions: int = MAX_ACTIONS, batch_size: int = 256):
+        if bool(prefix.student_dir) != bool(served.student_dir):
+            raise ValueError("the student source needs both a prefix student (window units) and a served one "
+                             "(validation/test units), or neither: a source on some splits only would teach the "
+                             "ranker a feature it never sees at serving time")
         self._sets = {F.TRAIN: prefix, F.EVAL: served, F.TEST: served}
         self._category = category
         self._exclude = exclude_history
@@ -300,10 +309,9 @@ class CandidateFn(beam.DoFn):
 
         self._models = {}
         for split, rs in self._sets.items():
-            if rs.two_tower_dir not in self._models:
-                self._models[rs.two_tower_dir] = tf.saved_model.load(rs.two_tower_dir)
-            if rs.graph_dir not in self._models:
-                self._models[rs.graph_dir] = tf.saved_model.load(rs.graph_dir)
+            for path in (rs.two_tower_dir, rs.graph_dir, rs.student_dir):
+                if path and path not in self._models:
+                    self._models[path] = tf.saved_model.load(path)
         self._ranked = {id(rs): sorted(rs.counts, key=lambda i: (-rs.counts[i], i)) for rs in self._sets.values()}
 
     def process(self, batch) -> Iterator:
@@ -344,7 +352,13 @@ class CandidateFn(beam.DoFn):
         graph = self._models[rs.graph_dir].signatures
         gr = graph[N.RECOMMEND_USER](user_id=users, k=k(self._top_n["graph"]), exclude=exclude)
         vectors = graph[N.USER_VECTOR](user_id=users)[N.EMBEDDING].numpy()
-        for name, res in (("two_tower", tt), ("graph", gr)):
+        results = [("two_tower", tt), ("graph", gr)]
+        if rs.student_dir and self._top_n["student"]:
+            pos = [[a.order_pos for a in u.history] for u in units]
+            order_pos = tf.constant(np.array([p + [0] * (width - len(p)) for p in pos], np.int64))
+            results.append(("student", self._models[rs.student_dir].signatures[N.RECOMMEND_ORDERS](
+                history=padded, order_pos=order_pos, k=k(self._top_n["student"]), exclude=exclude)))
+        for name, res in results:
             ids, scores = res[N.ITEM_IDS].numpy(), res[N.SCORES].numpy()
             for r, u in enumerate(units):
                 keep = [c for c, i in enumerate(ids[r]) if i]

@@ -61,6 +61,36 @@ def test_exposures_cover_every_ranked_unit_with_the_served_retrievers_top_lists(
         assert not set(cands) & set(hist)
 
 
+def test_the_student_source_is_the_prefix_students_order_on_window_units_and_the_served_ones_after(ml_slice):
+    """The slice runs with ``student="always"``: every split carries the student's candidates, the
+    window units from the dual head trained on the prefix, the test units from the served one."""
+    import tensorflow as tf
+
+    from export.ranker_evaluate import read_requests
+    from transform import exposures as X
+
+    uri = ml_slice.uri("ExposureBuilder", "exposures")
+    with open(os.path.join(uri, X.STATS_FILE)) as f:
+        assert json.load(f)["student"]["used"] is True
+    col = X.FEATURE_NAMES.index("student_rrank")
+    for split, component in ((F.TRAIN, "PrefixDualHeadExporter"), (F.TEST, "DualHeadExporter")):
+        req = read_requests(uri, split)
+        fn = tf.saved_model.load(ml_slice.model_dir(component, "bruteforce_model")).signatures[N.RECOMMEND_ORDERS]
+        whole = [r for r, h in enumerate(req["history"]) if len(h) < X.MAX_ACTIONS]  # the row holds all of it
+        for r in (whole[0], whole[-1]):
+            f = req["features"][r]
+            assert (f[:, col] > 0).sum() >= 10
+            hist, pos = req["history"][r], (-req["gaps"][r]).tolist()  # order positions up to a shift
+            out = fn(history=tf.constant([hist or [""]]), order_pos=tf.constant([pos or [0]], tf.int64),
+                     k=tf.constant([10]), exclude=tf.constant([hist or [""]]))
+            top = [i.decode() for i in out[N.ITEM_IDS].numpy()[0] if i]
+            by_rank = [req["candidates"][r][c] for c in np.argsort(-f[:, col], kind="stable") if f[c, col] > 0][:10]
+            assert by_rank == top, (split, r)
+    info = json.load(open(os.path.join(ml_slice.model_dir("PrefixDualHeadTrainer", "model"), "dual_head.json")))
+    served = json.load(open(os.path.join(ml_slice.model_dir("DualHeadTrainer", "model"), "dual_head.json")))
+    assert info["config"] == served["config"]  # the served dual head's config, on the prefix
+
+
 def test_ranker_rows_and_gate(ml_slice):
     from tfx_pipeline.components.evaluator import METRICS_FILE
     from tfx_pipeline.components.ranker_evaluator import gate_baseline
@@ -70,7 +100,7 @@ def test_ranker_rows_and_gate(ml_slice):
     for label in ("validation", "test"):
         models = rows[label]["models"]
         assert {"ranker", "candidates (retriever order)", "graph (candidates)", "two_tower (candidates)",
-                "popularity (candidates)"} <= set(models)
+                "student (candidates)", "popularity (candidates)"} <= set(models)
         assert "repeat (candidates)" not in models  # leave-one-out: no repeat source
         for m in ("ctr_AUC", "ctr_GAUC", "ctr_logloss", "ctcvr_AUC"):
             assert 0 <= models["ranker"][m] < 10, m

@@ -94,3 +94,12 @@ def test_summarise():
                      {"split": "eval", "candidates": 2, "targets": 1, "positives": 0, "any_positive": 0}])
     assert s["eval"]["units"] == 2 and s["eval"]["candidates_per_unit"] == 3.0
     assert s["eval"]["units_with_positive"] == 0.5 and s["eval"]["target_recall"] == pytest.approx(1 / 3)
+
+
+def test_the_student_source_is_on_for_both_sets_or_neither():
+    prefix = X.RetrieverSet("tt", "g", {}, student_dir="prefix_student")
+    served = X.RetrieverSet("tt", "g", {})
+    with pytest.raises(ValueError, match="both a prefix student"):
+        X.CandidateFn(prefix, served, {}, exclude_history=True)
+    X.CandidateFn(prefix, X.RetrieverSet("tt", "g", {}, student_dir="student"), {}, exclude_history=True)
+    assert "student" in X.SOURCES and X.DEFAULT_TOP_N["student"] == 100

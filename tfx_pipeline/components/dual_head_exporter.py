@@ -33,6 +33,7 @@ def DualHeadExporter(  # noqa: N802
     max_k: Parameter[int] = 100,
     max_exclude: Parameter[int] = 500,
     target_recall: Parameter[float] = 0.95,
+    generative: Parameter[int] = 1,  # 0: the student only (a prefix copy for the ranker's candidates)
 ) -> None:
     import scann  # noqa: F401  (registers the ScaNN ops)
 
@@ -66,7 +67,7 @@ def DualHeadExporter(  # noqa: N802
                          log=lambda m: print(m, flush=True))
     report = {"catalog_items": items.num_items, "users_with_history": len(users), "scann": twins.report(),
               "train": {k: info[k] for k in ("best_epoch", "log")}}
-    if net.generative:
+    if net.generative and generative:
         gen = GenerativeModule(net, inputs, items, beam_width=cfg.beam_width, **common)
         out = os.path.join(generative_model.uri, N.SERVING_SUBDIR)
         save_generative(gen, out)

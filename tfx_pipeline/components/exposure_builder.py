@@ -6,6 +6,10 @@ trained on the prefix, the validation and test units from the served ones. The
 retrievers are their brute-force twins (exact top-N, stock TF ops). Statistics
 per split (candidates and positives per unit, share of units whose target is in
 the set = the ranker's ceiling) are printed and stored (``exposure_stats.json``).
+
+The dual-head student is a source only when both copies are given (``prefix_student``
+and ``student``) and, if ``student_blessing`` is given, that blessing says the student
+is served: a source the served system lacks must not be a feature the ranker learns.
 """
 import json
 import os
@@ -36,6 +40,9 @@ def ExposureBuilder(  # noqa: N802
     two_tower: InputArtifact[Model],
     graph: InputArtifact[Model],
     exposures: OutputArtifact[tfx.types.standard_artifacts.Examples],
+    prefix_student: InputArtifact[Model] = None,
+    student: InputArtifact[Model] = None,
+    student_blessing: InputArtifact[tfx.types.standard_artifacts.ModelBlessing] = None,
     top_n_json: Parameter[str] = "{}",
     code_version: Parameter[int] = 1,  # the pipeline passes it; bumped when the exposures change (cache key)
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
@@ -50,8 +57,13 @@ def ExposureBuilder(  # noqa: N802
     def serving(model):
         return os.path.join(model.uri, N.SERVING_SUBDIR)
 
-    prefix = X.RetrieverSet(serving(prefix_two_tower), serving(prefix_graph), examples_io.training_item_counts(window_examples.uri))
-    served = X.RetrieverSet(serving(two_tower), serving(graph), examples_io.training_item_counts(examples.uri))
+    use_student, student_note = _student_decision(prefix_student, student, student_blessing)
+    print(f"[exposures] student source: {student_note}", flush=True)
+    prefix = X.RetrieverSet(serving(prefix_two_tower), serving(prefix_graph),
+                            examples_io.training_item_counts(window_examples.uri),
+                            serving(prefix_student) if use_student else "")
+    served = X.RetrieverSet(serving(two_tower), serving(graph), examples_io.training_item_counts(examples.uri),
+                            serving(student) if use_student else "")
     fn = X.CandidateFn(prefix, served, category, exclude_history=protocol == N.LEAVE_ONE_OUT,
                        top_n=json.loads(top_n_json))
     p = beam_pipeline
@@ -76,10 +88,24 @@ def ExposureBuilder(  # noqa: N802
     with open(stats_path) as f:
         stats = json.load(f)
     stats = {"splits": stats, "features": list(X.FEATURE_NAMES), "sources": list(X.SOURCES),
+             "student": {"used": use_student, "why": student_note},
              "top_n": dict(X.DEFAULT_TOP_N, **json.loads(top_n_json)), "elapsed_s": round(time.time() - start, 1)}
     _write_json(stats, stats_path)
     print(X.format_stats(stats["splits"]), flush=True)
     print(f"[exposures] built in {time.time() - start:.0f}s", flush=True)
+
+
+def _student_decision(prefix_student, student, blessing) -> tuple[bool, str]:
+    """(use the student source?, why) from the optional inputs."""
+    if prefix_student is None and student is None:
+        return False, "off (no dual-head student in this pipeline)"
+    if prefix_student is None or student is None:
+        raise ValueError("ExposureBuilder: the student source needs both prefix_student and student")
+    if blessing is not None and not blessing.get_int_custom_property("blessed"):
+        return False, "off (the dual-head student is not blessed for serving, so the served system lacks it)"
+    if blessing is None:
+        return True, "on (used whether or not the student is served)"
+    return True, "on (the dual-head student is blessed and served)"
 
 
 def _write_json(obj, path: str) -> None:

@@ -145,6 +145,9 @@ class Ranker(tf.keras.Model):
         self.use_price = bool(config.price and items.price is not None)
         self.mean = tf.constant(feature_mean, tf.float32)
         self.std = tf.constant(np.maximum(feature_std, 1e-6), tf.float32)
+        # a feature constant in training (e.g. a candidate source the training exposures lacked) stays 0
+        # whatever a request sends: its weights were never trained, and x / 1e-6 would swamp the rest
+        self.live = tf.constant(np.asarray(feature_std) > 1e-6)
         self.user_proj = tf.keras.layers.Dense(config.user_dim)
         self.transact = TransAct(config) if config.transact else None
         if config.interaction == CROSS:
@@ -183,7 +186,7 @@ class Ranker(tf.keras.Model):
         items = inputs["items"]
         n = tf.shape(items)[1]
         parts = self.item_parts(items)                                         # each [B, N, d], computed once
-        dense = (inputs["features"] - self.mean) / self.std                    # [B, N, F]
+        dense = tf.where(self.live, (inputs["features"] - self.mean) / self.std, 0.0)  # [B, N, F]
         user = self.user_proj(inputs["user_vector"])                            # [B, du]
         user = tf.broadcast_to(user[:, None], [tf.shape(items)[0], n, c.user_dim])
         fields = [parts["id"], parts["content"], parts["category"], dense, user]

@@ -214,3 +214,22 @@ def test_save_and_load_keep_every_item_table(tmp_path, shop):
     back = load_trained(str(tmp_path / "r"))
     np.testing.assert_allclose(back.model(x)["pctr"].numpy(), want, rtol=1e-6)
     assert (back.model.brand_embedding is not None) == shop and back.model.use_price == shop
+
+
+def test_a_feature_constant_in_training_is_ignored_at_serving():
+    """A source the training exposures lacked (std 0) cannot move the scores, whatever a request sends;
+    a feature that varied in training does."""
+    tf.keras.utils.set_random_seed(0)
+    data = _tiny()
+    std = np.ones(18)
+    std[3] = 0.0  # e.g. the student source's columns in a ranker trained without it
+    model = Ranker(RankerConfig(actions=3, last_tokens=2, id_dim=4, content_dim=4, category_dim=2, user_dim=3,
+                                deep_units=(8,)), _tables(), np.zeros(18), std)
+    x = {"items": data.items, "actions": data.actions, "action_type": data.action_type,
+         "action_gap": data.action_gap, "user_vector": data.user_vector, "request_time": data.request_time}
+    base = model(dict(x, features=data.features))["pctr"].numpy()
+    for col, moves in ((3, False), (4, True)):
+        f = data.features.copy()
+        f[..., col] += 5.0
+        got = model(dict(x, features=f))["pctr"].numpy()
+        assert (np.abs(got - base).max() > 1e-6) == moves, col
