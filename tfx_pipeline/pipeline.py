@@ -144,6 +144,7 @@ def create_pipeline(
             collaborative = _collaborative_space(
                 example_gen, transform, semantic_trainer, evaluator, serving_dir, dict(dual_head_config or {}),
                 max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
+        content_space += collaborative  # before the ranking space: its Pushers come first (tests' push table)
         if graph and ranking:
             content_space += _ranking_space(
                 example_gen, schema_gen, content_embedder, semantic_trainer, index_builder,
