@@ -13,6 +13,10 @@ Rows (each trained with validation early stopping, never looking at test):
 * ``C with recent-item memory (R=8)``: the decoder also attends to the latest 8 item states;
 * ``sasrec``: a plain SASRec-style model on the same code (free IDs, item positions,
   full softmax);
+* ``C with random IDs``: the full model with the Semantic IDs dealt to the items at random (a
+  seeded permutation of the catalogue's ID tuples: the same tuple length, code sizes, code
+  frequencies and uniqueness, no meaning) — the control of TIGER (Rajput et al., NeurIPS 2023),
+  which reports semantic IDs about 1.5x random ones in Recall@10; its teacher is the row to compare;
 * the spine's popularity / item-CF / two-tower rows from ``metrics/<dataset>.json``.
 
 Also: the student's HR@10 as a share of the teacher's, and in-process latency per
@@ -44,7 +48,17 @@ VARIANTS = {
     "C with recent-item memory (R=8)": dict(memory_recent=8),
     "sasrec": dict(variant="sasrec", generative_weight=0.0, distill_weight=0.0, id_residual=False,
                    order_positions=False, debias_targets=False, hard_negatives_category=0, hard_negatives_history=0),
+    "C with random IDs": dict(random_ids=True),
 }
+DATA_KEYS = ("random_ids",)  # variant keys that change the item space, not the DualHeadConfig
+
+
+def random_ids(items, seed: int = 0):
+    """``items`` with its Semantic ID tuples dealt to the items by a seeded random permutation."""
+    import dataclasses
+
+    perm = np.random.default_rng(seed).permutation(items.num_items)
+    return dataclasses.replace(items, codes=np.asarray(items.codes)[perm])
 
 
 def _inputs(root: str, dataset: str):
@@ -106,7 +120,7 @@ def _latency(model, data, n: int = 200) -> dict:
 def _write(args, layout, exclude, results, configs, logs, latency, teacher_of, start) -> str:
     """Merges the spine's rows (and, with --merge, earlier variants) and writes the ablation JSON."""
     results = {split: dict(rows) for split, rows in results.items()}
-    path = layout.metrics_path.replace(".json", ".dual_head_ablation.json")
+    path = layout.metrics_path.replace(".json", f".{args.name}.json")
     if args.merge and os.path.exists(path) and getattr(args, "_old", None) is None:
         with open(path) as f:
             args._old = json.load(f)
@@ -149,6 +163,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=4, help="max epochs per variant (early stopping on validation)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a DualHeadConfig field for every variant (JSON value), e.g. --set distill_weight=0.5")
+    p.add_argument("--name", default="dual_head_ablation", help="the report is metrics/<dataset>.<name>.json")
     p.add_argument("--merge", action="store_true",
                    help="add these variants to an existing ablation file instead of replacing it")
     args = p.parse_args(argv)
@@ -167,11 +182,13 @@ def main(argv=None) -> int:
     results = {"validation": {}, "test": {}}
     configs, logs, latency, teacher_of = {}, {}, None, None
     for name in names:
-        config = dual_head.DualHeadConfig.from_dict(dict(VARIANTS[name], epochs=args.epochs, **overrides))
-        train = dual_head.load_sequences(examples, F.TRAIN, items, config)
-        splits = {"validation": dual_head.load_sequences(examples, F.EVAL, items, config),
-                  "test": dual_head.load_sequences(examples, F.TEST, items, config)}
-        result = dual_head.train(train, splits["validation"], items, config, exclude, label=name)
+        variant = {k: v for k, v in VARIANTS[name].items() if k not in DATA_KEYS}
+        space = random_ids(items) if VARIANTS[name].get("random_ids") else items
+        config = dual_head.DualHeadConfig.from_dict(dict(variant, epochs=args.epochs, **overrides))
+        train = dual_head.load_sequences(examples, F.TRAIN, space, config)
+        splits = {"validation": dual_head.load_sequences(examples, F.EVAL, space, config),
+                  "test": dual_head.load_sequences(examples, F.TEST, space, config)}
+        result = dual_head.train(train, splits["validation"], space, config, exclude, label=name)
         configs[name], logs[name] = dict(vars(config)), {"best_epoch": result.best_epoch, "log": result.log}
         for split, data in splits.items():
             # leave-one-out: history masked (our default) and unmasked (RecBole's sequential models' convention)
