@@ -123,6 +123,9 @@ RETRIEVAL_FEATURES = "retrieval_features"  # float32 [B, N, 3 S]: per source ret
 RANKER_SOURCES = ("graph", "two_tower", "student", "repeat", "popularity")
 RANKER_SOURCE_FEATURES = ("in", "score", "rrank")
 PCTR, PCVR, PCTCVR, SCORE = "pctr", "pcvr", "pctcvr", "score"  # float32 [B, N]
+#: the behaviour a history item is sent with when the caller gives none (``recsys.features.TARGET_BEHAVIOUR``,
+#: spelled here for the client distribution, which ships without ``recsys.features``)
+TARGET_BEHAVIOUR = "purchase"
 _RANK = ((USER_ID, HISTORY, HISTORY_TYPES, HISTORY_GAPS, REQUEST_TIME, CANDIDATES, RETRIEVAL_FEATURES),
          (PCTR, PCVR, PCTCVR, SCORE))
 SIGNATURES[RANKER] = {RANK: _RANK, SERVING_DEFAULT: _RANK}

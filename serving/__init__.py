@@ -8,6 +8,7 @@
 * :mod:`serving.codec`, :mod:`serving.tensors` -- JSON and TensorProto <-> numpy (the server's errors
   around the client package's ``jsontext`` and ``tensors``)
 * :mod:`serving.ranking` -- ``ServedRanker``: the served ``ranker`` as the Recommender's ranking stage
+  (``commerce_recsys_client.ranking``)
 * :mod:`serving.http_server` -- the REST sockets (asyncio; bounded, timed, one write per answer)
 * :mod:`serving.limits`, :mod:`serving.security` -- request limits; bind address, admin RPC,
   shared token, TLS
@@ -15,7 +16,10 @@
 * :mod:`serving.multistage` -- ``Recommender``: retrieval fan-out, ranking, re-ranking, feedback
   (over the client), with :mod:`serving.rerank` (policies), :mod:`serving.feedback` (the vector
   update), :mod:`serving.store` (Redis state), :mod:`serving.experiments` (A/B arms, event log),
-  :mod:`serving.items` (the popularity/category table); docs/multistage.md
+  :mod:`serving.items` (the popularity/category table); docs/multistage.md. Like ``serving.client``,
+  these are the client distribution's modules (``commerce_recsys_client.multistage``, ``.rerank``,
+  ``.feedback``, ``.store``, ``.experiments``, ``.ranking``: the same module objects); ``serving.items``
+  re-exports ``commerce_recsys_client.items`` and adds the pipeline's table writer (TensorFlow)
 """
 import os
 
