@@ -25,7 +25,7 @@ from tfx.dsl.component.experimental.decorators import component
 
 from recsys import features as F
 from recsys.names import PROTOCOL_FILE
-from transform import sequences
+from transform import fileio, sequences
 
 _log = logging.getLogger("recsys.pipeline")
 
@@ -104,8 +104,6 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
     examples.set_string_custom_property("dataset", ds.name)
     examples.set_string_custom_property("protocol", ds.protocol)
     examples.set_int_custom_property("synthetic", int(ds.synthetic))
-    with open(os.path.join(uri, "load_report.txt"), "w", encoding="utf-8") as f:
-        f.write(ds.report.summary() + "\n")
-    with open(os.path.join(uri, PROTOCOL_FILE), "w", encoding="utf-8") as f:
-        f.write(ds.protocol + "\n")
+    fileio.write_text(os.path.join(uri, "load_report.txt"), ds.report.summary() + "\n")
+    fileio.write_text(os.path.join(uri, PROTOCOL_FILE), ds.protocol + "\n")
     _log.info("SequenceExampleGen wrote %s in %.1fs", uri, time.time() - start)
