@@ -13,12 +13,10 @@ without it until a file is touched).
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import tempfile
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -137,35 +135,3 @@ def copytree(src: str, dst: str) -> None:
         gfile.makedirs(target)
         for name in files:
             gfile.copy(os.path.join(directory, name), os.path.join(target, name), overwrite=False)
-
-
-@contextlib.contextmanager
-def local_copy(uri: str) -> Iterator[str]:
-    """A local directory holding ``uri``'s tree for code that only reads local files.
-
-    A local ``uri`` is yielded as it is (nothing copied); any other is copied into a
-    temporary directory that is deleted on exit.
-    """
-    if is_local(uri):
-        yield uri
-        return
-    with tempfile.TemporaryDirectory(prefix="recsys-artifact-") as tmp:
-        local = os.path.join(tmp, os.path.basename(uri.rstrip("/")) or "artifact")
-        copytree(uri, local)
-        yield local
-
-
-@contextlib.contextmanager
-def local_output(uri: str) -> Iterator[str]:
-    """A local directory to write into that ends up at ``uri``.
-
-    A local ``uri`` is created and yielded as it is; otherwise a temporary directory is
-    yielded and its tree is copied to ``uri`` when the block exits without an error.
-    """
-    if is_local(uri):
-        os.makedirs(uri, exist_ok=True)
-        yield uri
-        return
-    with tempfile.TemporaryDirectory(prefix="recsys-output-") as tmp:
-        yield tmp
-        copytree(tmp, uri)
