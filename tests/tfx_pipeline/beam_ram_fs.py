@@ -142,3 +142,57 @@ class RamFileSystem(FileSystem):
                 errors[path] = e
         if errors:
             raise BeamIOError("Delete operation failed", errors)
+
+
+def rename_trees(rename):
+    """``tf.io.gfile.rename`` that moves a whole ``ram://`` directory, as GCS's filesystem does.
+
+    TF's ``ram://`` renames only the directory's own entry and leaves its files behind, so
+    tf.Transform's last step (``WriteTransformFn``: rename the temporary ``transform_fn`` and
+    metadata directories, then delete the temporary tree) leaves an empty ``transform_fn``.
+    TF's GCS filesystem renames every object under a directory; this does the same on ``ram://``
+    (copy every file, delete the source) and calls ``rename`` for anything else.
+    """
+
+    def rename_tree(src, dst, overwrite=False):
+        if str(src).startswith(SCHEME + "://") and tf.io.gfile.isdir(src):
+            base = str(src).rstrip("/")
+            for directory, _, files in list(tf.io.gfile.walk(base)):
+                rel = directory.rstrip("/")[len(base):].lstrip("/")
+                target = posixpath.join(dst, rel) if rel else dst
+                tf.io.gfile.makedirs(target)
+                for name in files:
+                    tf.io.gfile.copy(posixpath.join(directory, name), posixpath.join(target, name), overwrite=overwrite)
+                    tf.io.gfile.remove(posixpath.join(directory, name))
+            return None
+        return rename(src, dst, overwrite)
+
+    return rename_tree
+
+
+def exact_listing(list_directory):
+    """``list_directory`` without the names TF's ``ram://`` lists by mistake.
+
+    ``ram://`` lists a directory by name prefix: ``listdir(".../assets")`` also returns
+    ``.extra`` (from ``.../assets.extra/...``), so TFX's Pusher, which walks a SavedModel and
+    copies every file it lists, fails on ``assets/.extra``. Keeps only names that exist under
+    the directory.
+    """
+
+    def listdir(dirname):
+        names = list_directory(dirname)
+        if not str(dirname).startswith(SCHEME + "://"):
+            return names
+        return [n for n in names if tf.io.gfile.exists(posixpath.join(dirname, n.rstrip("/")))]
+
+    return listdir
+
+
+def fix_ram_trees(monkeypatch) -> None:
+    """Directory rename and exact listings on ``ram://`` (what a cloud filesystem does), for a test's duration."""
+    from tensorflow.python.lib.io import file_io
+
+    monkeypatch.setattr(tf.io.gfile, "rename", rename_trees(tf.io.gfile.rename))
+    listdir = exact_listing(file_io.list_directory_v2)
+    monkeypatch.setattr(file_io, "list_directory_v2", listdir)  # what tf.io.gfile.walk lists with
+    monkeypatch.setattr(tf.io.gfile, "listdir", listdir)
