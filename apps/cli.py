@@ -113,24 +113,25 @@ def publish_metrics(layout) -> dict:
     from tfx_pipeline.artifacts import ArtifactNotFound, latest_output_uri
     from tfx_pipeline.components.evaluator import METRICS_FILE
 
-    with open(os.path.join(latest_output_uri(layout, "RetrievalEvaluator", "evaluation"), METRICS_FILE)) as f:
-        metrics = json.load(f)
+    from transform import fileio
+
+    metrics = fileio.read_json(os.path.join(latest_output_uri(layout, "RetrievalEvaluator", "evaluation"),
+                                            METRICS_FILE))
     try:  # the dual-head models, when this run trained them (their table includes the spine's rows)
-        with open(os.path.join(latest_output_uri(layout, "DualHeadEvaluator", "evaluation"), METRICS_FILE)) as f:
-            metrics = json.load(f)
+        metrics = fileio.read_json(os.path.join(latest_output_uri(layout, "DualHeadEvaluator", "evaluation"),
+                                                METRICS_FILE))
     except ArtifactNotFound:
         pass
     try:  # the graph retriever's rows (its evaluator measures the same splits)
-        with open(os.path.join(latest_output_uri(layout, "GraphEvaluator", "evaluation"), METRICS_FILE)) as f:
-            graph = json.load(f)
+        graph = fileio.read_json(os.path.join(latest_output_uri(layout, "GraphEvaluator", "evaluation"), METRICS_FILE))
         for label in ("validation", "test"):
             for name, values in graph[label]["models"].items():
                 metrics[label]["models"].setdefault(name, values)
     except ArtifactNotFound:
         pass
     try:  # the ranker and the candidate orders, end to end on the same units (full rows: ranking.json)
-        with open(os.path.join(latest_output_uri(layout, "RankerEvaluator", "evaluation"), METRICS_FILE)) as f:
-            ranking = json.load(f)
+        ranking = fileio.read_json(os.path.join(latest_output_uri(layout, "RankerEvaluator", "evaluation"),
+                                                METRICS_FILE))
         with open(layout.metrics_path.replace(".json", ".ranking.json"), "w") as f:
             json.dump(ranking, f, indent=1)
         from recsys.evaluation.metrics import metric_names
@@ -153,8 +154,9 @@ def publish_semantic_id_metrics(layout) -> dict:
     from trainer.semantic_id_trainer import REPORT_FILE
 
     run_dir = latest_output_uri(layout, "SemanticIdTrainer", "model_run")
-    with open(os.path.join(run_dir, REPORT_FILE)) as f:
-        report = json.load(f)
+    from transform import fileio
+
+    report = fileio.read_json(os.path.join(run_dir, REPORT_FILE))
     path = layout.metrics_path.replace(".json", ".semantic_ids.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=1)
@@ -284,7 +286,9 @@ def cmd_evaluate(args) -> int:
 
     layout = _layout(args)
     examples_uri = latest_output_uri(layout, "SequenceExampleGen", "examples")
-    protocol = open(os.path.join(examples_uri, "protocol.txt")).read().strip()
+    from transform import fileio
+
+    protocol = fileio.read_text(os.path.join(examples_uri, "protocol.txt")).strip()
     dirs = {}
     for label, name in (("two_tower", P.RETRIEVAL_BRUTE_FORCE), ("two_tower_scann", P.RETRIEVAL),
                         ("dual_retrieval", P.DUAL_RETRIEVAL_BRUTE_FORCE), ("dual_retrieval_scann", P.DUAL_RETRIEVAL),

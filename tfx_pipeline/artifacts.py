@@ -35,7 +35,9 @@ def latest_output_uri(layout: Layout, component_id: str, output_key: str) -> str
 
 def latest_version_dir(base: str) -> str:
     """The highest numeric version directory under ``base`` (TF Serving's latest-version policy)."""
-    versions = [int(d) for d in os.listdir(base) if d.isdigit()] if os.path.isdir(base) else []
+    from transform import fileio
+
+    versions = [int(d) for d in fileio.listdir(base) if d.isdigit()] if fileio.isdir(base) else []
     if not versions:
         raise ArtifactNotFound(f"No pushed version under {base}: the model was never blessed and pushed.")
     return os.path.join(base, str(max(versions)))

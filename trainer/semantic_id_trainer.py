@@ -21,7 +21,7 @@ import tensorflow as tf
 from recsys import names as N
 from trainer import rqvae, semantic_ids
 from trainer.warmup import write_warmup
-from transform import examples_io
+from transform import examples_io, fileio
 
 REPORT_FILE = "semantic_id_report.json"
 TABLE_FILE = "semantic_ids.tsv"
@@ -36,7 +36,7 @@ def content_space_paths(model_dir: str) -> tuple[str, str]:
     tsv = os.path.join(root, N.SERVING_SUBDIR, "assets.extra", TABLE_FILE)
     npz = os.path.join(root, CONTENT_FILE)
     for p in (tsv, npz):
-        if not os.path.exists(p):
+        if not fileio.exists(p):
             raise FileNotFoundError(f"{p} not found: the dual-head and ranker trainers need the content space "
                                     "(run the pipeline with Semantic IDs on)")
     return tsv, npz
@@ -44,12 +44,7 @@ def content_space_paths(model_dir: str) -> tuple[str, str]:
 
 def save_content(rows: examples_io.ContentRows, path: str) -> None:
     """Item ids and content vectors [N, D] next to the model (outside Format-Serving: not pushed)."""
-    import io
-
-    buffer = io.BytesIO()  # numpy's zip writer seeks, which GFile does not allow while writing
-    np.savez(buffer, item_ids=rows.item_ids.astype(str), vectors=rows.vectors)
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
+    fileio.save_npz(path, item_ids=rows.item_ids.astype(str), vectors=rows.vectors)
 
 
 def _artifact_root(files: list[str]) -> str:
@@ -94,8 +89,7 @@ def item_encoder_warmup(rows: examples_io.ContentRows, text: bool, n: int = 3) -
 def train_semantic_ids(embeddings_uri: str, serving_dir: str, run_dir: str, config_overrides: dict | None) -> dict:
     start = time.time()
     rows = examples_io.read_content(embeddings_uri)
-    with open(os.path.join(embeddings_uri, CONTENT_REPORT)) as f:
-        source = json.load(f)["source"]
+    source = fileio.read_json(os.path.join(embeddings_uri, CONTENT_REPORT))["source"]
     labels, vocab = category_labels(rows.categories)
     config = rqvae.RQVAEConfig.from_dict(dict(
         {"input_dim": int(rows.vectors.shape[1]), "num_categories": len(vocab)}, **(config_overrides or {})))
@@ -113,13 +107,12 @@ def train_semantic_ids(embeddings_uri: str, serving_dir: str, run_dir: str, conf
         raise RuntimeError("Semantic IDs are not unique after disambiguation; refusing to export.")
     module = build_item_encoder(model, rows.item_ids, ids, text=(source == "text"))
     tf.saved_model.save(module, serving_dir, signatures=module.signatures())
-    tf.io.gfile.makedirs(os.path.join(serving_dir, "assets.extra"))
+    fileio.makedirs(os.path.join(serving_dir, "assets.extra"))
     table.save(os.path.join(serving_dir, "assets.extra", TABLE_FILE))
     write_warmup(serving_dir, N.ITEM_ENCODER, item_encoder_warmup(rows, text=(source == "text")))
     rqvae.save_rqvae(model, os.path.join(run_dir, "rqvae"))
     save_content(rows, os.path.join(os.path.dirname(serving_dir.rstrip("/")), CONTENT_FILE))
-    with tf.io.gfile.GFile(os.path.join(run_dir, REPORT_FILE), "w") as f:
-        json.dump(report, f, indent=1, default=float)
+    fileio.write_json(os.path.join(run_dir, REPORT_FILE), report, indent=1, default=float)
     summary = {k: v for k, v in report.items() if not isinstance(v, (dict, list))}
     print(f"[semantic_ids] {json.dumps(summary, default=float)}", flush=True)
     return report

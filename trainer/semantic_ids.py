@@ -10,6 +10,7 @@ Shapes: codes int [N, L]; Semantic IDs int [N, L + 1]; embeddings float [N, D].
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections import defaultdict
 from typing import Iterable, Sequence
@@ -289,18 +290,23 @@ class SemanticIdTable:
         bad = [i for i in self._items if any(ch in i for ch in "\t\r\n")]
         if bad:
             raise ValueError(f"item ids with tabs or newlines cannot be written to a TSV: {bad[:5]!r}")
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, escapechar=None)
-            writer.writerow([TABLE_HEADER_ITEM] + [f"c{level}" for level in range(self.id_length)])
-            for item, sid in zip(self._items, self._ids.tolist()):
-                writer.writerow([item] + sid)
+        from transform import fileio
+
+        out = io.StringIO(newline="")
+        writer = csv.writer(out, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, escapechar=None)
+        writer.writerow([TABLE_HEADER_ITEM] + [f"c{level}" for level in range(self.id_length)])
+        for item, sid in zip(self._items, self._ids.tolist()):
+            writer.writerow([item] + sid)
+        fileio.makedirs(os.path.dirname(path if "://" in path else os.path.abspath(path)))
+        fileio.write_bytes(path, out.getvalue().encode("utf-8"))
 
     @classmethod
     def load(cls, path: str) -> "SemanticIdTable":
         """Reads a TSV written by ``save``; errors name the file and line."""
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        from transform import fileio
+
+        text = io.StringIO(fileio.read_bytes(path).decode("utf-8"), newline="")
+        rows = list(csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE))
         if not rows or rows[0][:1] != [TABLE_HEADER_ITEM] or len(rows[0]) < 2:
             raise ValueError(f"{path}: not a Semantic ID table (expected header 'item_id\\tc0\\t...')")
         width = len(rows[0])

@@ -170,11 +170,15 @@ def load_precomputed(path: str, item_ids: Sequence[str], expected_dim: int | Non
     with an ``item_id`` column and either an ``embedding`` column of lists or columns ``e0..e{D-1}``.
     Every catalogue item must have a vector; all vectors one dimension; no NaN or inf.
     """
-    if not os.path.exists(path):
+    import io
+
+    from transform import fileio
+
+    if not fileio.exists(path):
         raise EmbeddingInputError(f"{path}: no such file (expected .npz, .parquet or .csv of item embeddings)")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
-        data = np.load(path, allow_pickle=True)
+        data = np.load(io.BytesIO(fileio.read_bytes(path)), allow_pickle=True)
         missing = {"item_id", "embedding"} - set(data.files)
         if missing:
             raise EmbeddingInputError(f"{path}: missing arrays {sorted(missing)}; found {data.files}")
@@ -186,7 +190,8 @@ def load_precomputed(path: str, item_ids: Sequence[str], expected_dim: int | Non
     elif ext in (".parquet", ".csv"):
         import pandas as pd
 
-        df = pd.read_parquet(path) if ext == ".parquet" else pd.read_csv(path)
+        raw = io.BytesIO(fileio.read_bytes(path))  # from any filesystem gfile knows
+        df = pd.read_parquet(raw) if ext == ".parquet" else pd.read_csv(raw)
         if "item_id" not in df.columns:
             raise EmbeddingInputError(f"{path}: no 'item_id' column; columns are {list(df.columns)}")
         ids = df["item_id"].astype(str).tolist()

@@ -5,13 +5,13 @@ trainers, exporters, evaluators and batch jobs all read through it.
 """
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from recsys import features as F
+from transform import fileio
 
 
 def split_files(uri_or_pattern: str | list[str], split: str | None = None) -> list[str]:
@@ -19,7 +19,7 @@ def split_files(uri_or_pattern: str | list[str], split: str | None = None) -> li
     patterns = [uri_or_pattern] if isinstance(uri_or_pattern, str) else list(uri_or_pattern)
     if split is not None:
         patterns = [os.path.join(p, f"Split-{split}", "*") for p in patterns]
-    files = sorted(f for p in patterns for f in glob.glob(p))
+    files = sorted(f for p in patterns for f in fileio.glob(p))
     if not files:
         raise FileNotFoundError(f"No example files match {patterns}")
     return files

@@ -27,7 +27,6 @@ adds ``B_batchᵀ B_batch`` of its groups), so no worker ever holds the pairs.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -281,5 +280,6 @@ def BuildGraph(train_rows, item_ids: Sequence[str], protocol: str, neighbours: i
 
 
 def write_stats(stats: dict, path: str) -> None:
-    with open(path, "w") as f:
-        json.dump(stats, f, indent=1)
+    from transform import fileio
+
+    fileio.write_json(path, stats, indent=1)

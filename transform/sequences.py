@@ -31,10 +31,12 @@ class Event:
     """One interaction of one user, as the sequence builder needs it.
 
     ``seq`` is the event's position in the dataset's canonical order (user, time,
-    then row of the source file: ``recsys.data.assemble.canonical_sort``). It is
-    the only sort key of a user's events: a Beam GroupByKey does not keep the
-    order of values, so the order is carried explicitly, and ties in time keep
-    file order exactly as RecBole's leave-one-out split does.
+    then row of the source file: ``recsys.data.assemble.canonical_sort``), or,
+    when the events are read inside Beam (``transform/event_source.py``), its
+    rank among its user's events in that order. It is the only sort key of a
+    user's events: a Beam GroupByKey does not keep the order of values, so the
+    order is carried explicitly, and ties in time keep file order exactly as
+    RecBole's leave-one-out split does.
     """
 
     timestamp: int
@@ -168,13 +170,18 @@ class _BuildRows(beam.DoFn):
 
 
 @beam.ptransform_fn
-def BuildSequenceRows(events, item_category: dict[str, str], protocol: str, max_history: int):  # noqa: N802
-    """PCollection of ``(user_id, Event)`` → dict of split → serialized tf.Examples."""
+def BuildSequenceRows(events, item_category: dict[str, str], protocol: str, max_history: int,  # noqa: N802
+                      grouped: bool = False):
+    """PCollection of ``(user_id, Event)`` → dict of split → serialized tf.Examples.
+
+    ``grouped``: the input is already ``(user_id, [Event, ...])`` (one element per user).
+    """
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    if not grouped:
+        events = events | "GroupByUser" >> beam.GroupByKey()
     tagged = (
         events
-        | "GroupByUser" >> beam.GroupByKey()
         | "BuildRows" >> beam.ParDo(_BuildRows(item_category, protocol, max_history)).with_outputs(*F.SEQUENCE_SPLITS)
     )
     return {split: tagged[split] for split in F.SEQUENCE_SPLITS}

@@ -83,6 +83,16 @@ def load_dataset(name: str, path: str | None = None, **options: Any) -> Dataset:
     return module.load(path, **options)
 
 
+def event_lines(name: str, path: str | None = None, **options: Any):
+    """The dataset's events file for a pipeline to read itself (``recsys.data.streaming.EventLines``, the items
+    loaded), or ``None`` when its adapter reads the events whole (only then does ``load_dataset`` have to run)."""
+    from recsys.data.streaming import adapter_event_lines
+
+    module = _adapter(name)
+    _check_options(name, module, options)
+    return adapter_event_lines(module, path, **options)
+
+
 def dataset_fingerprint(name: str, path: str | None = None, **options: Any) -> str:
     """``load_dataset(name, path, **options).fingerprint()`` without loading (hashes the files only)."""
     module = _adapter(name)
@@ -106,6 +116,7 @@ __all__ = [
     "DatasetNotFoundError",
     "LoadReport",
     "dataset_fingerprint",
+    "event_lines",
     "load_dataset",
     "parse_timestamps",
     "validate_events",

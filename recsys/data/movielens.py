@@ -94,13 +94,18 @@ def read_atomic(path: str, required: tuple[str, ...]) -> pd.DataFrame:
     pandas (a malformed number keeps the column as text, and validation then
     names its row).
     """
-    source = os.path.basename(path)
     with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\r\n").split("\t")
+        header_line = f.readline()
+    return _atomic_frame(path, header_line, os.path.basename(path), required)
+
+
+def _atomic_frame(path_or_buffer, header_line: str, source: str, required: tuple[str, ...]) -> pd.DataFrame:
+    """The frame of an atomic file (or of a buffer holding its header line and some of its lines)."""
+    header = header_line.rstrip("\r\n").split("\t")
     names = [h.split(":", 1)[0].strip() for h in header]
     kinds = [h.split(":", 1)[1].strip() if ":" in h else "token" for h in header]
     dtype = {h: str for h, kind in zip(header, kinds) if kind != "float"}
-    df = pd.read_csv(path, sep="\t", dtype=dtype, keep_default_na=False, quoting=csv.QUOTE_NONE,
+    df = pd.read_csv(path_or_buffer, sep="\t", dtype=dtype, keep_default_na=False, quoting=csv.QUOTE_NONE,
                      encoding="utf-8")
     df.columns = names
     for col in required:
@@ -167,18 +172,23 @@ def items_from_movies(movies: pd.DataFrame, source: str = ITEM_FILE) -> pd.DataF
     return validate_items(raw, source)
 
 
-def recbole_time_key(timestamps: np.ndarray) -> np.ndarray:
+def recbole_time_key(timestamps: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
     """RecBole 1.2.1's sort key for the time field: ``float32((t - min) / (max - min))``.
 
     RecBole's ml-100k config normalises every float field (``normalize_all: True``) in
     float64, stores it as a float32 tensor and orders interactions with a stable
     ``np.argsort`` of that tensor. Timestamps closer than float32's resolution at
     their value compare equal and keep file order, as here.
+
+    ``lo``/``hi``: the dataset's timestamp range when ``timestamps`` are only some of its
+    events (one user's, in the Beam reader); by default the range of ``timestamps``.
     """
     ts = np.asarray(timestamps, dtype=np.float64)
     if len(ts) == 0:
         return ts.astype(np.float32)
-    lo, hi = ts.min(), ts.max()
+    if lo is None or hi is None:
+        lo, hi = ts.min(), ts.max()
+    lo, hi = np.float64(lo), np.float64(hi)
     if hi == lo:
         return np.ones(len(ts), dtype=np.float32)
     return ((ts - lo) / (hi - lo)).astype(np.float32)
@@ -214,3 +224,25 @@ def load(path: str | None = None, *, strict: bool = False) -> Dataset:
         notes=NOTES,
         time_key=recbole_time_key,
     )
+
+
+def parse_event_lines(header_line: str, lines, source: str = INTER_FILE) -> pd.DataFrame:
+    """Canonical events of some lines of ``ml-100k.inter`` (``load``'s parsing and mapping, one chunk)."""
+    import io
+
+    text = header_line.rstrip("\r\n") + "\n" + "".join(line + "\n" for line in lines)
+    ratings = _atomic_frame(io.StringIO(text), header_line, source, ("user_id", "item_id", "rating", "timestamp"))
+    return events_from_ratings(ratings, source)
+
+
+def event_lines(path: str | None = None, *, strict: bool = False):
+    """The events file for the pipeline to read line by line (``recsys.data.streaming``); the items are loaded."""
+    from recsys.data.streaming import EventLines
+
+    inter_path, item_path = source_files(path)
+    movies = read_atomic(item_path, ("item_id", "movie_title", "release_year", "class"))
+    return EventLines(
+        name=NAME, protocol=LEAVE_ONE_OUT, events_file=inter_path, events_source=os.path.basename(inter_path),
+        parse=parse_event_lines, items=items_from_movies(movies, os.path.basename(item_path)),
+        items_source=os.path.basename(item_path), params=tuple(sorted(params().items())), notes=NOTES,
+        strict=strict, time_key=recbole_time_key)

@@ -5,7 +5,6 @@ multilingual sentence encoder, batched in Beam; a user's precomputed vectors;
 or, when the catalogue has no text at all, category levels + co-purchase
 structure. The choice and its reasons are printed and stored with the artifact.
 """
-import json
 import os
 import time
 
@@ -19,7 +18,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from recsys import features as F
-from transform import content
+from transform import content, fileio
 
 REPORT_FILE = "content_report.json"
 
@@ -119,7 +118,7 @@ def ContentEmbedder(  # noqa: N802
     examples_utils.set_file_format(embeddings, "tfrecords_gzip")
     embeddings.set_string_custom_property("source", source)
     embeddings.set_string_custom_property("dataset", examples.get_string_custom_property("dataset"))
-    with open(os.path.join(embeddings.uri, REPORT_FILE), "w") as f:
-        json.dump({"source": source, "items": len(item_ids), "notes": notes,
-                   "elapsed_s": round(time.time() - start, 1)}, f, indent=1)
+    fileio.write_json(os.path.join(embeddings.uri, REPORT_FILE),
+                      {"source": source, "items": len(item_ids), "notes": notes,
+                       "elapsed_s": round(time.time() - start, 1)}, indent=1)
     print(f"[content] {len(item_ids):,} item embeddings ({source}) in {time.time() - start:.0f}s", flush=True)

@@ -18,6 +18,7 @@ from tfx.dsl.component.experimental.decorators import component
 from recsys import names as N
 from tfx_pipeline.components.evaluator import GATE_MODEL, evaluate_splits, spine_rows
 from tfx_pipeline.components.gate import Gate
+from transform import fileio
 
 STUDENT = N.DUAL_RETRIEVAL
 TEACHER = N.GENERATIVE
@@ -38,7 +39,7 @@ def DualHeadEvaluator(  # noqa: N802
     dirs = {STUDENT: os.path.join(bruteforce_model.uri, N.SERVING_SUBDIR),
             f"{STUDENT}_scann": os.path.join(scann_model.uri, N.SERVING_SUBDIR)}
     generative_dir = os.path.join(generative_model.uri, N.SERVING_SUBDIR)
-    if os.path.exists(os.path.join(generative_dir, "saved_model.pb")):
+    if fileio.exists(os.path.join(generative_dir, "saved_model.pb")):
         dirs[TEACHER] = generative_dir
     # the spine's two-tower (and baselines) beside the new models
     out = evaluate_splits(examples, dirs, evaluation.uri, known=spine_rows(baseline_evaluation.uri))

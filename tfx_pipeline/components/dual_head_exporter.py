@@ -8,7 +8,6 @@ all with warm-up requests. Each user's latest history (with order positions) is
 stored for ``recommend_user``.
 """
 
-import json
 import logging
 import os
 import time
@@ -42,7 +41,7 @@ def DualHeadExporter(  # noqa: N802
     from recsys import features as F
     from trainer import dual_head
     from trainer.warmup import recommend_requests, write_warmup
-    from transform import examples_io
+    from transform import examples_io, fileio
 
     start = time.time()
     net, items, info = dual_head.load_trained(os.path.join(model.uri, N.SERVING_SUBDIR))
@@ -76,6 +75,5 @@ def DualHeadExporter(  # noqa: N802
     else:
         generative_model.set_int_custom_property("empty", 1)
     report["elapsed_s"] = round(time.time() - start, 1)
-    with open(os.path.join(scann_model.uri, REPORT_FILE), "w") as f:
-        json.dump(report, f, indent=1)
+    fileio.write_json(os.path.join(scann_model.uri, REPORT_FILE), report, indent=1)
     _log.info("DualHeadExporter wrote %s in %.1fs", scann_model.uri, time.time() - start)

@@ -5,7 +5,6 @@ must beat the popularity baseline's by ``min_lift`` (relative). Test metrics are
 computed and stored but never used to decide anything.
 """
 
-import json
 import os
 
 from tfx import v1 as tfx
@@ -14,6 +13,7 @@ from tfx.dsl.component.experimental.decorators import component
 
 from recsys import features as F
 from recsys import names as N
+from transform import fileio
 from tfx_pipeline.components.gate import Gate
 
 METRICS_FILE = "metrics.json"
@@ -41,8 +41,7 @@ def RetrievalEvaluator(  # noqa: N802
 
 def spine_rows(evaluation_uri: str) -> dict:
     """{label: {model: metrics}} of the RetrievalEvaluator's table (baselines, two-tower), to show beside others."""
-    with open(os.path.join(evaluation_uri, METRICS_FILE)) as f:
-        spine = json.load(f)
+    spine = fileio.read_json(os.path.join(evaluation_uri, METRICS_FILE))
     return {label: spine[label]["models"] for label in ("validation", "test")}
 
 
@@ -65,6 +64,5 @@ def evaluate_splits(examples, dirs: dict[str, str], evaluation_uri: str, known: 
             models.setdefault(name, values)
         out[label] = {"dataset": dataset, "protocol": f"{protocol} ({label} split)", "models": models}
         print(report.format_table(models, f"{dataset} — {protocol}, {label} split, full ranking"), flush=True)
-    with open(os.path.join(evaluation_uri, METRICS_FILE), "w") as f:
-        json.dump(out, f, indent=1)
+    fileio.write_json(os.path.join(evaluation_uri, METRICS_FILE), out, indent=1)
     return out

@@ -2,6 +2,10 @@
 
 A custom ExampleGen (TFX's own ones read one file pattern per split; ours
 reads a dataset through its adapter and derives the splits by time per user).
+When the adapter offers it (``recsys.data.event_lines``: MovieLens-100K), the
+events file is read inside the Beam pipeline (``transform/event_source.py``) and
+only the items table is loaded here; otherwise the adapter loads the events and
+they are handed to Beam with ``beam.Create``.
 Output: an ``Examples`` artifact with splits ``train``/``eval``/``test``
 (sequence rows) and ``catalog`` (one row per item), gzipped TFRecords of
 tf.Example, as every downstream TFX component expects.
@@ -25,7 +29,7 @@ from tfx.dsl.component.experimental.decorators import component
 
 from recsys import features as F
 from recsys.names import PROTOCOL_FILE
-from transform import sequences
+from transform import event_source, fileio, sequences
 
 _log = logging.getLogger("recsys.pipeline")
 
@@ -56,31 +60,50 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
     del fingerprint, code_version
     import json
 
-    from recsys.data import load_dataset  # heavy pandas import only inside the executor
+    from recsys.data import event_lines, load_dataset  # heavy pandas import only inside the executor
 
     start = time.time()
-    ds = load_dataset(dataset, data_path or None, **json.loads(options_json))
-    print(f"[example_gen] {ds.report.summary()}", flush=True)
-    events = ds.events
-    if max_users > 0:
-        keep = sorted(events["user_id"].unique())[:max_users]
-        events = events[events["user_id"].isin(set(keep))]
-        _log.info("Slice: first %d users, %d events", len(keep), len(events))
-    item_category = dict(zip(ds.items["item_id"], ds.items["category"]))
-    # seq = row of the canonical frame (user, time, file row): the explicit order key through Beam
-    records = [
-        (u, sequences.Event(int(t), i, e, o, int(seq)))
-        for seq, u, i, e, t, o in zip(events.index, events["user_id"], events["item_id"], events["event_type"],
-                                      events["timestamp"], events["order_id"])
-    ]
-    items = ds.items.to_dict("records")
+    options = json.loads(options_json)
     uri = examples.uri
     p = beam_pipeline
-    rows = (
-        p
-        | "CreateEvents" >> beam.Create(records, reshuffle=False)
-        | "Sequences" >> sequences.BuildSequenceRows(item_category, ds.protocol, max_history)
-    )
+    source = event_lines(dataset, data_path or None, **options)
+    if source is not None:  # the events are read inside the pipeline; only the items are loaded here
+        items_frame, protocol, dataset_name, synthetic = source.items, source.protocol, source.name, source.synthetic
+        print(f"[example_gen] {source.events_source}: read in the Beam pipeline; {len(items_frame):,} items "
+              f"from {source.items_source}", flush=True)
+        item_category = dict(zip(items_frame["item_id"], items_frame["category"]))
+        read = p | "ReadEvents" >> event_source.ReadUserEvents(source, event_source.read_header(source.events_file))
+        users = read["users"]
+        if max_users > 0:  # the first users by id (a real-data slice for tests)
+            keep = beam.pvalue.AsSingleton(
+                users | "UserIds" >> beam.Keys() | "FirstUsers" >> beam.combiners.Top.Smallest(max_users)
+                | "AsSet" >> beam.Map(set))
+            users = users | "Slice" >> beam.Filter(lambda e, kept: e[0] in kept, keep)
+        events = users | "Events" >> beam.Map(lambda e: (e[0], [
+            sequences.Event(r[3], r[1], r[2], r[4], seq) for seq, r in enumerate(e[1])]))
+        report_path = os.path.join(uri, "load_report.txt")
+        _ = read["report"] | "WriteReport" >> beam.Map(lambda r: fileio.write_text(report_path, r.summary() + "\n"))
+        grouped = True
+    else:  # the adapter reads the events whole: they are loaded here and handed to Beam
+        ds = load_dataset(dataset, data_path or None, **options)
+        print(f"[example_gen] {ds.report.summary()}", flush=True)
+        items_frame, protocol, dataset_name, synthetic = ds.items, ds.protocol, ds.name, ds.synthetic
+        events = ds.events
+        if max_users > 0:
+            keep = sorted(events["user_id"].unique())[:max_users]
+            events = events[events["user_id"].isin(set(keep))]
+            _log.info("Slice: first %d users, %d events", len(keep), len(events))
+        item_category = dict(zip(ds.items["item_id"], ds.items["category"]))
+        # seq = row of the canonical frame (user, time, file row): the explicit order key through Beam
+        records = [
+            (u, sequences.Event(int(t), i, e, o, int(seq)))
+            for seq, u, i, e, t, o in zip(events.index, events["user_id"], events["item_id"], events["event_type"],
+                                          events["timestamp"], events["order_id"])
+        ]
+        events = p | "CreateEvents" >> beam.Create(records, reshuffle=False)
+        grouped = False
+    items = items_frame.to_dict("records")
+    rows = events | "Sequences" >> sequences.BuildSequenceRows(item_category, protocol, max_history, grouped=grouped)
     for split, pcoll in rows.items():
         _write(pcoll, uri, split)
     catalog = (
@@ -92,6 +115,8 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
     _write(catalog, uri, F.CATALOG)
     result = p.run()
     result.wait_until_finish()
+    if source is not None:
+        print(f"[example_gen] {fileio.read_text(os.path.join(uri, 'load_report.txt')).rstrip()}", flush=True)
     counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
                 if c.key.metric.namespace == "recsys"}
     print("[example_gen] " + ", ".join(f"{name} {counters.get(name, 0):,}" for name in
@@ -101,11 +126,10 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
     examples.split_names = artifact_utils.encode_split_names(list(F.ALL_SPLITS))
     examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, "tfrecords_gzip")
-    examples.set_string_custom_property("dataset", ds.name)
-    examples.set_string_custom_property("protocol", ds.protocol)
-    examples.set_int_custom_property("synthetic", int(ds.synthetic))
-    with open(os.path.join(uri, "load_report.txt"), "w", encoding="utf-8") as f:
-        f.write(ds.report.summary() + "\n")
-    with open(os.path.join(uri, PROTOCOL_FILE), "w", encoding="utf-8") as f:
-        f.write(ds.protocol + "\n")
+    examples.set_string_custom_property("dataset", dataset_name)
+    examples.set_string_custom_property("protocol", protocol)
+    examples.set_int_custom_property("synthetic", int(synthetic))
+    if source is None:
+        fileio.write_text(os.path.join(uri, "load_report.txt"), ds.report.summary() + "\n")
+    fileio.write_text(os.path.join(uri, PROTOCOL_FILE), protocol + "\n")
     _log.info("SequenceExampleGen wrote %s in %.1fs", uri, time.time() - start)

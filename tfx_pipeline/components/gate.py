@@ -45,6 +45,7 @@ def write_blessing(artifact, blessed: bool, verdict: str) -> None:
     """Marks a ModelBlessing artifact (the property the Pusher reads, a readable file) and prints the verdict."""
     artifact.set_int_custom_property("blessed", int(blessed))
     artifact.set_string_custom_property("reason", verdict)
-    with open(os.path.join(artifact.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as f:
-        f.write(verdict + "\n")
+    from transform import fileio
+
+    fileio.write_text(os.path.join(artifact.uri, "BLESSED" if blessed else "NOT_BLESSED"), verdict + "\n")
     print(f"[evaluate] {verdict}", flush=True)

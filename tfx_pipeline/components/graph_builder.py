@@ -19,6 +19,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from recsys import features as F
+from transform import fileio
 from transform import graph as G
 
 
@@ -54,10 +55,7 @@ def GraphBuilder(  # noqa: N802
     examples_utils.set_file_format(graph, "tfrecords_gzip")
     for key in ("dataset", "protocol"):
         graph.set_string_custom_property(key, examples.get_string_custom_property(key))
-    import json
-
-    with open(stats_path) as f:
-        stats = json.load(f)
+    stats = fileio.read_json(stats_path)
     stats["elapsed_s"] = round(time.time() - start, 1)
     stats["neighbours"], stats["half_life_orders"] = neighbours, half_life
     G.write_stats(stats, stats_path)

@@ -5,7 +5,6 @@ users' vectors and the validation histories' anonymous vectors (both kinds of se
 query) until recall@10 against brute force reaches the target; warm-up
 requests for the history, user and session signatures.
 """
-import json
 import logging
 import os
 import time
@@ -39,7 +38,7 @@ def GraphExporter(  # noqa: N802
     from recsys import features as F
     from trainer import graph as G
     from trainer.warmup import user_requests
-    from transform import examples_io
+    from transform import examples_io, fileio
 
     start = time.time()
     trained = G.load_trained(os.path.join(model.uri, N.SERVING_SUBDIR))
@@ -78,6 +77,5 @@ def GraphExporter(  # noqa: N802
     report = {"catalog_items": len(trained.item_ids), "users": len(trained.user_ids), "scann": twins.report(),
               "train": {k: trained.info[k] for k in ("best_epoch", "seconds_per_epoch", "wall_s", "session_weight")},
               "content_map": bool(np.asarray(trained.content_map).shape[0]), "elapsed_s": round(time.time() - start, 1)}
-    with open(os.path.join(scann_model.uri, REPORT_FILE), "w") as f:
-        json.dump(report, f, indent=1)
+    fileio.write_json(os.path.join(scann_model.uri, REPORT_FILE), report, indent=1)
     _log.info("GraphExporter wrote %s in %.1fs", scann_model.uri, time.time() - start)

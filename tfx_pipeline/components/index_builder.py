@@ -6,7 +6,6 @@ reaches the target) and its brute-force twin ``retrieval_bruteforce`` through
 the shared twin export (``export.twins``), each with warm-up requests.
 """
 
-import json
 import logging
 import os
 import time
@@ -41,13 +40,13 @@ def IndexBuilder(  # noqa: N802
     from export.retrieval import RetrievalModule
     from export.twins import export_twins
     from trainer import base
-    from transform import examples_io
+    from transform import examples_io, fileio
 
     start = time.time()
     vocab = base.load_vocabularies(transform_graph.uri)
     towers = tf.saved_model.load(os.path.join(model.uri, N.SERVING_SUBDIR))
-    with open(os.path.join(model.uri, N.SERVING_SUBDIR, "assets.extra", "train_config.json")) as f:
-        max_history = int(json.load(f)["config"]["max_history"])
+    train_config = fileio.read_json(os.path.join(model.uri, N.SERVING_SUBDIR, "assets.extra", "train_config.json"))
+    max_history = int(train_config["config"]["max_history"])
     catalog = examples_io.read_catalog(examples.uri)
     item_index = {item: i for i, item in enumerate(vocab.items)}
     cat_index = {c: i for i, c in enumerate(vocab.categories)}
@@ -82,7 +81,6 @@ def IndexBuilder(  # noqa: N802
     report = {"catalog_items": len(items), "cold_items": n_cold, "users_with_history": len(users),
               "scann": dict(twins.report(), validation_queries=len(val_hist)),
               "max_k": max_k, "max_exclude": max_exclude, "elapsed_s": round(time.time() - start, 1)}
-    with open(os.path.join(scann_model.uri, REPORT_FILE), "w") as f:
-        json.dump(report, f, indent=1)
+    fileio.write_json(os.path.join(scann_model.uri, REPORT_FILE), report, indent=1)
     scann_model.set_float_custom_property("scann_recall_at_10", twins.tuning.recall_at_10)
     _log.info("IndexBuilder wrote %s in %.1fs", scann_model.uri, time.time() - start)

@@ -5,7 +5,6 @@ retriever order, the exported ranker; beside them the full-ranking table of the
 retrieval evaluator (baselines, two-tower). Gate (``gate.Gate``): the ranker's
 validation NDCG@10 must beat the best single candidate source's by ``min_lift``.
 """
-import json
 import os
 
 from tfx import v1 as tfx
@@ -29,7 +28,7 @@ def RankerEvaluator(  # noqa: N802
     min_lift: Parameter[float] = 0.0,
 ) -> None:
     from export.ranker_evaluate import evaluate_exposures
-    from transform import examples_io
+    from transform import examples_io, fileio
     from transform.exposures import SOURCES, STATS_FILE  # noqa: F811
 
     dataset = examples.get_string_custom_property("dataset")
@@ -45,10 +44,8 @@ def RankerEvaluator(  # noqa: N802
             rows.setdefault(name, values)
         out[label] = {"dataset": dataset, "protocol": f"{protocol} ({label} split)", "models": rows}
         print(format_rows(rows, f"{dataset} — {protocol}, {label} split, ranked candidates"), flush=True)
-    with open(os.path.join(exposures.uri, STATS_FILE)) as f:
-        out["exposures"] = json.load(f)
-    with open(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
-        json.dump(out, f, indent=1)
+    out["exposures"] = fileio.read_json(os.path.join(exposures.uri, STATS_FILE))
+    fileio.write_json(os.path.join(evaluation.uri, METRICS_FILE), out, indent=1)
     validation = out["validation"]["models"]
     Gate(N.RANKER, gate_baseline(validation), min_lift).apply(validation, blessing)
 

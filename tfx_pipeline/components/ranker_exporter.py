@@ -5,7 +5,6 @@ requests replayed at load. The long-term user vector table is copied from the
 graph retriever that produced the validation/test candidates (``user_vector``),
 unknown users getting that model's unknown-user vector, as in training.
 """
-import json
 import os
 import time
 
@@ -32,7 +31,7 @@ def RankerExporter(  # noqa: N802
     from export.ranker import RETRIEVAL_WIDTH, RankerModule, save
     from trainer import ranker as R
     from trainer.warmup import write_warmup
-    from transform import examples_io
+    from transform import examples_io, fileio
 
     start = time.time()
     trained = R.load_trained(os.path.join(model.uri, N.SERVING_SUBDIR))
@@ -59,9 +58,9 @@ def RankerExporter(  # noqa: N802
             N.CANDIDATES: np.array([cands], dtype=object),
             N.RETRIEVAL_FEATURES: np.zeros((1, len(cands), RETRIEVAL_WIDTH), np.float32)}))
     write_warmup(export_dir, N.RANKER, requests)
-    with open(os.path.join(ranker.uri, "ranker_report.json"), "w") as f:
-        json.dump({"users": len(users), "items": len(trained.item_ids), "cvr_power": trained.cvr_power,
-                   "train": {k: trained.info[k] for k in ("best_epoch", "epochs", "wall_s", "seconds_per_epoch")},
-                   "elapsed_s": round(time.time() - start, 1)}, f, indent=1)
+    fileio.write_json(os.path.join(ranker.uri, "ranker_report.json"),
+                      {"users": len(users), "items": len(trained.item_ids), "cvr_power": trained.cvr_power,
+                       "train": {k: trained.info[k] for k in ("best_epoch", "epochs", "wall_s", "seconds_per_epoch")},
+                       "elapsed_s": round(time.time() - start, 1)}, indent=1)
     print(f"[ranker] exported {export_dir} ({len(users):,} users, {len(requests)} warm-up requests, "
           f"{time.time() - start:.0f}s)", flush=True)

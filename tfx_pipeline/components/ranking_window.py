@@ -7,7 +7,6 @@ whose candidates they produce (``transform/ranking_window.py``). ``eval``,
 their epochs on the same validation units as the served ones.
 """
 import os
-import shutil
 import time
 
 import apache_beam as beam
@@ -20,6 +19,7 @@ from tfx.types import artifact_utils
 
 from recsys import features as F
 from recsys.names import PROTOCOL_FILE
+from transform import fileio
 from transform import ranking_window as RW
 
 
@@ -44,8 +44,8 @@ def RankingWindow(  # noqa: N802
              | f"Print-{split}" >> beam.Map(lambda n, s=split: print(f"[ranking_window] {s} rows {n:,}", flush=True)))
     p.run().wait_until_finish()
     for split in (F.EVAL, F.TEST, F.CATALOG):
-        shutil.copytree(os.path.join(src, f"Split-{split}"), os.path.join(dst, f"Split-{split}"))
-    shutil.copy(os.path.join(src, PROTOCOL_FILE), os.path.join(dst, PROTOCOL_FILE))
+        fileio.copytree(os.path.join(src, f"Split-{split}"), os.path.join(dst, f"Split-{split}"))
+    fileio.copy(os.path.join(src, PROTOCOL_FILE), os.path.join(dst, PROTOCOL_FILE))
     window_examples.split_names = artifact_utils.encode_split_names(list(F.ALL_SPLITS) + [RW.WINDOW])
     examples_utils.set_payload_format(window_examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(window_examples, "tfrecords_gzip")

@@ -14,6 +14,7 @@ from recsys import features as F
 from recsys import names
 from trainer import base
 from trainer.dual_head.config import EVENT_TYPES, DualHeadConfig
+from transform import fileio
 
 
 @dataclass(frozen=True)
@@ -139,9 +140,9 @@ def load_item_space(examples_uri: str, semantic_ids_tsv: str, content_npz: str,
 
     catalog = examples_io.read_catalog(examples_uri)
     table = SemanticIdTable.load(semantic_ids_tsv)
-    with np.load(content_npz, allow_pickle=False) as z:
-        content_ids = [str(x) for x in z["item_ids"].tolist()]
-        vectors = z["vectors"].astype(np.float32)
+    z = fileio.load_npz(content_npz)
+    content_ids = [str(x) for x in z["item_ids"].tolist()]
+    vectors = z["vectors"].astype(np.float32)
     content_pos = {item: i for i, item in enumerate(content_ids)}
     missing = [i for i in catalog.item_ids.tolist() if i not in table or i not in content_pos]
     if missing:
@@ -158,8 +159,7 @@ def load_item_space(examples_uri: str, semantic_ids_tsv: str, content_npz: str,
 
 def exclude_history_for(examples_uri: str) -> bool:
     """Leave-one-out data masks the user's history at evaluation; basket data does not."""
-    with open(os.path.join(examples_uri, names.PROTOCOL_FILE), encoding="utf-8") as f:
-        return f.read().strip() == names.LEAVE_ONE_OUT
+    return fileio.read_text(os.path.join(examples_uri, names.PROTOCOL_FILE)).strip() == names.LEAVE_ONE_OUT
 
 
 def most_frequent_event(data: SequenceData, items: ItemSpace) -> str:

@@ -1,17 +1,16 @@
 """Saving a trained model (weights + config + item space) and rebuilding it, every weight checked."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 
-import numpy as np
 import tensorflow as tf
 
 from trainer.dual_head.config import DualHeadConfig
 from trainer.dual_head.data import ItemSpace
 from trainer.dual_head.model import DualHeadModel
 from trainer.dual_head.training import TrainResult
+from transform import fileio
 
 TRAIN_INFO = "dual_head.json"
 WEIGHTS = "weights"
@@ -25,21 +24,20 @@ class WeightsMismatchError(ValueError):
 
 def save_trained(result: TrainResult, items: ItemSpace, config: DualHeadConfig, out_dir: str, extra: dict) -> None:
     """Weights + config + item space: everything ``load_trained`` needs to rebuild the model."""
-    os.makedirs(out_dir, exist_ok=True)
+    fileio.makedirs(out_dir)
     result.model.save_weights(os.path.join(out_dir, WEIGHTS, "model"))
-    np.savez(os.path.join(out_dir, ITEMS_FILE), item_ids=items.item_ids.astype(str), codes=items.codes,
-             content=items.content, category=items.category, train_count=items.train_count)
-    with open(os.path.join(out_dir, TRAIN_INFO), "w") as f:
-        json.dump({"config": asdict(config), "log": result.log, "best_epoch": result.best_epoch, **extra}, f, indent=1)
+    fileio.save_npz(os.path.join(out_dir, ITEMS_FILE), item_ids=items.item_ids.astype(str), codes=items.codes,
+                    content=items.content, category=items.category, train_count=items.train_count)
+    fileio.write_json(os.path.join(out_dir, TRAIN_INFO),
+                      {"config": asdict(config), "log": result.log, "best_epoch": result.best_epoch, **extra}, indent=1)
 
 
 def load_trained(out_dir: str) -> tuple[DualHeadModel, ItemSpace, dict]:
     """(model with its trained weights, item space, the saved info); ``WeightsMismatchError`` unless
     every weight of the rebuilt model is restored and every saved weight is used."""
-    with open(os.path.join(out_dir, TRAIN_INFO)) as f:
-        info = json.load(f)
-    with np.load(os.path.join(out_dir, ITEMS_FILE), allow_pickle=False) as z:
-        items = ItemSpace(z["item_ids"].astype(object), z["codes"], z["content"], z["category"], z["train_count"])
+    info = fileio.read_json(os.path.join(out_dir, TRAIN_INFO))
+    z = fileio.load_npz(os.path.join(out_dir, ITEMS_FILE))
+    items = ItemSpace(z["item_ids"].astype(object), z["codes"], z["content"], z["category"], z["train_count"])
     model = DualHeadModel(items, DualHeadConfig.from_dict(info["config"]))
     restore_weights(model, os.path.join(out_dir, WEIGHTS, "model"))
     return model, items, info

@@ -7,13 +7,13 @@
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from trainer.graph.config import LIGHTGCN, GraphConfig
+from transform import fileio
 
 VECTORS_FILE = "graph_model.npz"
 INFO_FILE = "train_info.json"
@@ -35,27 +35,24 @@ class TrainedGraph:
 
 
 def save_trained(result, graph, config: GraphConfig, out_dir: str, extra: dict | None = None) -> TrainedGraph:
-    os.makedirs(out_dir, exist_ok=True)
+    fileio.makedirs(out_dir)
     model = result.model
     cmap = model.content_map.numpy() if model.semantic else np.zeros((0, config.embedding_dim), np.float32)
     scale = 1.0 / (config.layers + 1) if config.variant == LIGHTGCN else 1.0
-    np.savez(os.path.join(out_dir, VECTORS_FILE), user_ids=graph.user_ids.astype(str),
-             user_vectors=result.users.astype(np.float32), item_ids=graph.item_ids.astype(str),
+    fileio.save_npz(os.path.join(out_dir, VECTORS_FILE), user_ids=graph.user_ids.astype(str),
+                    user_vectors=result.users.astype(np.float32), item_ids=graph.item_ids.astype(str),
              item_vectors=result.items.astype(np.float32), content_map=cmap.astype(np.float32),
-             content_scale=np.float32(scale))
+                    content_scale=np.float32(scale))
     info = {"model": "graph_retrieval", "config": asdict(config), "best_epoch": result.best_epoch,
             "best_validation": result.best_val, "log": result.log, "seconds_per_epoch": round(result.seconds_per_epoch, 3),
             "wall_s": round(result.wall_s, 1), "session_weight": result.session_weight,
             "session_validation_ndcg": result.session_val, **(extra or {})}
-    with open(os.path.join(out_dir, INFO_FILE), "w") as f:
-        json.dump(info, f, indent=1)
+    fileio.write_json(os.path.join(out_dir, INFO_FILE), info, indent=1)
     return load_trained(out_dir)
 
 
 def load_trained(out_dir: str) -> TrainedGraph:
-    with np.load(os.path.join(out_dir, VECTORS_FILE), allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    with open(os.path.join(out_dir, INFO_FILE)) as f:
-        info = json.load(f)
+    arrays = fileio.load_npz(os.path.join(out_dir, VECTORS_FILE))
+    info = fileio.read_json(os.path.join(out_dir, INFO_FILE))
     return TrainedGraph(arrays["user_ids"].astype(object), arrays["user_vectors"], arrays["item_ids"].astype(object),
                         arrays["item_vectors"], arrays["content_map"], float(arrays["content_scale"]), info)
