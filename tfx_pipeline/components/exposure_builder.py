@@ -26,6 +26,7 @@ from tfx.types import artifact_utils
 from recsys import features as F
 from recsys import names as N
 from transform import exposures as X
+from transform import fileio
 from transform.ranking_window import WINDOW
 
 Model = tfx.types.standard_artifacts.Model
@@ -85,8 +86,7 @@ def ExposureBuilder(  # noqa: N802
     examples_utils.set_file_format(exposures, "tfrecords_gzip")
     for key in ("dataset", "protocol"):
         exposures.set_string_custom_property(key, examples.get_string_custom_property(key))
-    with open(stats_path) as f:
-        stats = json.load(f)
+    stats = fileio.read_json(stats_path)
     stats = {"splits": stats, "features": list(X.FEATURE_NAMES), "sources": list(X.SOURCES),
              "student": {"used": use_student, "why": student_note},
              "top_n": dict(X.DEFAULT_TOP_N, **json.loads(top_n_json)), "elapsed_s": round(time.time() - start, 1)}
@@ -109,5 +109,4 @@ def _student_decision(prefix_student, student, blessing) -> tuple[bool, str]:
 
 
 def _write_json(obj, path: str) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
+    fileio.write_json(path, obj, indent=1)
