@@ -118,8 +118,8 @@ def replay(args) -> dict:
             policies = (R.Exclude(),) + ((R.SuppressIgnored(max_ignored=1),) if "suppress" in arm else ())
             rule = rule_for_update if "update" in arm else FeedbackRule(toward=0.0, away=0.0)
             store = RedisStore.from_url(redis_server.url, StoreConfig(prefix=arm.replace("+", "-")), timeout_s=5.0)
-            recommenders[arm] = Recommender(client, table, store=store, config=config, rule=rule,
-                                            policies=R.RerankPipeline(policies), workers=2)
+            recommenders[arm] = Recommender(client, table, store=store, config=config, rule=rule, ranker=None,
+                                            policies=R.RerankPipeline(policies), workers=2)  # the merge order
         retrievers = [r.model for r in recommenders[arms[0]].retrievers()]
         print(f"[replay] {args.dataset} ({protocol}): {len(order)} {args.split} rows, {args.rounds} rounds, "
               f"retrievers {retrievers}, update rule {rule_for_update}", flush=True)

@@ -54,6 +54,8 @@ def test_fan_out_and_a_feedback_round_on_the_real_exports(stack):
     context = RequestContext(history=history, exclude=history)
     first = rec.recommend(user, k=10, context=context)
     assert len(first.items) == 10 and first.fallbacks == [] and not set(first.item_ids()) & set(history)
+    assert first.ranker == "ranker"  # ranker="auto" (the default): the served ranker ranks the merged candidates
+    assert all("ranker" in i.scores and "pctr" in i.scores for i in first.items if i.rule == "score")
     assert all(first.sources[m].status == "ok" and first.sources[m].count > 50 for m in RETRIEVERS)
     assert first.sources[POPULARITY].count == 50
     assert all(i.sources for i in first.items)

@@ -232,6 +232,16 @@ class PopularityRanker:
         return {"score": -n, "pctr": n / 100}
 
 
+def test_auto_ranker_is_the_merge_when_the_server_has_no_ranker_and_a_bad_choice_is_refused(server, models):
+    rec = _recommender(server, models)  # ranker="auto", the default
+    assert rec.ranker == "auto" and rec.served_ranker() is None
+    assert rec.recommend("u1", k=4, context=RequestContext(history=["d", "d", "a"])).ranker == "merge"
+    with pytest.raises(ValueError, match="ranker must be a Ranker, 'auto' or None, got 'served'"):
+        _recommender(server, models, ranker="served")
+    with pytest.raises(ValueError, match=r"arm_settings\['b'\]\['ranker'\] must be"):
+        _recommender(server, models, arm_settings={"b": {"ranker": "yes"}})
+
+
 def test_a_plugged_ranker_orders_and_a_failing_one_falls_back_to_the_merge(server, models):
     table = ItemTable.read(os.path.join(models, "items.tsv"))
     ranked = _recommender(server, models, ranker=PopularityRanker(table)).recommend(

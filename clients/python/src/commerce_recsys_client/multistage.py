@@ -24,8 +24,10 @@ Stages (DESIGN.md §6–8), each timed in ``response.timings_ms``:
 3. **merge**: dedup with per-item attribution (source → rank, score) and reciprocal-rank fusion
    (Cormack et al., 2009): ``merge(i) = Σ_s w_s / (rrf_k + rank_s(i))``, ``rrf_k`` = 60, weights
    per source (default 1).
-4. **ranking**: a pluggable :class:`Ranker` (the served ``ranker``: ``commerce_recsys_client.ranking.ServedRanker``)
-   scores the merged candidates; without one, or when it fails (reported), the merge order stands.
+4. **ranking**: a pluggable :class:`Ranker` scores the merged candidates. By default (``ranker="auto"``)
+   the served ``ranker`` model does (``commerce_recsys_client.ranking.ServedRanker``) whenever the
+   server has it available (looked up like the retrievers, cached ``discovery_ttl_s``); without one
+   (``ranker=None``, or no served ranker), or when it fails (reported), the merge order stands.
 5. **re-ranking**: ``commerce_recsys_client.rerank`` policies, then the cut to ``k``.
 
 Every response carries ``request_id``, the experiment arm, each item's sources, stage scores and
@@ -57,6 +59,7 @@ from commerce_recsys_client.store import STORE_ERRORS, Store, UserState
 REPEAT, POPULARITY = "repeat", "popularity"
 #: retrievers the fan-out considers, in order; brute-force twins only when their ScaNN model is down
 RETRIEVERS = (N.GRAPH_RETRIEVAL, N.DUAL_RETRIEVAL, N.RETRIEVAL)
+AUTO = "auto"  # Recommender(ranker=AUTO): the served ``ranker`` model when the server has it
 MAX_ID_CHARS = 256
 MAX_HISTORY = 1000
 MAX_FEEDBACK_ITEMS = 1000
@@ -246,12 +249,18 @@ class _Retriever:
 
 class Recommender:
     def __init__(self, client: RecommenderClient, items: ItemTable, *, store: Store | None = None,
-                 config: Config | None = None, ranker: Ranker | None = None,
+                 config: Config | None = None, ranker: Ranker | str | None = "auto",
                  policies: R.RerankPipeline | None = None, rule: fb.FeedbackRule | None = None,
                  experiment: Experiment | None = None, arm_settings: Mapping[str, Mapping[str, Any]] | None = None,
                  event_log: EventLog | None = None, workers: int = 8):
-        """``arm_settings``: arm -> overrides for that arm's requests: ``use_feedback`` (bool),
-        ``policies`` (a RerankPipeline), ``ranker`` (a Ranker or None)."""
+        """``ranker``: a :class:`Ranker`, ``None`` (the merge order) or ``"auto"`` (the served ``ranker``
+        model when the server has it, else the merge order).
+        ``arm_settings``: arm -> overrides for that arm's requests: ``use_feedback`` (bool),
+        ``policies`` (a RerankPipeline), ``ranker`` (a Ranker, "auto" or None)."""
+        for where, r in [("ranker", ranker)] + [(f"arm_settings[{a!r}]['ranker']", s["ranker"])
+                                                 for a, s in (arm_settings or {}).items() if "ranker" in s]:
+            if isinstance(r, str) and r != AUTO:
+                raise ValueError(f"{where} must be a Ranker, {AUTO!r} or None, got {r!r}")
         self.client = client
         self.items = items
         self.store = store
@@ -270,6 +279,7 @@ class Recommender:
         self.event_log = event_log
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recsys-fanout")
         self._discovered: tuple[float, list[_Retriever]] | None = None
+        self._served_ranker: tuple[float, Ranker | None] | None = None
         self._lock = threading.Lock()
         self.feedback_dropped = 0
 
@@ -297,6 +307,20 @@ class Recommender:
                     break
         with self._lock:
             self._discovered = (time.monotonic(), found)
+        return found
+
+    def served_ranker(self, refresh: bool = False) -> Ranker | None:
+        """``ServedRanker(client)`` when the server has the ``ranker`` model available, else None (cached
+        ``discovery_ttl_s``): what ``ranker="auto"`` uses."""
+        with self._lock:
+            if not refresh and self._served_ranker and \
+                    time.monotonic() - self._served_ranker[0] < self.config.discovery_ttl_s:
+                return self._served_ranker[1]
+        from .ranking import ServedRanker
+
+        found = ServedRanker(self.client) if self._available(N.RANKER) else None
+        with self._lock:
+            self._served_ranker = (time.monotonic(), found)
         return found
 
     def _available(self, model: str) -> bool:
@@ -339,6 +363,8 @@ class Recommender:
         settings = self.arm_settings.get(arm, {})
         use_feedback = settings.get("use_feedback", self.config.use_feedback)
         ranker = settings.get("ranker", self.ranker)
+        if ranker == AUTO:
+            ranker = self.served_ranker()
         policies = settings.get("policies", self.policies)
         fallbacks: list[str] = []
         lap("validate")
