@@ -157,13 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--batch_timeout_us", type=int, default=2000)
-    p.add_argument("--sweep", default="1,2,4,8,16,32", help="client counts of the batching sweep")
+    p.add_argument("--sweep", default="1,2,4,8,16,32",
+                   help="client counts of the batching sweep ('' skips it)")
+    p.add_argument("--report", default=None,
+                   help="where to write the JSON report (default: the run's metrics directory, "
+                        "<output>/metrics/<dataset>.serving_overhead.json)")
     args = p.parse_args(argv)
 
     import tensorflow as tf
 
     from recsys import features as F
-    from serving.batching import BatchingParameters
     from serving.client import RecommenderClient
     from serving.servable import import_custom_ops
     from tfx_pipeline.artifacts import latest_version_dir
@@ -238,14 +241,37 @@ def main(argv: list[str] | None = None) -> int:
                   f" = {r['client_cpu_ms'] + r['server_cpu_ms']:.3f}")
 
     # ---------------------------------------------------------------- batching sweep
-    sweep = [int(x) for x in args.sweep.split(",")]
+    sweep = [int(x) for x in args.sweep.split(",") if x.strip()]
+    report = {"model": args.model, "signature": args.signature, "k": args.k,
+              "command": "python benchmarks/serving_overhead.py "
+                         + " ".join(argv if argv is not None else sys.argv[1:]),
+              "cores": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
+              "load_average": [round(x, 2) for x in load],
+              "paths": results}
+    path = args.report or layout.metrics_path.replace(".json", ".serving_overhead.json")
+    if sweep:
+        report["batching"] = batching_sweep(args, sweep, base, client_call, users, per_thread)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"[overhead] written to {path}")
+    return 0
+
+
+def batching_sweep(args, sweep: list[int], base: str, client_call, users: list[str],
+                   per_thread: int) -> dict:
+    """gRPC at each client count of ``sweep``, without and with server-side batching."""
+    import tempfile
+
+    from serving.batching import BatchingParameters
+    from serving.client import RecommenderClient
+
     batching = BatchingParameters(max_batch_size=args.batch_size,
                                   batch_timeout_micros=args.batch_timeout_us,
                                   max_enqueued_batches=64, num_batch_threads=2,
                                   pad_variable_length_inputs=True)
     curves: dict[str, dict[int, dict]] = {}
-    batching_file = os.path.join(os.path.dirname(layout.metrics_path), "batching.config")
-    os.makedirs(os.path.dirname(batching_file), exist_ok=True)
+    batching_file = os.path.join(tempfile.mkdtemp(prefix="batching-"), "batching.config")
     with open(batching_file, "w") as f:
         f.write(f"max_batch_size {{ value: {batching.max_batch_size} }}\n"
                 f"batch_timeout_micros {{ value: {batching.batch_timeout_micros} }}\n"
@@ -277,23 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Best throughput with p99 <= {target:.3f} ms (unbatched p99 at {args.concurrency} "
           f"clients): unbatched {best['unbatched']:.1f} req/s, batched "
           f"{best['batched']:.1f} req/s ({gain:.2f}x)")
-    report = {"model": args.model, "signature": args.signature, "k": args.k,
-              "command": "python benchmarks/serving_overhead.py "
-                         + " ".join(argv if argv is not None else sys.argv[1:]),
-              "cores": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
-              "load_average": [round(x, 2) for x in load],
-              "paths": results,
-              "batching": {"parameters": {"max_batch_size": args.batch_size,
-                                          "batch_timeout_micros": args.batch_timeout_us},
-                           "curves": {label: {str(n): r for n, r in curve.items()}
-                                      for label, curve in curves.items()},
-                           "p99_target_ms": target, "best_throughput_rps": best}}
-    path = layout.metrics_path.replace(".json", ".serving_overhead.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"[overhead] written to {path}")
-    return 0
+    return {"parameters": {"max_batch_size": args.batch_size,
+                           "batch_timeout_micros": args.batch_timeout_us},
+            "curves": {label: {str(n): r for n, r in curve.items()}
+                       for label, curve in curves.items()},
+            "p99_target_ms": target, "best_throughput_rps": best}
 
 
 if __name__ == "__main__":
