@@ -2,7 +2,8 @@
 concurrent, and server-side batching at equal p99 -- all from one run.
 
     python benchmarks/serving_overhead.py --output artifacts [--model retrieval]
-        [--signature recommend_user] [--requests 200] [--concurrency 8]
+        [--signature recommend_user] [--requests 100] [--rounds 10] [--concurrency 8]
+        [--server_call] [--sweep 1,2,4,8,16,32] [--report PATH]
 
 The model is a pushed SavedModel (default: ``retrieval``'s ``recommend_user``, real user
 ids from the pipeline's test split). Paths:
@@ -14,9 +15,12 @@ ids from the pipeline's test split). Paths:
   are kept alive).
 
 ``sequential`` sends ``--requests`` one after another; ``concurrent`` runs
-``--concurrency`` threads, each sending ``--requests`` / 2 requests. Printed: p50 and p99
-latency (ms), throughput (requests/s), and each path's p50 overhead over in-process and
-throughput ratio to in-process. Then the batching sweep: gRPC at 1..32 concurrent clients
+``--concurrency`` threads, each sending ``--requests`` / 2 requests. The paths take turns:
+``--rounds`` rounds, each running every path's sequential block, then every path's concurrent
+block, so drifting load from other processes falls on all of them alike. Printed: p50 and p99
+latency (ms) over all rounds, throughput (requests/s), and each path's p50 overhead over
+in-process and throughput ratio to in-process (medians of the per-round differences and
+ratios), and CPU per sequential request (client and server process). Then the batching sweep: gRPC at 1..32 concurrent clients
 without and with ``--enable_batching`` (``--batch_size``, ``--batch_timeout_us``), and the
 best throughput of each whose p99 stays within the unbatched p99 at ``--concurrency``.
 Figures are comparable within one run only (same machine, same load).
@@ -223,9 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="movielens-100k")
     p.add_argument("--model", default="retrieval")
     p.add_argument("--signature", default="recommend_user")
-    p.add_argument("--requests", type=int, default=200,
+    p.add_argument("--requests", type=int, default=100,
                    help="sequential requests per path and round (concurrent: half per client)")
-    p.add_argument("--rounds", type=int, default=5,
+    p.add_argument("--rounds", type=int, default=10,
                    help="rounds; each runs every path in turn (interleaved)")
     p.add_argument("--server_call", action="store_true",
                    help="also time the server's own model call (serving.servable.Servable."
