@@ -2,7 +2,8 @@
 concurrent, and server-side batching at equal p99 -- all from one run.
 
     python benchmarks/serving_overhead.py --output artifacts [--model retrieval]
-        [--signature recommend_user] [--requests 200] [--concurrency 8]
+        [--signature recommend_user] [--requests 100] [--rounds 10] [--concurrency 8]
+        [--server_call] [--sweep 1,2,4,8,16,32] [--report PATH]
 
 The model is a pushed SavedModel (default: ``retrieval``'s ``recommend_user``, real user
 ids from the pipeline's test split). Paths:
@@ -14,9 +15,12 @@ ids from the pipeline's test split). Paths:
   are kept alive).
 
 ``sequential`` sends ``--requests`` one after another; ``concurrent`` runs
-``--concurrency`` threads, each sending ``--requests`` / 2 requests. Printed: p50 and p99
-latency (ms), throughput (requests/s), and each path's p50 overhead over in-process and
-throughput ratio to in-process. Then the batching sweep: gRPC at 1..32 concurrent clients
+``--concurrency`` threads, each sending ``--requests`` / 2 requests. The paths take turns:
+``--rounds`` rounds, each running every path's sequential block, then every path's concurrent
+block, so drifting load from other processes falls on all of them alike. Printed: p50 and p99
+latency (ms) over all rounds, throughput (requests/s), and each path's p50 overhead over
+in-process and throughput ratio to in-process (medians of the per-round differences and
+ratios), and CPU per sequential request (client and server process). Then the batching sweep: gRPC at 1..32 concurrent clients
 without and with ``--enable_batching`` (``--batch_size``, ``--batch_timeout_us``), and the
 best throughput of each whose p99 stays within the unbatched p99 at ``--concurrency``.
 Figures are comparable within one run only (same machine, same load).
@@ -31,7 +35,7 @@ import statistics
 import sys
 import threading
 import time
-import urllib.error
+from urllib.error import HTTPError
 
 import recsys  # noqa: F401
 
@@ -55,9 +59,11 @@ def process_cpu_seconds(pid: int | None = None) -> float:
         return float("nan")
 
 
-def run_sequential(call, users: list[str], server_pid: int | None = None) -> dict:
+def run_sequential(call, users: list[str], server_pid: int | None = None,
+                   keep: bool = False) -> dict:
     """Also CPU ms per request: this process's and the server process's (if any). CPU time
-    is what the request costs the machine; it varies far less with other load than latency."""
+    is what the request costs the machine; it varies far less with other load than latency.
+    ``keep``: also return the latencies and the wall time (to pool several runs)."""
     latencies = []
     cpu0, server0 = process_cpu_seconds(), process_cpu_seconds(server_pid) if server_pid else 0.0
     start = time.perf_counter()
@@ -65,14 +71,19 @@ def run_sequential(call, users: list[str], server_pid: int | None = None) -> dic
         t0 = time.perf_counter()
         call(user)
         latencies.append(time.perf_counter() - t0)
-    result = summarize(latencies, time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    result = summarize(latencies, wall)
+    if keep:
+        result["latencies_s"], result["wall_s"] = latencies, wall
     result["client_cpu_ms"] = round((process_cpu_seconds() - cpu0) * 1000 / len(users), 3)
     result["server_cpu_ms"] = round((process_cpu_seconds(server_pid) - server0) * 1000
                                     / len(users), 3) if server_pid else 0.0
     return result
 
 
-def run_concurrent(make_call, users: list[str], threads: int, per_thread: int) -> dict:
+def run_concurrent(make_call, users: list[str], threads: int, per_thread: int,
+                   keep: bool = False) -> dict:
+    """``keep``: also return the latencies and the wall time (to pool several runs)."""
     calls = [make_call() for _ in range(threads)]
     for call in calls:
         call(users[0])  # connect, fetch metadata
@@ -97,7 +108,71 @@ def run_concurrent(make_call, users: list[str], threads: int, per_thread: int) -
     start = time.perf_counter()
     for thread in pool:
         thread.join()
-    return summarize(latencies, time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    result = summarize(latencies, wall)
+    if keep:
+        result["latencies_s"], result["wall_s"] = latencies, wall
+    return result
+
+
+def server_call(args, version_dir: str, warm_user: str):
+    """The server's own model call (``Servable.predict``: checks, feeds, the signature and the
+    per-row k) on the same SavedModel, in this process."""
+    import numpy as np
+
+    from serving.servable import Servable
+
+    servable = Servable(args.model, int(os.path.basename(version_dir)), version_dir).load()
+    k_array, exclude_array = np.array([args.k], np.int32), np.array([[b""]], object)
+    user_signature = args.signature == "recommend_user"
+    query, shape = ("user_id", (1,)) if user_signature else ("history", (1, 1))
+
+    def call(user: str):
+        feeds = {"k": k_array, "exclude": exclude_array,
+                 query: np.array([user.encode()], object).reshape(shape)}
+        return servable.predict(args.signature, feeds)
+
+    call(warm_user)
+    return call
+
+
+def run_interleaved(callers: dict, users: list[str], args, per_thread: int,
+                    server_pid: int) -> dict[str, dict]:
+    """Every path in turn, ``args.rounds`` times: a sequential block, then (after all the
+    sequential blocks of the round) a concurrent block per path. Load from other processes
+    drifts on a shared machine; interleaving gives every path the same share of it, and the
+    overheads and ratios are taken within each round, then their median is reported."""
+    calls = {name: make() for name, make in callers.items()}
+    for call in calls.values():
+        call(users[0])  # connect, fetch metadata
+    blocks: dict[str, list[dict]] = {}
+    for _ in range(args.rounds):
+        for name, call in calls.items():
+            blocks.setdefault(f"{name} sequential", []).append(
+                run_sequential(call, users[: args.requests],
+                               None if name.startswith("in-process") else server_pid, keep=True))
+        for name, make in callers.items():
+            if name.startswith("in-process,"):
+                continue  # the server's call, sequentially only
+            blocks.setdefault(f"{name} concurrent", []).append(
+                run_concurrent(make, users, args.concurrency, per_thread, keep=True))
+    results = {}
+    for name, runs in blocks.items():
+        latencies = [x for r in runs for x in r.pop("latencies_s")]
+        wall = sum(r["wall_s"] for r in runs)
+        result = summarize(latencies, wall)
+        if "client_cpu_ms" in runs[0]:
+            for key in ("client_cpu_ms", "server_cpu_ms"):
+                result[key] = round(statistics.median(r[key] for r in runs), 3)
+        reference = blocks["in-process " + name.split()[-1]]
+        result["p50_overhead_ms"] = round(statistics.median(
+            r["p50_ms"] - ref["p50_ms"] for r, ref in zip(runs, reference)), 3)
+        result["throughput_ratio"] = round(statistics.median(
+            ref["throughput_rps"] / r["throughput_rps"] for r, ref in zip(runs, reference)), 2)
+        result["rounds"] = [{k: r[k] for k in ("p50_ms", "p99_ms", "throughput_rps")}
+                            for r in runs]
+        results[name] = result
+    return results
 
 
 class ServerProcess:
@@ -133,7 +208,7 @@ class ServerProcess:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.rest_port}/v1/models/"
                                             "x", timeout=5):
                     break
-            except urllib.error.HTTPError:
+            except HTTPError:
                 break  # answering (404 for model x)
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
@@ -152,18 +227,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="movielens-100k")
     p.add_argument("--model", default="retrieval")
     p.add_argument("--signature", default="recommend_user")
-    p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--requests", type=int, default=100,
+                   help="sequential requests per path and round (concurrent: half per client)")
+    p.add_argument("--rounds", type=int, default=10,
+                   help="rounds; each runs every path in turn (interleaved)")
+    p.add_argument("--server_call", action="store_true",
+                   help="also time the server's own model call (serving.servable.Servable."
+                        "predict) in-process, sequentially")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--batch_timeout_us", type=int, default=2000)
-    p.add_argument("--sweep", default="1,2,4,8,16,32", help="client counts of the batching sweep")
+    p.add_argument("--sweep", default="1,2,4,8,16,32",
+                   help="client counts of the batching sweep ('' skips it)")
+    p.add_argument("--report", default=None,
+                   help="where to write the JSON report (default: the run's metrics directory, "
+                        "<output>/metrics/<dataset>.serving_overhead.json)")
     args = p.parse_args(argv)
 
     import tensorflow as tf
 
     from recsys import features as F
-    from serving.batching import BatchingParameters
     from serving.client import RecommenderClient
     from serving.servable import import_custom_ops
     from tfx_pipeline.artifacts import latest_version_dir
@@ -204,33 +288,31 @@ def main(argv: list[str] | None = None) -> int:
     in_process(users[0])
     load_before = os.getloadavg()
     per_thread = max(1, args.requests // 2)
-    results: dict[str, dict] = {}
-    results["in-process sequential"] = run_sequential(in_process, users)
-    results["in-process concurrent"] = run_concurrent(lambda: in_process, users,
-                                                      args.concurrency, per_thread)
+    servable_call = server_call(args, version_dir, users[0]) if args.server_call else None
     with ServerProcess(args.model, base) as server:
+        callers = {"in-process": lambda: in_process}
+        if servable_call is not None:
+            callers["in-process, the server's call"] = lambda: servable_call
         for protocol, port in (("REST", server.rest_port), ("gRPC", server.grpc_port)):
             def make(protocol=protocol, port=port):
                 return client_call(RecommenderClient(f"127.0.0.1:{port}", protocol.lower(),
                                                      model_name=args.model, timeout=30))
-            seq = make()
-            seq(users[0])
-            results[f"{protocol} sequential"] = run_sequential(seq, users, server.process.pid)
-            results[f"{protocol} concurrent"] = run_concurrent(make, users, args.concurrency,
-                                                               per_thread)
+            callers[protocol] = make
+        results = run_interleaved(callers, users, args, per_thread, server.process.pid)
 
     load = os.getloadavg()
-    print(f"{args.model}/{args.signature}, k={args.k}, {len(users)} users; "
-          f"{args.concurrency} concurrent clients x {per_thread} requests; "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
-    print(f"{'path':26s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} {'p50 - in-process':>17s} "
+    print(f"{args.model}/{args.signature}, k={args.k}, {len(users)} users; {args.rounds} rounds, "
+          f"each path in turn per round: {args.requests} sequential requests, then "
+          f"{args.concurrency} concurrent clients x {per_thread} requests; load average "
+          f"{load_before[0]:.2f} before, {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} after, on "
+          f"{os.cpu_count()} cores")
+    print(f"{'path':40s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} {'p50 - in-process':>17s} "
           f"{'req/s ratio':>12s}")
     for name, r in results.items():
-        base_r = results["in-process " + name.split()[-1]]
-        r["p50_overhead_ms"] = round(r["p50_ms"] - base_r["p50_ms"], 3)
-        r["throughput_ratio"] = round(base_r["throughput_rps"] / r["throughput_rps"], 2)
-        print(f"{name:26s} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['throughput_rps']:8.1f} "
+        print(f"{name:40s} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['throughput_rps']:8.1f} "
               f"{r['p50_overhead_ms']:+17.3f} {r['throughput_ratio']:11.2f}x")
+    print("(p50 - in-process and the req/s ratio: medians over the rounds of the differences and "
+          "ratios within each round)")
     print("CPU per sequential request (client + server process, all threads), ms:")
     for name, r in results.items():
         if "client_cpu_ms" in r:
@@ -238,14 +320,37 @@ def main(argv: list[str] | None = None) -> int:
                   f" = {r['client_cpu_ms'] + r['server_cpu_ms']:.3f}")
 
     # ---------------------------------------------------------------- batching sweep
-    sweep = [int(x) for x in args.sweep.split(",")]
+    sweep = [int(x) for x in args.sweep.split(",") if x.strip()]
+    report = {"model": args.model, "signature": args.signature, "k": args.k,
+              "command": "python benchmarks/serving_overhead.py "
+                         + " ".join(argv if argv is not None else sys.argv[1:]),
+              "cores": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
+              "load_average": [round(x, 2) for x in load],
+              "paths": results}
+    path = args.report or layout.metrics_path.replace(".json", ".serving_overhead.json")
+    if sweep:
+        report["batching"] = batching_sweep(args, sweep, base, client_call, users, per_thread)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"[overhead] written to {path}")
+    return 0
+
+
+def batching_sweep(args, sweep: list[int], base: str, client_call, users: list[str],
+                   per_thread: int) -> dict:
+    """gRPC at each client count of ``sweep``, without and with server-side batching."""
+    import tempfile
+
+    from serving.batching import BatchingParameters
+    from serving.client import RecommenderClient
+
     batching = BatchingParameters(max_batch_size=args.batch_size,
                                   batch_timeout_micros=args.batch_timeout_us,
                                   max_enqueued_batches=64, num_batch_threads=2,
                                   pad_variable_length_inputs=True)
     curves: dict[str, dict[int, dict]] = {}
-    batching_file = os.path.join(os.path.dirname(layout.metrics_path), "batching.config")
-    os.makedirs(os.path.dirname(batching_file), exist_ok=True)
+    batching_file = os.path.join(tempfile.mkdtemp(prefix="batching-"), "batching.config")
     with open(batching_file, "w") as f:
         f.write(f"max_batch_size {{ value: {batching.max_batch_size} }}\n"
                 f"batch_timeout_micros {{ value: {batching.batch_timeout_micros} }}\n"
@@ -277,23 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Best throughput with p99 <= {target:.3f} ms (unbatched p99 at {args.concurrency} "
           f"clients): unbatched {best['unbatched']:.1f} req/s, batched "
           f"{best['batched']:.1f} req/s ({gain:.2f}x)")
-    report = {"model": args.model, "signature": args.signature, "k": args.k,
-              "command": "python benchmarks/serving_overhead.py "
-                         + " ".join(argv if argv is not None else sys.argv[1:]),
-              "cores": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
-              "load_average": [round(x, 2) for x in load],
-              "paths": results,
-              "batching": {"parameters": {"max_batch_size": args.batch_size,
-                                          "batch_timeout_micros": args.batch_timeout_us},
-                           "curves": {label: {str(n): r for n, r in curve.items()}
-                                      for label, curve in curves.items()},
-                           "p99_target_ms": target, "best_throughput_rps": best}}
-    path = layout.metrics_path.replace(".json", ".serving_overhead.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"[overhead] written to {path}")
-    return 0
+    return {"parameters": {"max_batch_size": args.batch_size,
+                           "batch_timeout_micros": args.batch_timeout_us},
+            "curves": {label: {str(n): r for n, r in curve.items()}
+                       for label, curve in curves.items()},
+            "p99_target_ms": target, "best_throughput_rps": best}
 
 
 if __name__ == "__main__":

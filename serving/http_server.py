@@ -95,6 +95,7 @@ class _Connection(asyncio.Protocol):
         self.continue_sent = False
         self.timer: asyncio.TimerHandle | None = None
         self.cancellation = None
+        self.current = None  # the handler's future of the request being answered
 
     # ------------------------------------------------------------- connection
 
@@ -256,30 +257,51 @@ class _Connection(asyncio.Protocol):
                 f"{server.max_queued}); retry later")), keep_alive)
             return
         # Reading goes on while the request runs, so a client that disconnects is noticed
-        # (connection_lost) and its work cancelled.
+        # (connection_lost) and its work cancelled. The answer comes back through callbacks,
+        # not a coroutine: a Task, a shield and a wait_for per request cost the event loop
+        # more Python than the request's own parsing.
         self.busy = True
         self.cancellation = request.cancellation = server.new_cancellation()
         server.in_flight += 1
-        future = server.loop.run_in_executor(server.pool, server.handler, request)
-        future.add_done_callback(lambda _: server._done())
-        asyncio.ensure_future(self._answer(future, keep_alive), loop=server.loop)
+        loop = server.loop
+        future = self.current = server.pool.submit(server.handler, request)
+        self.timer = loop.call_later(server.request_timeout, self._deadline, future, keep_alive) \
+            if server.request_timeout else None
+        def handled(f):  # on the worker thread
+            try:
+                loop.call_soon_threadsafe(self._handled, f, keep_alive)
+            except RuntimeError:  # the loop is closed: the server stopped
+                pass
 
-    async def _answer(self, future, keep_alive: bool) -> None:
-        server = self.server
+        future.add_done_callback(handled)
+
+    def _deadline(self, future, keep_alive: bool) -> None:
+        """The request ran past ``request_timeout``: 504 now, and its model call cancelled."""
+        self.timer = None
+        if future.done() or not self.busy:
+            return
+        if self.cancellation is not None:
+            self.cancellation.start_cancel()  # stop the model call, not just the wait
+        self._respond(Response(504, _error_body("Deadline Exceeded")), keep_alive)
+
+    def _handled(self, future, keep_alive: bool) -> None:
+        self.server.in_flight -= 1
+        if future is not self.current:
+            return  # already answered (504) -- the handler's late answer is dropped
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         try:
-            if server.request_timeout:
-                response = await asyncio.wait_for(asyncio.shield(future), server.request_timeout)
-            else:
-                response = await future
-        except asyncio.TimeoutError:
-            if self.cancellation is not None:
-                self.cancellation.start_cancel()  # stop the model call, not just the wait
-            response = Response(504, _error_body("Deadline Exceeded"))
+            response = future.result()
         except Exception as err:  # the handler itself failed (it should not)
-            log.exception("REST handler failed")
+            log.error("REST handler failed", exc_info=err)
             response = Response(500, _error_body(f"Internal error: {type(err).__name__}"))
+        self._respond(response, keep_alive)
+
+    def _respond(self, response: Response, keep_alive: bool) -> None:
+        server = self.server
         self.busy = False
-        self.cancellation = None
+        self.cancellation = self.current = None
         if self.closed:
             return
         self._send(response, keep_alive)
@@ -328,9 +350,6 @@ class HttpServer:
         self.loop = asyncio.new_event_loop()
         self._server = None
         self._thread: threading.Thread | None = None
-
-    def _done(self) -> None:
-        self.in_flight -= 1
 
     def start(self) -> "HttpServer":
         """Binds (raising OSError if the port is taken), then serves on a thread."""

@@ -261,6 +261,32 @@ def test_rest_timeout_cancels_the_model_call(model_root):
                                               status="CANCELLED") == 1, seconds=15)
 
 
+def test_after_a_504_the_kept_alive_connection_answers_its_next_request(model_root):
+    """The timed-out call's late answer is dropped; the next request gets its own answer."""
+    def request(body):
+        body = json.dumps(body).encode()
+        return (b"POST /v1/models/toy:predict HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body))
+
+    def answer(sock):
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+            data += sock.recv(65536)
+        return data
+
+    with ModelServer(toy_config(model_root), grpc_port=0, rest_port=0, poll_seconds=0,
+                     rest_timeout_ms=300) as server:
+        with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+            sock.sendall(request({"signature_name": "sleep", "inputs": [3000]}))
+            assert answer(sock).startswith(b"HTTP/1.1 504 ")
+            sock.sendall(request({"inputs": [[2.0, 1.0, 0.0]]}))
+            data = answer(sock)
+            assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b'{"outputs": [1.1]}')
+            wait_for(lambda: server._rest.in_flight == 0, seconds=15)
+            sock.sendall(request({"inputs": [[0.0, 0.0, 4.0]]}))
+            assert answer(sock).endswith(b'{"outputs": [1.1]}')
+
+
 def test_a_client_that_disconnects_cancels_its_call(server):
     before = server.metrics.count(signature_name="sleep", entrypoint="REST", status="CANCELLED")
     sock = socket.create_connection(("127.0.0.1", server.rest_port))

@@ -207,6 +207,134 @@ def retrieval_features(candidates: Sequence[str],
     return feats
 
 
+class _HttpConnection:
+    """One kept-alive HTTP/1.1 connection: each request is one ``sendall`` (request line,
+    headers and body together), the answer is read with one ``recv`` when it fits.
+
+    ``http.client`` sent the head and the body in two writes (two segments, so the server
+    woke up twice per request) and parsed the answer's headers with the ``email`` package;
+    on a small request that was about 0.1 ms of client CPU and 0.15 ms of latency on the
+    development machine. Answers with ``Content-Length``, ``chunked`` or read-until-close
+    bodies are understood; ``1xx`` interim answers are skipped.
+    """
+
+    def __init__(self, host: str, port: int, timeout: float, ssl_context=None):
+        sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if ssl_context is not None:
+                sock = ssl_context.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.buffer = b""
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def request(self, method: str, url: str, headers: str, body: bytes | None
+                ) -> tuple[int, str, bool, bytes]:
+        """Sends one request; returns (status, reason, server closes the connection, body)."""
+        head = f"{method} {url} HTTP/1.1\r\nHost: {self.host_header}\r\n{headers}"
+        if body is not None:
+            head += f"Content-Length: {len(body)}\r\n"
+        message = (head + "\r\n").encode("latin-1")
+        self.sock.sendall(message + body if body else message)
+        self.buffer = b""
+        while True:
+            status, reason, fields, version = self._read_head()
+            if not 100 <= status < 200:
+                break
+        close = "close" in fields.get("connection", "").lower() or (
+            version == "HTTP/1.0" and "keep-alive" not in fields.get("connection", "").lower())
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            data = self._read_chunked()
+        elif "content-length" in fields:
+            try:
+                length = int(fields["content-length"])
+            except ValueError:
+                raise http.client.HTTPException(
+                    f"invalid Content-Length {fields['content-length']!r}") from None
+            data = self._read_exactly(length)
+        else:
+            data, close = self._read_to_close(), True
+        return status, reason, close, data
+
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(262144)
+        if not chunk:
+            raise http.client.RemoteDisconnected("Remote end closed connection without response")
+        return chunk
+
+    def _read_head(self):
+        buffer = self.buffer
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(buffer) > 65536:
+                raise http.client.HTTPException("answer head larger than 64 KiB")
+            buffer += self._recv()
+        lines = buffer[:end].decode("latin-1").split("\r\n")
+        self.buffer = buffer[end + 4:]
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/") or not code.isdigit():
+            raise http.client.BadStatusLine(lines[0][:100])
+        fields = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            fields[name.strip().lower()] = value.strip()
+        return int(code), reason, fields, version
+
+    def _read_exactly(self, length: int) -> bytes:
+        buffer = self.buffer
+        if len(buffer) < length:
+            parts, have = [buffer], len(buffer)
+            while have < length:
+                chunk = self._recv()
+                parts.append(chunk)
+                have += len(chunk)
+            buffer = b"".join(parts)
+        self.buffer = buffer[length:]
+        return buffer[:length]
+
+    def _read_line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            self.buffer += self._recv()
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line
+
+    def _read_chunked(self) -> bytes:
+        parts = []
+        while True:
+            try:
+                size = int(self._read_line().split(b";")[0].strip(), 16)
+            except ValueError:
+                raise http.client.HTTPException("malformed chunk size") from None
+            if size == 0:
+                while self._read_line():  # trailer fields, up to the empty line
+                    pass
+                return b"".join(parts)
+            parts.append(self._read_exactly(size))
+            self._read_exactly(2)
+
+    def _read_to_close(self) -> bytes:
+        parts = [self.buffer]
+        while True:
+            chunk = self.sock.recv(262144)
+            if not chunk:
+                break
+            parts.append(chunk)
+        self.buffer = b""
+        return b"".join(parts)
+
+
 class RecommenderClient:
     def __init__(self, target: str, protocol: str = "rest", model_name: str = AUTO,
                  signature_name: str = N.SERVING_DEFAULT, timeout: float = 5.0, *,
@@ -531,25 +659,21 @@ class RecommenderClient:
             result[name] = _object_array(value) if dtype is object else np.asarray(value, dtype)
         return result
 
-    def _connection(self, fresh: bool = False) -> http.client.HTTPConnection:
+    def _connection(self, fresh: bool = False) -> "_HttpConnection":
         """This thread's kept-alive connection (TCP_NODELAY: no Nagle stall on small writes)."""
         connection = getattr(self._local, "connection", None)
         if connection is not None and not fresh:
             return connection
         if connection is not None:
             connection.close()
+        context = None
         if self.tls:
             import ssl
 
             context = ssl.create_default_context()
             if self._root_certificates is not None:
                 context.load_verify_locations(cadata=self._root_certificates.decode("ascii"))
-            connection = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
-                                                     context=context)
-        else:
-            connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
-        connection.connect()
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = _HttpConnection(self._host, self._port, self.timeout, context)
         self._local.connection = connection
         with self._lock:
             self._connections.append(connection)
@@ -559,21 +683,18 @@ class RecommenderClient:
         """``body``: a JSON document to send, or ``data``: its bytes, already written."""
         if body is not None:
             data = json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
+        headers = "Content-Type: application/json\r\n"
         if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+            headers += f"Authorization: Bearer {self.token}\r\n"
         for attempt in (0, 1):
             reused = getattr(self._local, "connection", None) is not None
             try:
                 connection = self._connection()
-                connection.request(method, url, body=data, headers=headers)
-                response = connection.getresponse()
-                raw = response.read()
-                if response.getheader("Connection", "").lower() == "close":
+                status, reason, close, raw = connection.request(method, url, headers, data)
+                if close:
                     self._drop_connection()
                 break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
-                    http.client.CannotSendRequest) as err:
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as err:
                 # A kept-alive connection the server closed meanwhile: reconnect once.
                 self._drop_connection()
                 if reused and attempt == 0:
@@ -582,18 +703,18 @@ class RecommenderClient:
             except (TimeoutError, socket.timeout, OSError, http.client.HTTPException) as err:
                 self._drop_connection()
                 raise self._connection_error(err) from None
-        if response.status != 200:
+        if status != 200:
             try:
                 message = json.loads(raw).get("error", raw.decode("utf-8", "replace"))
             except (ValueError, AttributeError):
-                message = raw.decode("utf-8", "replace") or response.reason
-            error_class = ServingTimeout if response.status == 504 else ServingError
-            raise error_class(message, code=response.status)
+                message = raw.decode("utf-8", "replace") or reason
+            error_class = ServingTimeout if status == 504 else ServingError
+            raise error_class(message, code=status)
         try:
             return json.loads(raw)
         except ValueError:
             raise ServingError(f"the server at {self.target} answered with invalid JSON: "
-                               f"{raw[:200]!r}", code=response.status) from None
+                               f"{raw[:200]!r}", code=status) from None
 
     def _drop_connection(self) -> None:
         connection = getattr(self._local, "connection", None)
