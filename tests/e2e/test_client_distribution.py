@@ -195,8 +195,10 @@ def _installed(python: str) -> dict:
             sizes[dist.metadata["Name"].lower()] = round(total / 1e6, 1)
         print(json.dumps(sizes))
     ''')
+    # run in the venv's directory: ``python -c`` puts the working directory on sys.path, and a repository
+    # checkout installed in development mode holds the full stack's egg-info there
     done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, timeout=120,
-                          env={"PATH": os.environ.get("PATH", "")})
+                          env={"PATH": os.environ.get("PATH", "")}, cwd=os.path.dirname(os.path.dirname(python)))
     return json.loads(done.stdout)
 
 
@@ -251,7 +253,7 @@ def test_rest_client_alone_in_a_venv_without_tensorflow(served, request_doc, tmp
     assert got["unknown_model"] == "404"
     _check(got, _full_stack_answers("rest", target, request_doc))
     installed = subprocess.run([python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True,
-                               check=True).stdout
+                               check=True, cwd=os.path.dirname(os.path.dirname(python))).stdout
     assert {p["name"].lower() for p in json.loads(installed)} <= {"commerce-recsys-client", "numpy", "pip",
                                                                   "setuptools"}
     # the multi-stage Recommender imports without the store's extras, and says which extra it needs

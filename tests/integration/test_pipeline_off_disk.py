@@ -16,6 +16,7 @@ About 3 minutes on this 2-core machine.
 """
 import importlib.util
 import os
+import sys
 import uuid
 
 import pytest
@@ -25,11 +26,14 @@ pytestmark = pytest.mark.integration
 
 
 def _ram_fs():
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "tfx_pipeline", "beam_ram_fs.py")
-    spec = importlib.util.spec_from_file_location("_beam_ram_fs_pipeline", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # registers Beam's ram:// filesystem
-    return module
+    """The test-only Beam filesystem for ram://, loaded once per session under the name the unit tests
+    use too (Beam refuses two filesystems for one scheme)."""
+    if "_beam_ram_fs" not in sys.modules:
+        path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "tfx_pipeline", "beam_ram_fs.py")
+        spec = importlib.util.spec_from_file_location("_beam_ram_fs", path)
+        sys.modules["_beam_ram_fs"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["_beam_ram_fs"])  # registers Beam's ram:// filesystem
+    return sys.modules["_beam_ram_fs"]
 
 
 def test_the_pipeline_spine_runs_with_its_root_on_ram(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ on an artifact would fail here (``ram://...`` is no local path).
 import importlib.util
 import json
 import os
+import sys
 import types
 import uuid
 
@@ -21,9 +22,12 @@ import tensorflow as tf
 from recsys import features as F
 from transform import fileio
 
-_spec = importlib.util.spec_from_file_location("_beam_ram_fs", os.path.join(os.path.dirname(__file__), "beam_ram_fs.py"))
-beam_ram_fs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(beam_ram_fs)  # registers the Beam filesystem for ram://
+if "_beam_ram_fs" not in sys.modules:  # one module object per session: Beam refuses two filesystems for a scheme
+    _spec = importlib.util.spec_from_file_location("_beam_ram_fs", os.path.join(os.path.dirname(__file__),
+                                                                                "beam_ram_fs.py"))
+    sys.modules["_beam_ram_fs"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["_beam_ram_fs"])  # registers the Beam filesystem for ram://
+beam_ram_fs = sys.modules["_beam_ram_fs"]
 
 BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
