@@ -26,7 +26,8 @@ def stack(deployed, tmp_path_factory):
     work = tmp_path_factory.mktemp("multistage-e2e")
     examples = latest_output_uri(deployed, "SequenceExampleGen", "examples")
     table = write_item_table(examples, str(work / "items.tsv"))
-    config = model_server_config({m: os.path.join(deployed.serving_dir, m) for m in RETRIEVERS})
+    # the retrievers and the ranker: Recommender(ranker="auto"), the default, ranks with the served one
+    config = model_server_config({m: os.path.join(deployed.serving_dir, m) for m in (*RETRIEVERS, N.RANKER)})
     server = ModelServer(config, grpc_port=0, rest_port=0, poll_seconds=0, host="127.0.0.1").start()
     redis_server = EmbeddedRedis(str(work / "redis"))
     yield deployed, examples, table, server, redis_server
