@@ -8,11 +8,14 @@ validation NDCG@10 (test read once, at the end):
 * ``ultragcn multi-behaviour``: the pipeline's model (every behaviour, purchase-aligned score,
   semantic initialisation, item–item constraint) without repeat-count edge weights;
 * ``- auxiliary behaviours``: purchase edges only;
+* ``- target alignment``: every behaviour scored by the same dot product (no learned relation), so the
+  served score is "any interaction" rather than the purchase preference;
 * ``- semantic init``: free random embeddings, no content map;
 * ``+ repeat-count edge weights``: an edge weighs ``1 + log(events on it)`` (repeat purchases): the
   pipeline's default (on MovieLens every edge has one event, so it equals the row above);
 * ``+ session shift``: the full model (and LightGCN) with each row's last ``session_items`` history
-  items mixed into the user vector at the weight chosen on validation;
+  items' query vectors (their own vectors, their audience's, or a blend) mixed into the user vector,
+  rule and weight chosen on validation;
 
 beside the item-CF / ItemKNN / popularity baselines of the same rows. Each variant is trained with
 ``--seeds`` seeds (default 3): rows are means, ``NDCG@10 sd`` the standard deviation over seeds
@@ -20,7 +23,9 @@ beside the item-CF / ItemKNN / popularity baselines of the same rows. Each varia
 HR/Recall/NDCG/coverage/entropy@10 and the **long-tail share** (recommended slots outside
 the 20% most popular training items), full ranking, history masked on leave-one-out
 data. A **cold-item slice** (test targets with <= 5 training interactions: the rows that have one,
-their targets cut to the cold ones) compares semantic init on and off. Training cost: seconds per epoch and to convergence,
+their targets cut to the cold ones) compares semantic init on and off. A **purchase-target slice** (when
+some targets are not purchases, as on MovieLens where a rating < 4 is a click: the rows with a purchase
+target, targets cut to those) shows what target alignment is for. Training cost: seconds per epoch and to convergence,
 UltraGCN over LightGCN printed as ratios. Writes ``metrics/<dataset>.graph_ablation.json``.
 """
 from __future__ import annotations
@@ -45,6 +50,7 @@ VARIANTS = {
                      batch_size=2048, learning_rate=1e-3, eval_every=5, patience=6, max_epochs=400),
     "ultragcn multi-behaviour": BASE,
     "- auxiliary behaviours": dict(BASE, behaviours=["purchase"]),
+    "- target alignment": dict(BASE, target_aligned=False),
     "- semantic init": dict(BASE, semantic_init=False),
     "+ repeat-count edge weights": {},  # = the pipeline's defaults
 }
@@ -78,6 +84,19 @@ def _cold_slice(rows, train_counts: np.ndarray):
                           [rows.user_ids[r] for r in keep])
 
 
+def _purchase_slice(rows):
+    """Rows with a purchase target, their targets cut to the purchases (None when every target is a purchase)."""
+    from recsys import features as F
+    from trainer.graph import EvalRows
+
+    bought = [b == F.TARGET_BEHAVIOUR for b in rows.target_behaviours]
+    if all(m.all() for m in bought):
+        return None
+    keep = [r for r, m in enumerate(bought) if m.any()]
+    return EvalRows(rows.users[keep], [rows.targets[r][bought[r]] for r in keep], [rows.histories[r] for r in keep],
+                    [rows.user_ids[r] for r in keep], [rows.target_behaviours[r][bought[r]] for r in keep])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", default="artifacts", help="artifact root of a `recsys run` (default: artifacts)")
@@ -107,11 +126,13 @@ def main(argv=None) -> int:
     train_counts = np.bincount(full.edge_item, weights=full.edge_count, minlength=n)
     tail = metrics.long_tail_items(train_counts)
     cold_rows, cold = _cold_slice(test, train_counts)
+    purchase = _purchase_slice(test)
+    slices = [("validation", val), ("test", test), ("cold_test", cold)] + ([("purchase_test", purchase)] if purchase else [])
     print(f"[graph-ablation] {args.dataset}: {len(full.edge_user):,} edges, {full.num_users:,} users, {n:,} items; "
           f"test rows {len(test.users):,} (cold-target slice: {len(cold.users):,} rows with <= {COLD_MAX} training "
-          f"interactions)", flush=True)
+          f"interactions{f'; purchase-target slice: {len(purchase.users):,} rows' if purchase else ''})", flush=True)
 
-    results: dict[str, dict] = {"test": {}, "validation": {}, "cold_test": {}}
+    results: dict[str, dict] = {label: {} for label, _ in slices}
     training: dict[str, dict] = {}
     # the baselines exactly as the pipeline's evaluator fits them (export.evaluate): every training
     # interaction, repeats included
@@ -126,7 +147,7 @@ def main(argv=None) -> int:
         scorers.append(("user_most_frequent", baselines.UserMostFrequent()))
     for name, scorer in scorers:
         scorer.fit(train_hist, n)
-        for label, rows in (("validation", val), ("test", test), ("cold_test", cold)):
+        for label, rows in slices:
             top = np.concatenate([metrics.top_k(scorer.score(rows.users[s:s + 512], rows.histories[s:s + 512]), 10,
                                                 rows.histories[s:s + 512] if exclude else None)
                                   for s in range(0, len(rows.users), 512)])
@@ -152,18 +173,19 @@ def main(argv=None) -> int:
             data = data if cfg.semantic_init else dataclasses.replace(data, content=None)
             print(f"[graph-ablation] training {name!r} (seed {seed}): {len(data.edge_user):,} edges", flush=True)
             r = G.train(data, val, cfg, exclude, log=lambda m: print(m, flush=True), name=name)
-            for label, rows in (("validation", val), ("test", test), ("cold_test", cold)):
+            for label, rows in slices:
                 add(name, label, _row(scores_topk(r.users, r.items, rows, exclude), rows, n, tail))
             if name in (full_name, "lightgcn"):  # + session shift, at the weight chosen on validation
                 shifted = SESSION if name == full_name else f"lightgcn {SESSION}"
-                for label, rows in (("validation", val), ("test", test), ("cold_test", cold)):
-                    q = session_vectors(r.users, r.items, rows, r.session_weight, cfg.session_items)
+                for label, rows in slices:
+                    q = session_vectors(r.users, r.query_items, rows, r.session_weight, cfg.session_items)
                     add(shifted, label, _row(scores_topk(r.users, r.items, rows, exclude, user_vectors=q), rows, n,
                                              tail))
             runs.append({"seed": seed, "best_epoch": r.best_epoch, "epochs_run": r.log[-1]["epoch"],
                          "seconds_per_epoch": round(r.seconds_per_epoch, 3), "wall_s": round(r.wall_s, 1),
                          "seconds_to_best": round(r.seconds_per_epoch * r.best_epoch, 1),
-                         "session_weight": r.session_weight, "session_validation_ndcg": r.session_val,
+                         "session_weight": r.session_weight, "query_self_weight": r.query_self_weight,
+                         "session_validation_ndcg": r.session_val,
                          "test_NDCG@10": per_seed[name]["test"][-1]["NDCG@10"], "log": r.log})
             print(f"[graph-ablation] {name} (seed {seed}): best epoch {r.best_epoch}, test NDCG@10 "
                   f"{per_seed[name]['test'][-1]['NDCG@10']:.4f}, {r.seconds_per_epoch:.2f} s/epoch", flush=True)
@@ -185,7 +207,7 @@ def main(argv=None) -> int:
 
     from recsys.evaluation import report
 
-    for label in ("test", "cold_test"):
+    for label in [x for x in ("test", "cold_test", "purchase_test") if x in results]:
         print(report.format_table({k: {m: v for m, v in row.items() if m not in ("long_tail@10", "NDCG@10 sd")}
                                    for k, row in results[label].items()},
                                   f"{args.dataset}: graph ablation, {label}"), flush=True)
@@ -194,6 +216,7 @@ def main(argv=None) -> int:
     out = {"dataset": args.dataset, "command": "python benchmarks/graph_ablation.py " + " ".join(argv or sys.argv[1:]),
            "protocol": "full ranking, history masked" if exclude else "full ranking, repeats allowed",
            "cold_target_max_training_interactions": COLD_MAX, "cold_test_rows": len(cold.users),
+           "purchase_test_rows": len(purchase.users) if purchase else None,
            "test_rows": len(test.users), "results": results, "training": training, "ratios": ratios,
            "elapsed_s": round(time.time() - start, 1)}
     path = layout.metrics_path.replace(".json", ".graph_ablation.json")

@@ -7,13 +7,14 @@ The ``export.RetrievalModule`` contract over the trained graph's vectors, plus:
   mean user vector;
 * ``recommend_session``: ``user_id`` [B], ``recent_items`` string [B, R] ("" padded),
   ``session_weight`` float32 [B], ``k``, ``exclude``: **session shift**, the query is
-  ``(1 - w) u/|u| + w m/|m|`` with ``m`` the mean vector of the recent items
-  (unknown ids ignored; no known recent item → ``u`` alone). A negative weight means
+  ``(1 - w) u/|u| + w m/|m|`` with ``m`` the mean *query* vector of the recent items
+  (``query_vectors``: an item's own vector, the mean of its training users', or a blend, chosen on
+  validation; unknown ids ignored; no known recent item → ``u`` alone). A negative weight means
   the model's default, chosen on validation (``default_session_weight``);
 * ``user_vector``: ``user_id`` → ``embedding``;
 * ``recommend_vector`` (from ``export.RetrievalModule``): a query vector → items, the same ``_top_k``
   as ``recommend_user`` (the client's feedback-updated user vector, ``serving.feedback``);
-* ``serving_default`` / ``user_embedding`` (anonymous ``history``): the mean vector of
+* ``serving_default`` / ``user_embedding`` (anonymous ``history``): the mean query vector of
   the history's last ``max_history`` known items;
 * ``embed_content``: content embedding [B, Dc] → item vector (a new item with no
   edges, from the learned content map alone).
@@ -47,15 +48,18 @@ class HistoryMean(tf.Module):
 
 class GraphRetrievalModule(export.RetrievalModule):
     def __init__(self, user_ids, user_vectors: np.ndarray, item_ids, item_vectors: np.ndarray,
-                 content_map: np.ndarray, content_scale: float, default_session_weight: float, **kwargs):
+                 query_vectors: np.ndarray, content_map: np.ndarray, content_scale: float,
+                 default_session_weight: float, **kwargs):
         item_ids = np.asarray(item_ids, dtype=object)
-        super().__init__(HistoryMean(item_vectors), item_ids.tolist(), item_ids, item_vectors, [], [], **kwargs)
+        if np.shape(query_vectors) != np.shape(item_vectors):
+            raise ValueError(f"query_vectors {np.shape(query_vectors)} must match item_vectors {np.shape(item_vectors)}")
+        super().__init__(HistoryMean(query_vectors), item_ids.tolist(), item_ids, item_vectors, [], [], **kwargs)
         users = np.asarray(user_vectors, np.float32)
         mean_user = users.mean(axis=0, keepdims=True) if len(users) else np.zeros((1, item_vectors.shape[1]), np.float32)
         self.graph_users = tf.constant(np.concatenate([users, mean_user]))         # last row: unknown user
         self.graph_user_table = export.string_table([str(u) for u in np.asarray(user_ids).tolist()],
                                                     default=len(users))
-        self.item_vectors = tf.constant(item_vectors.astype(np.float32))
+        self.query_vectors = tf.constant(np.asarray(query_vectors, np.float32))
         self.item_lookup = export.string_table(item_ids.tolist(), default=-1)
         self.content_map = tf.constant(np.asarray(content_map, np.float32))
         self.content_scale = float(content_scale)
@@ -68,7 +72,7 @@ class GraphRetrievalModule(export.RetrievalModule):
         u = tf.math.l2_normalize(self._user(user_id), axis=1)
         pos = self.item_lookup.lookup(recent_items)                                 # [B, R]
         known = tf.cast(pos >= 0, tf.float32)
-        m = tf.reduce_sum(tf.gather(self.item_vectors, tf.maximum(pos, 0)) * known[..., None], axis=1)
+        m = tf.reduce_sum(tf.gather(self.query_vectors, tf.maximum(pos, 0)) * known[..., None], axis=1)
         has = tf.reduce_sum(known, axis=1, keepdims=True) > 0
         w = tf.where(session_weight < 0, self.default_session_weight, session_weight)[:, None]
         shifted = (1.0 - w) * u + w * tf.math.l2_normalize(m, axis=1)

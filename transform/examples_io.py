@@ -66,6 +66,7 @@ class SequenceRows:
     target_timestamps: np.ndarray  # int64 [R]
     history_order_pos: list[list[int]]  # order position of each history item
     target_order_pos: np.ndarray  # int64 [R], order position of the target(s)
+    target_event_types: list[list[str]]  # behaviour of each target (as ``targets``)
 
 
 def _decode(values) -> list[str]:
@@ -83,7 +84,7 @@ def read_catalog(examples_uri: str) -> Catalog:
 
 def read_rows(examples_uri: str, split: str) -> SequenceRows:
     spec = F.feature_spec((F.USER_ID, F.HISTORY_ITEM_ID, F.HISTORY_ORDER_POS, F.TARGET_ITEM_ID, F.TARGET_TIMESTAMP,
-                           F.TARGET_ORDER_POS))
+                           F.TARGET_ORDER_POS, F.TARGET_EVENT_TYPE))
     cols = read_examples(split_files(examples_uri, split), spec)
     return SequenceRows(
         user_ids=_decode(cols[F.USER_ID.name]),
@@ -92,6 +93,7 @@ def read_rows(examples_uri: str, split: str) -> SequenceRows:
         target_timestamps=np.asarray(cols[F.TARGET_TIMESTAMP.name], dtype=np.int64),
         history_order_pos=[np.asarray(p, np.int64).tolist() for p in cols[F.HISTORY_ORDER_POS.name]],
         target_order_pos=np.asarray(cols[F.TARGET_ORDER_POS.name], dtype=np.int64),
+        target_event_types=[_decode(t) for t in cols[F.TARGET_EVENT_TYPE.name]],
     )
 
 

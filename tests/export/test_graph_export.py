@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from export import retrieval as export
@@ -20,9 +21,9 @@ USER_VEC = np.array([[2.0, 0.0], [0.0, 1.0]], np.float32)
 CONTENT_MAP = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]], np.float32)  # content dim 3 -> 2
 
 
-def module(index=export.BRUTE_FORCE, session=0.5, params=None):
-    return GraphRetrievalModule(USERS, USER_VEC, ITEMS, ITEM_VEC, CONTENT_MAP, 0.5, session, index=index, max_k=10,
-                                max_exclude=10, max_history=2, scann_params=params)
+def module(index=export.BRUTE_FORCE, session=0.5, params=None, query=ITEM_VEC):
+    return GraphRetrievalModule(USERS, USER_VEC, ITEMS, ITEM_VEC, query, CONTENT_MAP, 0.5, session, index=index,
+                                max_k=10, max_exclude=10, max_history=2, scann_params=params)
 
 
 def ids(res):
@@ -59,6 +60,21 @@ def test_anonymous_history_is_the_mean_of_its_last_known_items():
     m = module()
     emb = m.user_embedding(history=tf.constant([["d", "a", "c", ""], ["zz", "", "", ""]]))[N.EMBEDDING].numpy()
     assert np.allclose(emb, [[0.5, 0.5], [0.0, 0.0]])  # last 2 of (d, a, c); unknown ids ignored
+
+
+def test_session_and_anonymous_queries_use_the_query_vectors_while_items_are_scored_by_their_own():
+    query = ITEM_VEC.copy()
+    query[2] = [1.0, 0.0]          # c's query vector points where a is (say, c's audience is a's)
+    m = module(session=1.0, query=query)
+    got = m.recommend_session(user_id=tf.constant(["u2"]), recent_items=tf.constant([["c"]]),
+                              session_weight=tf.constant([-1.0]), k=tf.constant([2]), exclude=tf.constant([[""]]))
+    assert ids(got)[0] == ["a", "b"]                      # the query is c's query vector (1, 0), not c itself
+    assert np.allclose(got[N.SCORES].numpy(), [[1.0, 0.8]])  # scored against the item vectors
+    emb = m.user_embedding(history=tf.constant([["c", ""]]))[N.EMBEDDING].numpy()
+    assert np.allclose(emb, [[1.0, 0.0]])
+    assert np.allclose(m.item_embedding(item_id=tf.constant(["c"]))[N.EMBEDDING].numpy(), [[0.0, 1.0]])
+    with pytest.raises(ValueError, match="query_vectors"):
+        module(query=ITEM_VEC[:3])
 
 
 def test_user_vector_item_embedding_and_content_map():

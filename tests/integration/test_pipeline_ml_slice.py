@@ -26,6 +26,9 @@ def test_example_gen_writes_every_split_and_the_protocol(ml_slice):
     for u, h, t in zip(test_rows.user_ids, test_rows.histories, test_rows.targets):
         i = eval_rows.user_ids.index(u)
         assert h == eval_rows.histories[i] + eval_rows.targets[i]  # test history = eval history + eval target
+    # one behaviour per target: MovieLens maps rating >= 4 to purchase, below to click (both occur on 40 users)
+    assert [len(b) for b in test_rows.target_event_types] == [len(t) for t in test_rows.targets]
+    assert {b for bs in test_rows.target_event_types for b in bs} == {"click", "purchase"}
 
 
 def test_transform_vocabularies_and_schema(ml_slice):

@@ -50,7 +50,7 @@ def GraphExporter(  # noqa: N802
 
     def build(index, params):
         return GraphRetrievalModule(trained.user_ids, trained.user_vectors, trained.item_ids, trained.item_vectors,
-                                    trained.content_map, trained.content_scale, trained.session_weight,
+                                    trained.query_vectors, trained.content_map, trained.content_scale, trained.session_weight,
                                     index=index, max_k=max_k, max_exclude=max_exclude, scann_params=params)
 
     recent = [histories[u].items[-5:] if u in histories else [] for u in users]
@@ -75,7 +75,8 @@ def GraphExporter(  # noqa: N802
                          target_recall=target_recall, final_k=max_k + max_exclude,
                          log=lambda m: print(m, flush=True), extra_warmup=user_requests(users, recent=recent))
     report = {"catalog_items": len(trained.item_ids), "users": len(trained.user_ids), "scann": twins.report(),
-              "train": {k: trained.info[k] for k in ("best_epoch", "seconds_per_epoch", "wall_s", "session_weight")},
+              "train": {k: trained.info[k] for k in ("best_epoch", "seconds_per_epoch", "wall_s", "session_weight",
+                                                      "query_self_weight")},
               "content_map": bool(np.asarray(trained.content_map).shape[0]), "elapsed_s": round(time.time() - start, 1)}
     fileio.write_json(os.path.join(scann_model.uri, REPORT_FILE), report, indent=1)
     _log.info("GraphExporter wrote %s in %.1fs", scann_model.uri, time.time() - start)

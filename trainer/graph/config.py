@@ -36,12 +36,14 @@ class GraphConfig:
     embedding_dim: int = 128
     behaviours: tuple[str, ...] = F.INTERACTION_TYPES  # edge types used (the target is always used)
     aux_weight: float = 1.0
+    target_aligned: bool = True  # False: every behaviour is scored by the same dot product (no relations)
     count_weight: float = 1.0  # edge weight x (1 + c * log(events on the edge)): repeat purchases count more
     recency_weight: float = 0.8  # edge weight = (1 - r) + r * mean recency of the edge's events (0: binary edges)
     semantic_init: bool = True
     init_std: float = 1e-3
     # UltraGCN
     negatives: int = 50
+    shared_negatives: bool = False  # one uniform negative set per batch (one [B, D] x [D, M] matmul) instead of per edge
     negative_weight: float = 10.0
     w1: float = 1.0
     w2: float = 1.0

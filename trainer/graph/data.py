@@ -102,12 +102,14 @@ def load_graph(graph_uri: str, examples_uri: str, behaviours: tuple[str, ...], n
 
 @dataclass(frozen=True)
 class EvalRows:
-    """Validation/test rows of users in the graph: user index [R], targets, history (catalogue positions)."""
+    """Validation/test rows of users in the graph: user index [R], targets, history (catalogue positions), and the
+    behaviour of each target (as ``targets``; None when not read)."""
 
     users: np.ndarray
     targets: list
     histories: list
     user_ids: list
+    target_behaviours: list | None = None
 
 
 def load_eval_rows(examples_uri: str, split: str, graph: GraphData) -> EvalRows:
@@ -118,7 +120,9 @@ def load_eval_rows(examples_uri: str, split: str, graph: GraphData) -> EvalRows:
     return EvalRows(np.array([upos[rows.user_ids[r]] for r in keep], np.int64),
                     [np.array([pos[t] for t in rows.targets[r] if t in pos], np.int64) for r in keep],
                     [np.array([pos[h] for h in rows.histories[r] if h in pos], np.int64) for r in keep],
-                    [rows.user_ids[r] for r in keep])
+                    [rows.user_ids[r] for r in keep],
+                    [np.array([b for t, b in zip(rows.targets[r], rows.target_event_types[r], strict=True) if t in pos],
+                              dtype=object) for r in keep])
 
 
 def catalogue_content(examples_uri: str, embeddings_uri: str) -> np.ndarray:

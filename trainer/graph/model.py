@@ -46,9 +46,10 @@ class GraphModel(tf.Module):
                                           name="user_table")
         nb = len(graph.behaviours)
         self.target = graph.target
-        self.relation = tf.Variable(tf.ones([nb, d]), name="relation")
-        self.relation_mask = tf.constant(np.array([[0.0] if b == graph.target else [1.0] for b in range(nb)],
-                                                  np.float32))  # the target's relation stays ones
+        # the target's relation stays ones; without target alignment every behaviour's does
+        self.relation = tf.Variable(tf.ones([nb, d]), name="relation", trainable=config.target_aligned)
+        self.relation_mask = tf.constant(np.array([[1.0] if b != graph.target and config.target_aligned else [0.0]
+                                                   for b in range(nb)], np.float32))
         if config.variant == LIGHTGCN:
             self.adjacency = losses.normalized_adjacency(graph.edge_user, graph.edge_item, self.num_users,
                                                          self.num_items)
@@ -93,7 +94,10 @@ class GraphModel(tf.Module):
         u = tf.gather(self.user_table, batch["user"])                                 # [B, D]
         rel = self.rel(batch["behaviour"])                                            # [B, D]
         pos = tf.reduce_sum(u * rel * tf.gather(table, batch["item"]), axis=1)        # [B]
-        neg = tf.einsum("bd,bmd->bm", u * rel, tf.gather(table, batch["negatives"]))  # [B, M]
+        if batch["negatives"].shape.rank == 1:  # one negative set [M] shared by the batch: one matmul
+            neg = tf.matmul(u * rel, tf.gather(table, batch["negatives"]), transpose_b=True)  # [B, M]
+        else:                                   # per-edge negatives [B, M]
+            neg = tf.einsum("bd,bmd->bm", u * rel, tf.gather(table, batch["negatives"]))  # [B, M]
         edge = losses.ultragcn_edge_loss(pos, neg, batch["pos_beta"], batch["neg_beta"], w1=c.w1, w2=c.w2, w3=c.w3,
                                          w4=c.w4, negative_weight=c.negative_weight)
         if c.item_weight > 0:

@@ -14,6 +14,7 @@ from trainer.graph.data import EvalRows, GraphData
 from trainer.graph.model import GraphModel
 
 SESSION_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
+QUERY_SELF_WEIGHTS = (0.0, 0.5, 1.0)  # item query vector: audience mean (0) ... the item's own vector (1)
 _STEP_INPUTS = ("user", "item", "behaviour", "pos_beta", "weight", "user_degree")
 
 
@@ -29,6 +30,8 @@ class TrainResult:
     wall_s: float = 0.0
     session_weight: float = 0.0
     session_val: dict = field(default_factory=dict)
+    query_items: np.ndarray | None = None  # [N, D] item vectors as queries (session shift, anonymous history)
+    query_self_weight: float = 1.0
 
 
 def edge_tensors(graph: GraphData, config: GraphConfig) -> dict[str, np.ndarray]:
@@ -60,6 +63,28 @@ def evaluate(users: np.ndarray, items: np.ndarray, rows: EvalRows, exclude_histo
              user_vectors: np.ndarray | None = None, k: int = 10) -> dict:
     top = scores_topk(users, items, rows, exclude_history, k, user_vectors)
     return metrics.ranking_metrics(top, rows.targets, len(items), k=k)
+
+
+def query_item_vectors(users: np.ndarray, items: np.ndarray, edge_user: np.ndarray, edge_item: np.ndarray,
+                       self_weight: float) -> np.ndarray:
+    """Item vectors to build a query from: ``(1 - s) a_i/|a_i| + s e_i/|e_i|``, ``a_i`` the mean unit vector of the
+    item's training users (its audience), ``s = self_weight``; an item without users is its own unit vector.
+
+    A query must live in the users' space. LightGCN's propagated item vectors do; an UltraGCN-style item
+    vector is trained only as the other side of a dot product with users, so a mean of them is a poor
+    user-side query, while its audience (one propagation step, item <- users) is one.
+    """
+    unit_items = items / np.maximum(np.linalg.norm(items, axis=1, keepdims=True), 1e-12)
+    if self_weight >= 1.0:
+        return unit_items.astype(np.float32)
+    pairs = np.unique(np.stack([np.asarray(edge_user, np.int64), np.asarray(edge_item, np.int64)], 1), axis=0)
+    unit_users = users / np.maximum(np.linalg.norm(users, axis=1, keepdims=True), 1e-12)
+    audience = np.zeros_like(items, dtype=np.float64)
+    np.add.at(audience, pairs[:, 1], unit_users[pairs[:, 0]])
+    norm = np.linalg.norm(audience, axis=1, keepdims=True)
+    out = np.where(norm > 0, (1.0 - self_weight) * audience / np.maximum(norm, 1e-12) + self_weight * unit_items,
+                   unit_items)
+    return out.astype(np.float32)
 
 
 def session_vectors(users: np.ndarray, items: np.ndarray, rows: EvalRows, weight: float, recent: int) -> np.ndarray:
@@ -94,9 +119,15 @@ class Trainer:
     def _train_step(self, user, item, behaviour, pos_beta, weight, user_degree):
         c = self.config
         m = c.negatives if c.variant == "ultragcn" else 1
-        negatives = self.rng.uniform([tf.shape(user)[0], m], 0, self.model.num_items, dtype=tf.int64)
-        rows = tf.broadcast_to(behaviour[:, None], tf.shape(negatives))
-        neg_deg = tf.gather_nd(self.item_degree, tf.stack([rows, negatives], axis=-1))  # [B, M]
+        b = tf.shape(user)[0]
+        if c.variant == "ultragcn" and c.shared_negatives:  # one uniform set for the whole batch
+            negatives = self.rng.uniform([m], 0, self.model.num_items, dtype=tf.int64)
+            cols = tf.broadcast_to(negatives[None, :], [b, m])
+        else:
+            negatives = self.rng.uniform([b, m], 0, self.model.num_items, dtype=tf.int64)
+            cols = negatives
+        rows = tf.broadcast_to(behaviour[:, None], tf.shape(cols))
+        neg_deg = tf.gather_nd(self.item_degree, tf.stack([rows, cols], axis=-1))  # [B, M]
         neg_beta = losses.constraint_beta(user_degree[:, None], neg_deg)
         batch = {"user": user, "item": item, "behaviour": behaviour, "pos_beta": pos_beta, "weight": weight,
                  "negatives": negatives, "neg_beta": neg_beta,
@@ -165,12 +196,19 @@ def train(graph: GraphData, val: EvalRows, config: GraphConfig, exclude_history:
     result = TrainResult(t.model, users, items, best_epoch, best_metrics, history,
                          seconds_per_epoch=train_s / max(1, len(history) * config.eval_every),
                          wall_s=time.time() - start)
-    # session shift: the weight of the recent items' mean, chosen on validation
-    scores = {w: evaluate(users, items, val, exclude_history,
-                          user_vectors=session_vectors(users, items, val, w, config.session_items))["NDCG@10"]
-              for w in SESSION_WEIGHTS}
-    result.session_weight = max(scores, key=lambda w: (scores[w], -w))
-    result.session_val = {str(w): round(v, 4) for w, v in scores.items()}
-    log(f"[{name}] session shift (last {config.session_items} items) val NDCG@10 by weight: {result.session_val}; "
-        f"default weight {result.session_weight}")
+    # session shift: the weight of the recent items' mean and what an item contributes to it (its own vector,
+    # its audience, or half each), chosen on validation
+    scores = {}
+    for s in QUERY_SELF_WEIGHTS:
+        q = query_item_vectors(users, items, graph.edge_user, graph.edge_item, s)
+        for w in SESSION_WEIGHTS:
+            scores[(s, w)] = evaluate(users, items, val, exclude_history,
+                                      user_vectors=session_vectors(users, q, val, w, config.session_items))["NDCG@10"]
+    # ties: the smaller shift, then the item's own vector
+    result.query_self_weight, result.session_weight = max(scores, key=lambda sw: (scores[sw], -sw[1], sw[0]))
+    result.query_items = query_item_vectors(users, items, graph.edge_user, graph.edge_item, result.query_self_weight)
+    result.session_val = {f"self={s},w={w}": round(v, 4) for (s, w), v in scores.items()}
+    best = scores[(result.query_self_weight, result.session_weight)]
+    log(f"[{name}] session shift (last {config.session_items} items): validation NDCG@10 {best:.4f} at weight "
+        f"{result.session_weight}, item query self-weight {result.query_self_weight} (no shift: {scores[(1.0, 0.0)]:.4f})")
     return result

@@ -5,7 +5,7 @@ import pytest
 from trainer.graph import GraphConfig, GraphData, train
 from trainer.graph.data import EvalRows
 from trainer.graph.model import GraphModel
-from trainer.graph.training import session_vectors
+from trainer.graph.training import query_item_vectors, session_vectors
 
 
 def tiny_graph(content=True) -> GraphData:
@@ -64,6 +64,46 @@ def test_session_vectors_mix_normalised_user_and_recent_mean():
     got = session_vectors(users, items, rows, weight=0.25, recent=2)
     assert np.allclose(got[0], [0.75, 0.25])   # m = mean(items 0, 1) = (0, 3) -> (0, 1)
     assert np.allclose(got[1], [1.0, 0.0])     # no history: the user alone
+
+
+def test_query_item_vectors_blend_the_items_audience_with_its_own_vector():
+    users = np.array([[3.0, 0.0], [0.0, 2.0], [0.0, 5.0]])
+    items = np.array([[0.0, 2.0], [4.0, 3.0], [1.0, 0.0]])
+    # item 0: users 0 and 1 (user 0 twice, as click and purchase: counted once); item 1: user 2; item 2: none
+    eu, ei = np.array([0, 0, 1, 2]), np.array([0, 0, 0, 1])
+    audience = query_item_vectors(users, items, eu, ei, self_weight=0.0)
+    np.testing.assert_allclose(audience, [[np.sqrt(0.5), np.sqrt(0.5)], [0.0, 1.0], [1.0, 0.0]], rtol=1e-6)
+    own = query_item_vectors(users, items, eu, ei, self_weight=1.0)
+    np.testing.assert_allclose(own, [[0.0, 1.0], [0.8, 0.6], [1.0, 0.0]], rtol=1e-6)
+    half = query_item_vectors(users, items, eu, ei, self_weight=0.5)
+    np.testing.assert_allclose(half[0], 0.5 * audience[0] + 0.5 * own[0], rtol=1e-6)
+    np.testing.assert_allclose(half[2], [1.0, 0.0], rtol=1e-6)   # no audience: its own unit vector
+
+
+def test_shared_negatives_score_the_same_set_for_every_edge():
+    import tensorflow as tf
+
+    g = tiny_graph()
+    m = GraphModel(g, GraphConfig(embedding_dim=4, negatives=3, item_weight=0.0, l2=0.0))
+    batch = {"user": tf.constant([0, 2]), "item": tf.constant([1, 2]), "behaviour": tf.constant([0, 1]),
+             "pos_beta": tf.constant([0.5, 1.0]), "weight": tf.constant([1.0, 0.5]),
+             "neg_beta": tf.constant([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]),
+             "neighbours": tf.constant([[0, 2], [1, -1]]), "omega": tf.constant([[0.5, 0.5], [1.0, 0.0]])}
+    shared = m.loss(dict(batch, negatives=tf.constant([5, 7, 9], tf.int64)))
+    per_edge = m.loss(dict(batch, negatives=tf.constant([[5, 7, 9], [5, 7, 9]], tf.int64)))
+    assert np.isclose(float(shared), float(per_edge), rtol=1e-6)
+
+
+def test_training_picks_the_session_rule_on_validation_and_keeps_its_query_vectors():
+    g = tiny_graph()
+    val = EvalRows(np.array([0, 1]), [np.array([2]), np.array([0])], [np.array([0, 1]), np.array([1, 2])], ["u0", "u1"])
+    cfg = GraphConfig(embedding_dim=8, negatives=4, shared_negatives=True, learning_rate=0.05, batch_size=2,
+                      max_epochs=3, patience=3)
+    r = train(g, val, cfg, exclude_history=True, log=lambda _: None)
+    assert r.query_self_weight in (0.0, 0.5, 1.0) and r.query_items.shape == r.items.shape
+    np.testing.assert_allclose(r.query_items, query_item_vectors(r.users, r.items, g.edge_user, g.edge_item,
+                                                                 r.query_self_weight), rtol=1e-6)
+    assert len(r.session_val) == 18 and f"self={r.query_self_weight},w={r.session_weight}" in r.session_val
 
 
 def test_edge_weights_combine_behaviour_recency_and_repeat_counts():
