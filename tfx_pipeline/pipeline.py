@@ -210,11 +210,14 @@ def _graph_space(example_gen, content_embedder, evaluator, serving_dir: str, con
                            content=content_embedder.outputs["embeddings"],
                            config_json=json.dumps(config, sort_keys=True),
                            # bumped when training changes (a code change alone keeps the cache): 2 = smoothed
-                           # selection, 3 = repeat-count edge weights by default
-                           code_version=3)
+                           # selection, 3 = repeat-count edge weights by default, 4 = item query vectors,
+                           # shared negatives, lr 3e-3
+                           code_version=4)
     exporter = GraphExporter(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
                              max_k=max_k, max_exclude=max_exclude, target_recall=target_recall,
-                             code_version=3)  # 2: ScaNN tuned on user and anonymous queries; 3: recommend_vector
+                             # 2: ScaNN tuned on user and anonymous queries; 3: recommend_vector; 4: session and
+                             # anonymous queries from the item query vectors
+                             code_version=4)
     graph_evaluator = GraphEvaluator(
         examples=example_gen.outputs["examples"], bruteforce_model=exporter.outputs["bruteforce_model"],
         scann_model=exporter.outputs["scann_model"], baseline_evaluation=evaluator.outputs["evaluation"],
@@ -271,11 +274,11 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
         "PrefixGraphBuilder")
     graph_trainer = GraphTrainer(examples=prefix, graph=builder.outputs["graph"],
                                  content=content_embedder.outputs["embeddings"],
-                                 config_json=json.dumps(graph_config, sort_keys=True), code_version=3,
+                                 config_json=json.dumps(graph_config, sort_keys=True), code_version=4,
                                  ).with_id("PrefixGraphTrainer")
     graph_export = GraphExporter(examples=prefix, model=graph_trainer.outputs["model"], max_k=max_k,
                                  max_exclude=max_exclude, target_recall=target_recall,
-                                 code_version=3).with_id("PrefixGraphExporter")
+                                 code_version=4).with_id("PrefixGraphExporter")
     student_components, student_inputs = [], {}
     if student != "never":
         dual_config, dual_exporter, dual_evaluator = dual

@@ -30,7 +30,11 @@ def item_constraint_loss(user, neighbours, omega):
 
     user [B, D]; neighbours [B, K, D]; omega [B, K] (0 where i has fewer than K neighbours).
     """
-    logits = tf.einsum("bd,bkd->bk", user, neighbours)
+    return item_constraint_logit_loss(tf.einsum("bd,bkd->bk", user, neighbours), omega)
+
+
+def item_constraint_logit_loss(logits, omega):
+    """The item–item constraint from the logits ``u . e_j`` [B, K]: ``sum_K omega BCE(logit, 1)``."""
     return tf.reduce_sum(omega * tf.nn.softplus(-logits), axis=1)
 
 

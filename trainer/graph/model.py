@@ -50,6 +50,10 @@ class GraphModel(tf.Module):
         self.relation = tf.Variable(tf.ones([nb, d]), name="relation", trainable=config.target_aligned)
         self.relation_mask = tf.constant(np.array([[1.0] if b != graph.target and config.target_aligned else [0.0]
                                                    for b in range(nb)], np.float32))
+        # UltraGCN with semantic initialisation: build the whole item table each step only while that is cheaper
+        # than the per-batch path (about 2 B + M item rows' worth of content-map products, see ultragcn_loss)
+        m = config.negatives if config.shared_negatives else config.batch_size * config.negatives
+        self.full_table = self.num_items <= 2 * config.batch_size + m
         if config.variant == LIGHTGCN:
             self.adjacency = losses.normalized_adjacency(graph.edge_user, graph.edge_item, self.num_users,
                                                          self.num_items)
@@ -88,22 +92,48 @@ class GraphModel(tf.Module):
                                if v is not self.relation])
 
     # -- losses -------------------------------------------------------------------------------------
+    def _table_dots(self, table):
+        """``_dots`` over a built item table [N, D] (the content map applied to the whole catalogue once)."""
+        def dots(q, _q_content, idx):
+            eq = "bd,bd->b" if idx.shape.rank == 1 else "bd,bkd->bk"
+            return tf.einsum(eq, q, tf.gather(table, idx))
+        return dots
+
+    def _dots(self, q, q_content, idx):
+        """``q[b] . e_idx[b, ...]`` for idx [B] or [B, K] without building item vectors: with semantic
+        initialisation ``e_i = c_i W + r_i``, so ``q . e_i = (q W^T) . c_i + q . r_i`` (``q_content = q W^T``)."""
+        eq = "bd,bd->b" if idx.shape.rank == 1 else "bd,bkd->bk"
+        out = tf.einsum(eq, q, tf.gather(self.item_residual, idx))
+        if self.semantic:
+            out += tf.einsum(eq, q_content, tf.gather(self.content, idx))
+        return out
+
     def ultragcn_loss(self, batch: dict):
+        """With semantic initialisation on a large catalogue (``self.full_table`` False) a step costs
+        O(B D Dc + B K Dc + M D Dc) whatever the catalogue size: scores against positives and neighbours go
+        through ``_dots`` and only the negatives' vectors are built. On a small catalogue building every
+        item vector once per step (O(N D Dc)) is cheaper; both compute the same loss."""
         c = self.config
-        table = self.items()                                                          # [N, D] once per step
         u = tf.gather(self.user_table, batch["user"])                                 # [B, D]
-        rel = self.rel(batch["behaviour"])                                            # [B, D]
-        pos = tf.reduce_sum(u * rel * tf.gather(table, batch["item"]), axis=1)        # [B]
-        if batch["negatives"].shape.rank == 1:  # one negative set [M] shared by the batch: one matmul
-            neg = tf.matmul(u * rel, tf.gather(table, batch["negatives"]), transpose_b=True)  # [B, M]
-        else:                                   # per-edge negatives [B, M]
-            neg = tf.einsum("bd,bmd->bm", u * rel, tf.gather(table, batch["negatives"]))  # [B, M]
+        ur = u * self.rel(batch["behaviour"])                                         # [B, D]
+        if self.full_table or not self.semantic:
+            table = self.items()
+            dots, to_content, vectors = self._table_dots(table), (lambda q: None), (lambda idx: tf.gather(table, idx))
+        else:
+            dots, vectors = self._dots, self.items
+            to_content = lambda q: tf.matmul(q, self.content_map, transpose_b=True)  # noqa: E731
+        ur_c = to_content(ur)                                                         # [B, Dc]
+        pos = dots(ur, ur_c, batch["item"])                                           # [B]
+        negatives = batch["negatives"]
+        if negatives.shape.rank == 1:  # one negative set [M] shared by the batch: one matmul
+            neg = tf.matmul(ur, vectors(negatives), transpose_b=True)                 # [B, M]
+        else:                          # per-edge negatives [B, M]
+            neg = dots(ur, ur_c, negatives)                                           # [B, M]
         edge = losses.ultragcn_edge_loss(pos, neg, batch["pos_beta"], batch["neg_beta"], w1=c.w1, w2=c.w2, w3=c.w3,
                                          w4=c.w4, negative_weight=c.negative_weight)
         if c.item_weight > 0:
-            nbr = batch["neighbours"]
-            nbr_vec = tf.gather(table, tf.maximum(nbr, 0))
-            edge += c.item_weight * losses.item_constraint_loss(u, nbr_vec, batch["omega"])
+            logits = dots(u, to_content(u), tf.maximum(batch["neighbours"], 0))       # [B, K]
+            edge += c.item_weight * losses.item_constraint_logit_loss(logits, batch["omega"])
         return tf.reduce_sum(batch["weight"] * edge) + c.l2 * self.l2()
 
     def lightgcn_loss(self, batch: dict):

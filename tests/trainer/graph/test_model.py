@@ -80,18 +80,40 @@ def test_query_item_vectors_blend_the_items_audience_with_its_own_vector():
     np.testing.assert_allclose(half[2], [1.0, 0.0], rtol=1e-6)   # no audience: its own unit vector
 
 
-def test_shared_negatives_score_the_same_set_for_every_edge():
+@pytest.mark.parametrize("semantic,full_table", [(True, True), (True, False), (False, False)])
+def test_ultragcn_loss_equals_the_loss_over_full_item_vectors_for_shared_and_per_edge_negatives(semantic, full_table):
     import tensorflow as tf
 
-    g = tiny_graph()
-    m = GraphModel(g, GraphConfig(embedding_dim=4, negatives=3, item_weight=0.0, l2=0.0))
+    from trainer.graph import losses
+
+    g = tiny_graph(content=semantic)
+    cfg = GraphConfig(embedding_dim=4, negatives=3, item_weight=0.7, l2=1e-3, semantic_init=semantic, init_std=0.3)
+    m = GraphModel(g, cfg)
+    assert m.full_table                      # 12 items: building the table is the cheaper path
+    m.full_table = full_table
+    rng = np.random.default_rng(1)
+    m.item_residual.assign(rng.normal(size=(12, 4)).astype(np.float32))
+    m.user_table.assign(rng.normal(size=(3, 4)).astype(np.float32))
+    m.relation.assign(rng.normal(size=(2, 4)).astype(np.float32))
     batch = {"user": tf.constant([0, 2]), "item": tf.constant([1, 2]), "behaviour": tf.constant([0, 1]),
              "pos_beta": tf.constant([0.5, 1.0]), "weight": tf.constant([1.0, 0.5]),
              "neg_beta": tf.constant([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]),
              "neighbours": tf.constant([[0, 2], [1, -1]]), "omega": tf.constant([[0.5, 0.5], [1.0, 0.0]])}
+    # the reference: every item vector built, scores as plain dot products
+    items = m.items().numpy()
+    u = m.user_table.numpy()[[0, 2]]
+    rel = np.stack([m.relation.numpy()[0], np.ones(4)])          # edge 0 is a click, edge 1 the target behaviour
+    neg_idx = np.array([[5, 7, 9], [5, 7, 9]])
+    pos = ((u * rel) * items[[1, 2]]).sum(1).astype(np.float32)
+    neg = np.einsum("bd,bmd->bm", u * rel, items[neg_idx]).astype(np.float32)
+    edge = losses.ultragcn_edge_loss(pos, neg, batch["pos_beta"], batch["neg_beta"], w1=1.0, w2=1.0, w3=1.0, w4=1.0,
+                                     negative_weight=cfg.negative_weight).numpy()
+    nbr = items[np.maximum([[0, 2], [1, -1]], 0)]
+    edge += 0.7 * losses.item_constraint_loss(u.astype(np.float32), nbr, batch["omega"]).numpy()
+    want = (np.array([1.0, 0.5]) * edge).sum() + 1e-3 * float(m.l2())
     shared = m.loss(dict(batch, negatives=tf.constant([5, 7, 9], tf.int64)))
-    per_edge = m.loss(dict(batch, negatives=tf.constant([[5, 7, 9], [5, 7, 9]], tf.int64)))
-    assert np.isclose(float(shared), float(per_edge), rtol=1e-6)
+    per_edge = m.loss(dict(batch, negatives=tf.constant(neg_idx, tf.int64)))
+    assert np.isclose(float(shared), want, rtol=1e-5) and np.isclose(float(per_edge), want, rtol=1e-5)
 
 
 def test_training_picks_the_session_rule_on_validation_and_keeps_its_query_vectors():
