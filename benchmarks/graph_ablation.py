@@ -34,6 +34,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -213,7 +214,7 @@ def main(argv=None) -> int:
                                   f"{args.dataset}: graph ablation, {label}"), flush=True)
         print("long-tail share@10: " + ", ".join(f"{k} {v['long_tail@10']:.3f}" for k, v in results[label].items()),
               flush=True)
-    out = {"dataset": args.dataset, "command": "python benchmarks/graph_ablation.py " + " ".join(argv or sys.argv[1:]),
+    out = {"dataset": args.dataset, "command": "python benchmarks/graph_ablation.py " + shlex.join(argv or sys.argv[1:]),
            "protocol": "full ranking, history masked" if exclude else "full ranking, repeats allowed",
            "cold_target_max_training_interactions": COLD_MAX, "cold_test_rows": len(cold.users),
            "purchase_test_rows": len(purchase.users) if purchase else None,

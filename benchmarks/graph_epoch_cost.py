@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
         print(f"[graph-cost]   LightGCN / UltraGCN: {row['lightgcn / ultragcn']}x per epoch "
               f"(load average {os.getloadavg()[0]:.1f})", flush=True)
         rows[label] = row
-    out = {"command": "python benchmarks/graph_epoch_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    out = {"command": "python benchmarks/graph_epoch_cost.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
            "configs": variants, "epochs_timed": args.epochs, "results": rows, "elapsed_s": round(time.time() - start, 1)}
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:

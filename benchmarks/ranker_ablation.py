@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -197,7 +198,7 @@ def main(argv=None) -> int:
     results, heads = split_heads(results)
     report = {"dataset": args.dataset, "seeds": args.seeds, "config": json.loads(args.config), "heads": heads,
               "rankers": ranker_rows(results, list(training)), "exposures": stats["splits"], "training": training,
-              "command": "python benchmarks/ranker_ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "command": "python benchmarks/ranker_ablation.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "results": results}
     path = layout.metrics_path.replace(".json", f".{args.name}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)

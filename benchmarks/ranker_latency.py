@@ -17,6 +17,7 @@ import argparse
 import glob
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
     print(f"[ranker latency] load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
     report = {"dataset": args.dataset, "model_version": os.path.basename(versions[-1]), "candidates": n,
               "requests": args.requests, "width": width,
-              "command": "python benchmarks/ranker_latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "command": "python benchmarks/ranker_latency.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "load_average_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
               "cores": os.cpu_count(), "results": results}
     path = layout.metrics_path.replace(".json", ".ranker_latency.json")

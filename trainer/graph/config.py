@@ -9,6 +9,7 @@ from trainer import base
 ULTRAGCN = "ultragcn"
 LIGHTGCN = "lightgcn"
 VARIANTS = (ULTRAGCN, LIGHTGCN)
+L2_SCOPES = ("all", "batch")
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,9 @@ class GraphConfig:
     1e-3, lr 1e-3) reached 0.0622 after 22 epochs at lr 1e-2; 50 negatives per edge at lr 1e-2
     0.0815 at epoch 14 (one seed; 0.0713 mean of 3 seeds with smoothed selection). Then, over 3 seeds:
     200 negatives shared by the batch at lr 3e-3 0.0763 (50 shared at lr 3e-3 0.0725, at lr 1e-2
-    0.0691; 200 with negative weight 30 0.0769, not kept: no clear gain for one more change).
+    0.0691; 200 with negative weight 30 0.0769, not kept: no clear gain for one more change). L2 on the rows a
+    step touches (``l2_scope="batch"``) 0.0766 against 0.0763 over every row: kept, because a step then costs
+    the same on any graph size (``benchmarks/graph_epoch_cost.py``).
     ``count_weight`` 1.0 was chosen on Instacart validation (0.2411 against 0.1754 without; MovieLens has
     one event per edge, so it changes nothing there).
 
@@ -55,6 +58,7 @@ class GraphConfig:
     item_weight: float = 1.0
     neighbours: int = 10
     l2: float = 1e-4
+    l2_scope: str = "batch"  # "batch": the rows the step touches; "all": every table row each step (UltraGCN's code)
     # LightGCN
     layers: int = 2
     # optimisation
@@ -84,6 +88,8 @@ class GraphConfig:
         for f in ("aux_weight", "count_weight", "init_std", "negative_weight", "w1", "w2", "w3", "w4", "item_weight", "l2"):
             if getattr(self, f) < 0:
                 raise ValueError(f"GraphConfig.{f} must be >= 0, got {getattr(self, f)}")
+        if self.l2_scope not in L2_SCOPES:
+            raise ValueError(f"GraphConfig.l2_scope must be one of {L2_SCOPES}, got {self.l2_scope!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"GraphConfig.learning_rate must be positive, got {self.learning_rate}")
 

@@ -134,7 +134,16 @@ class GraphModel(tf.Module):
         if c.item_weight > 0:
             logits = dots(u, to_content(u), tf.maximum(batch["neighbours"], 0))       # [B, K]
             edge += c.item_weight * losses.item_constraint_logit_loss(logits, batch["omega"])
-        return tf.reduce_sum(batch["weight"] * edge) + c.l2 * self.l2()
+        return tf.reduce_sum(batch["weight"] * edge) + c.l2 * (self.l2() if c.l2_scope == "all" else
+                                                                self.batch_l2(u, batch["item"], negatives))
+
+    def batch_l2(self, users, items, negatives):
+        """Half the squared norm of the rows a step touches (its users, positive and negative items' residuals,
+        each as often as it occurs) and the content map: O(batch) per step, where ``l2`` is O(users + items)."""
+        parts = [users, tf.gather(self.item_residual, items), tf.gather(self.item_residual, negatives)]
+        if self.semantic:
+            parts.append(self.content_map)
+        return 0.5 * tf.add_n([tf.reduce_sum(tf.square(p)) for p in parts])
 
     def lightgcn_loss(self, batch: dict):
         c = self.config

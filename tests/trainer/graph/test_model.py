@@ -87,7 +87,8 @@ def test_ultragcn_loss_equals_the_loss_over_full_item_vectors_for_shared_and_per
     from trainer.graph import losses
 
     g = tiny_graph(content=semantic)
-    cfg = GraphConfig(embedding_dim=4, negatives=3, item_weight=0.7, l2=1e-3, semantic_init=semantic, init_std=0.3)
+    cfg = GraphConfig(embedding_dim=4, negatives=3, item_weight=0.7, l2=1e-3, semantic_init=semantic, init_std=0.3,
+                      l2_scope="all")
     m = GraphModel(g, cfg)
     assert m.full_table                      # 12 items: building the table is the cheaper path
     m.full_table = full_table
@@ -114,6 +115,20 @@ def test_ultragcn_loss_equals_the_loss_over_full_item_vectors_for_shared_and_per
     shared = m.loss(dict(batch, negatives=tf.constant([5, 7, 9], tf.int64)))
     per_edge = m.loss(dict(batch, negatives=tf.constant(neg_idx, tf.int64)))
     assert np.isclose(float(shared), want, rtol=1e-5) and np.isclose(float(per_edge), want, rtol=1e-5)
+
+
+def test_batch_l2_counts_the_rows_the_step_touches_and_the_content_map():
+    import tensorflow as tf
+
+    m = GraphModel(tiny_graph(), GraphConfig(embedding_dim=4, init_std=0.3, l2_scope="batch"))
+    m.item_residual.assign(np.arange(48, dtype=np.float32).reshape(12, 4) / 10)
+    u = tf.constant([[1.0, 2.0, 0.0, 0.0], [1.0, 2.0, 0.0, 0.0]])         # the same user twice counts twice
+    got = float(m.batch_l2(u, tf.constant([1, 1]), tf.constant([5], tf.int64)))
+    r = m.item_residual.numpy()
+    want = 0.5 * (10.0 + 2 * (r[1] ** 2).sum() + (r[5] ** 2).sum() + (m.content_map.numpy() ** 2).sum())
+    assert np.isclose(got, want, rtol=1e-6)
+    with pytest.raises(ValueError, match="l2_scope"):
+        GraphConfig(l2_scope="some")
 
 
 def test_training_picks_the_session_rule_on_validation_and_keeps_its_query_vectors():
