@@ -10,6 +10,7 @@ ULTRAGCN = "ultragcn"
 LIGHTGCN = "lightgcn"
 VARIANTS = (ULTRAGCN, LIGHTGCN)
 L2_SCOPES = ("all", "batch")
+OPTIMIZERS = ("adam", "lazy_adam")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class GraphConfig:
     layers: int = 2
     # optimisation
     learning_rate: float = 3e-3
+    optimizer: str = "adam"  # "lazy_adam": moments and updates only on the rows a step touches (O(batch) a step)
     batch_size: int = 1024
     max_epochs: int = 200
     patience: int = 8
@@ -90,6 +92,8 @@ class GraphConfig:
                 raise ValueError(f"GraphConfig.{f} must be >= 0, got {getattr(self, f)}")
         if self.l2_scope not in L2_SCOPES:
             raise ValueError(f"GraphConfig.l2_scope must be one of {L2_SCOPES}, got {self.l2_scope!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"GraphConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"GraphConfig.learning_rate must be positive, got {self.learning_rate}")
 

@@ -12,6 +12,7 @@ from trainer.graph import losses
 from trainer.graph.config import GraphConfig
 from trainer.graph.data import EvalRows, GraphData
 from trainer.graph.model import GraphModel
+from trainer.graph.optim import LazyAdam
 
 SESSION_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
 QUERY_SELF_WEIGHTS = (0.0, 0.5, 1.0)  # item query vector: audience mean (0) ... the item's own vector (1)
@@ -110,7 +111,8 @@ class Trainer:
         self.item_degree = tf.constant(di)                        # [nb, N]
         self.neighbours = tf.constant(graph.neighbours)           # [N, K]
         self.omega = tf.constant(graph.omega)
-        self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+        self.optimizer = (LazyAdam(config.learning_rate) if config.optimizer == "lazy_adam"
+                          else tf.keras.optimizers.Adam(config.learning_rate))
         self.rng = tf.random.Generator.from_seed(config.seed)
         self.optimizer.build(self.model.trainable_variables)  # slots exist before the in-graph loop
         self._columns = {k: tf.constant(self.edges[k]) for k in _STEP_INPUTS}

@@ -39,12 +39,12 @@ def test_without_semantic_init_there_is_no_content_path():
         GraphModel(tiny_graph(content=False), GraphConfig(semantic_init=True))
 
 
-@pytest.mark.parametrize("variant", ["ultragcn", "lightgcn"])
-def test_training_keeps_the_target_relation_fixed_and_learns_the_target_edges(variant):
+@pytest.mark.parametrize("variant,optimizer", [("ultragcn", "adam"), ("lightgcn", "adam"), ("ultragcn", "lazy_adam")])
+def test_training_keeps_the_target_relation_fixed_and_learns_the_target_edges(variant, optimizer):
     g = tiny_graph()
     val = EvalRows(np.array([0, 1]), [np.array([2]), np.array([0])], [np.array([0, 1]), np.array([1, 2])], ["u0", "u1"])
     cfg = GraphConfig(variant=variant, embedding_dim=8, negatives=4, negative_weight=4, learning_rate=0.05,
-                      batch_size=2, max_epochs=30, patience=30, w1=1.0, w3=1.0, layers=1)
+                      batch_size=2, max_epochs=30, patience=30, w1=1.0, w3=1.0, layers=1, optimizer=optimizer)
     r = train(g, val, cfg, exclude_history=True, log=lambda _: None)
     rel = r.model.relation.numpy()
     assert np.array_equal(rel[g.target], np.ones(8, np.float32))       # purchase scores are plain dot products
