@@ -69,7 +69,7 @@ def test_repo_bruteforce_config_is_everything_but_the_scann_models():
     from recsys import names as N
 
     scann_models = set(N.BRUTE_FORCE_TWINS)
-    assert scann_models == {N.RETRIEVAL, N.DUAL_RETRIEVAL, N.GRAPH_RETRIEVAL}
+    assert scann_models == {N.RETRIEVAL, N.DUAL_RETRIEVAL, N.GRAPH_RETRIEVAL, N.SEQUENTIAL_RETRIEVAL}
     assert _repo_config("models.bruteforce.config") == [
         (name, f"/models/{name}", "tensorflow", 1) for name in N.SERVED_MODELS if name not in scann_models]
     # each ScaNN model's exact twin is there to take its place
