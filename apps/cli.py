@@ -57,6 +57,10 @@ def cmd_run(args, beam_args: list[str]) -> int:
     dual_head = {"epochs": args.dual_head_epochs} if args.dual_head_epochs else {}
     sequential = {"epochs": args.sequential_epochs} if args.sequential_epochs else {}
     graph = {"max_epochs": args.graph_epochs} if args.graph_epochs else {}
+    if args.sequential and args.no_semantic_ids:
+        print("recsys run: error: --sequential needs the content space's item table (drop --no-semantic-ids)",
+              file=sys.stderr)
+        return 2
     if args.ranker_student != "never" and (args.no_semantic_ids or args.no_dual_head or args.no_graph
                                            or args.no_ranker):
         print("recsys run: error: --ranker-student needs the dual head and the ranker (drop --no-dual-head, "
@@ -72,7 +76,7 @@ def cmd_run(args, beam_args: list[str]) -> int:
         max_users=args.max_users, two_tower=two_tower, min_lift=args.min_lift,
         semantic_ids=not args.no_semantic_ids, rqvae=rqvae,
         dual_head=not (args.no_semantic_ids or args.no_dual_head), dual_head_config=dual_head,
-        sequential=not (args.no_semantic_ids or args.no_sequential), sequential_config=sequential,
+        sequential=args.sequential and not args.no_semantic_ids, sequential_config=sequential,
         graph=not (args.no_semantic_ids or args.no_graph), graph_config=graph,
         ranking=not (args.no_semantic_ids or args.no_graph or args.no_ranker),  # its candidates need the graph
         ranking_config={"student": args.ranker_student} if args.ranker_student != "never" else {},
@@ -385,8 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rqvae-epochs", type=int, default=0, help="RQ-VAE epochs (default: the model's)")
     run.add_argument("--no-dual-head", action="store_true", help="skip the dual-head transformer")
     run.add_argument("--dual-head-epochs", type=int, default=0, help="dual-head epochs (default: the model's)")
-    run.add_argument("--no-sequential", action="store_true",
-                     help="skip the SASRec-style sequence model (sequential_retrieval)")
+    run.add_argument("--sequential", action="store_true",
+                     help="also train, evaluate and (if it beats the two-tower) push the SASRec-style sequence model "
+                          "(sequential_retrieval); off by default: it adds about as much as the dual head")
     run.add_argument("--sequential-epochs", type=int, default=0,
                      help="sequence model's maximum epochs (default: the pipeline's; early stopping on validation)")
     run.add_argument("--no-graph", action="store_true", help="skip the graph retriever (and the ranker)")

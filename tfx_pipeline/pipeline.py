@@ -18,7 +18,8 @@ DualHeadEvaluator → Pushers: ``dual_retrieval`` + brute-force twin (only when
 the student beats the two-tower on validation) and ``generative`` (when the
 teacher beats popularity).
 
-Sequence model (``sequential=True``, needs the content space's item table): the same
+Sequence model (``sequential=True``, off by default: it would take ``make run`` past its
+20-minute budget; needs the content space's item table): the same
 components again with the SASRec-style preset (``trainer.dual_head.SASREC``):
 SequentialTrainer → SequentialExporter → SequentialEvaluator → Pushers:
 ``sequential_retrieval`` + brute-force twin (only when it beats the two-tower on
@@ -78,7 +79,7 @@ def create_pipeline(
     rqvae: dict | None = None,
     dual_head: bool = True,
     dual_head_config: dict | None = None,
-    sequential: bool = True,
+    sequential: bool = False,
     sequential_config: dict | None = None,
     graph: bool = True,
     graph_config: dict | None = None,

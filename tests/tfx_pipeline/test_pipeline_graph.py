@@ -17,9 +17,11 @@ def _build(**over):
      {"PushDualRetrievalForRanker"}),
     ({"ranking_config": {"student": "always"}}, {"PrefixDualHeadTrainer", "PushDualRetrievalForRanker",
                                                  "PushDualRetrievalBruteForceForRanker"}, set()),
-    ({"dual_head": False}, {"ExposureBuilder", "SequentialTrainer"}, {"DualHeadTrainer", "PrefixDualHeadTrainer"}),
-    ({"sequential": False}, {"DualHeadTrainer", "PushDualRetrieval"},
-     {"SequentialTrainer", "SequentialExporter", "SequentialEvaluator", "PushSequentialRetrieval"}),
+    ({"dual_head": False}, {"ExposureBuilder"}, {"DualHeadTrainer", "PrefixDualHeadTrainer", "SequentialTrainer"}),
+    ({"sequential": True}, {"DualHeadTrainer", "PushDualRetrieval", "SequentialTrainer", "SequentialExporter",
+                            "SequentialEvaluator", "PushSequentialRetrieval", "PushSequentialRetrievalBruteForce"},
+     set()),
+    ({"sequential": True, "dual_head": False}, {"SequentialTrainer", "PushSequentialRetrieval"}, {"DualHeadTrainer"}),
 ])
 def test_every_producer_is_in_the_pipeline(over, present, absent):
     pipeline = _build(**over)
@@ -50,7 +52,7 @@ def test_the_sequence_model_is_the_dual_heads_components_with_the_sasrec_preset(
     from tfx_pipeline.components.dual_head_exporter import DualHeadExporter
     from trainer.dual_head import SASREC
 
-    pipeline = _build(sequential_config={"epochs": 7, "d_model": 32})
+    pipeline = _build(sequential=True, sequential_config={"epochs": 7, "d_model": 32})
     trainer, dual_trainer = _component(pipeline, "SequentialTrainer"), _component(pipeline, "DualHeadTrainer")
     assert trainer.exec_properties["run_fn"] == dual_trainer.exec_properties["run_fn"] == "trainer.dual_head.run_fn"
     config = json.loads(trainer.exec_properties["custom_config"])["dual_head"]
@@ -78,8 +80,9 @@ def test_the_sequence_model_is_the_dual_heads_components_with_the_sasrec_preset(
 
 def test_sequential_config_is_checked_when_the_pipeline_is_built():
     with pytest.raises(ValueError, match="another model"):
-        _build(sequential_config={"variant": "dual_head"})
+        _build(sequential=True, sequential_config={"variant": "dual_head"})
     with pytest.raises(ValueError, match="Unknown dual-head hyperparameters"):
-        _build(sequential_config={"epoch": 3})
+        _build(sequential=True, sequential_config={"epoch": 3})
     with pytest.raises(ValueError, match="need the content space"):
-        _build(semantic_ids=False, dual_head=False, graph=False, ranking=False)
+        _build(semantic_ids=False, dual_head=False, graph=False, ranking=False, sequential=True)
+    _build(semantic_ids=False, dual_head=False, graph=False, ranking=False)  # the default has no sequence model
