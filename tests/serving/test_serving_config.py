@@ -37,7 +37,7 @@ def _repo_config(name: str, rewrite=()):
 
 
 def pushed_by_the_pipeline(tmp_path) -> list[str]:
-    """The model names the full pipeline's Pushers push to (built, not run)."""
+    """The model names the full pipeline's Pushers push to (built, not run; with the opt-in sequence model)."""
     from google.protobuf import json_format
     from tfx import v1 as tfx
 
@@ -45,7 +45,7 @@ def pushed_by_the_pipeline(tmp_path) -> list[str]:
 
     pipeline = create_pipeline(pipeline_name="p", pipeline_root=str(tmp_path / "root"),
                                metadata_path=str(tmp_path / "m.sqlite"), serving_dir="/serving",
-                               dataset="movielens-100k")
+                               dataset="movielens-100k", sequential=True)
     out = []
     for component in pipeline.components:
         if component.type.endswith(".Pusher"):
