@@ -125,6 +125,10 @@ class DualRetrievalModule(export.RetrievalModule):
                          users, histories, max_history=inputs.max_history, **kwargs)
         self.model_name = model_name
         self.model = model
+        for name, attr in ((N.RECOMMEND_ORDERS, "recommend_orders"), (N.EMBED_CONTENT, "embed_content")):
+            if name not in N.SIGNATURES[model_name]:
+                # not in this contract: hidden, so saving does not trace it (the sasrec block has no content path)
+                setattr(self, attr, None)
         self.content_dim = model.content_dim
         self.user_lookup, self.user_history_ids, self.user_order_pos = _user_table(
             users, histories, order_pos, inputs.max_history)
@@ -154,7 +158,7 @@ class DualRetrievalModule(export.RetrievalModule):
     def signatures(self) -> dict:
         sigs = super().signatures()
         sigs.update({N.RECOMMEND_ORDERS: self.recommend_orders, N.EMBED_CONTENT: self.embed_content})
-        return {name: sigs[name] for name in N.SIGNATURES[self.model_name]}
+        return {name: sigs[name] for name in N.SIGNATURES[self.model_name]}  # exactly the contract's
 
 
 def check_retriever_variant(model_name: str, variant: str) -> None:

@@ -160,6 +160,32 @@ def test_sequential_retrieval_has_the_two_towers_signatures_and_scores_like_the_
                                rtol=1e-6)
 
 
+def test_sequential_retrieval_saves_and_answers_the_same_in_a_fresh_process(tmp_path, fresh_process):
+    """Saving traces every function the module holds: the sasrec block's missing content path must not be one."""
+    from export.twins import save
+    from recsys import names as N
+
+    module, _, _, _ = _sasrec_module()
+    here = _answers(lambda name, t: module.signatures()[name if name != "recommend_orders" else N.SERVING_DEFAULT](
+        **{k: v for k, v in t.items() if k != "order_pos"}))
+    path = str(tmp_path / "sequential_retrieval")
+    save(module, path)
+    there = fresh_process(f"""
+        import tensorflow as tf
+        m = tf.saved_model.load({path!r})
+        result = {{"signatures": sorted(m.signatures), "answers": {{}}}}
+        for name, request in {REQUESTS!r}.items():
+            sig = m.signatures[name if name != "recommend_orders" else "serving_default"]
+            t = {{k: tf.constant(v, {{"k": tf.int32}}.get(k, tf.string)) for k, v in request.items() if k != "order_pos"}}
+            out = sig(**t)
+            result["answers"][name] = [out["item_ids"].numpy().astype(str).tolist(), out["scores"].numpy().tolist()]
+    """)
+    assert there["signatures"] == sorted(N.SIGNATURES[N.SEQUENTIAL_RETRIEVAL])
+    for name, (ids, scores) in here.items():
+        assert there["answers"][name][0] == ids, name
+        np.testing.assert_allclose(there["answers"][name][1], scores, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 def test_a_model_is_served_only_under_its_variants_name():
     import pytest
 
