@@ -55,7 +55,12 @@ def cmd_run(args, beam_args: list[str]) -> int:
         two_tower["distribution_strategy"] = args.distribution_strategy
     rqvae = {"epochs": args.rqvae_epochs} if args.rqvae_epochs else {}
     dual_head = {"epochs": args.dual_head_epochs} if args.dual_head_epochs else {}
+    sequential = {"epochs": args.sequential_epochs} if args.sequential_epochs else {}
     graph = {"max_epochs": args.graph_epochs} if args.graph_epochs else {}
+    if args.sequential and args.no_semantic_ids:
+        print("recsys run: error: --sequential needs the content space's item table (drop --no-semantic-ids)",
+              file=sys.stderr)
+        return 2
     if args.ranker_student != "never" and (args.no_semantic_ids or args.no_dual_head or args.no_graph
                                            or args.no_ranker):
         print("recsys run: error: --ranker-student needs the dual head and the ranker (drop --no-dual-head, "
@@ -71,6 +76,7 @@ def cmd_run(args, beam_args: list[str]) -> int:
         max_users=args.max_users, two_tower=two_tower, min_lift=args.min_lift,
         semantic_ids=not args.no_semantic_ids, rqvae=rqvae,
         dual_head=not (args.no_semantic_ids or args.no_dual_head), dual_head_config=dual_head,
+        sequential=args.sequential and not args.no_semantic_ids, sequential_config=sequential,
         graph=not (args.no_semantic_ids or args.no_graph), graph_config=graph,
         ranking=not (args.no_semantic_ids or args.no_graph or args.no_ranker),  # its candidates need the graph
         ranking_config={"student": args.ranker_student} if args.ranker_student != "never" else {},
@@ -122,13 +128,14 @@ def publish_metrics(layout) -> dict:
                                                 METRICS_FILE))
     except ArtifactNotFound:
         pass
-    try:  # the graph retriever's rows (its evaluator measures the same splits)
-        graph = fileio.read_json(os.path.join(latest_output_uri(layout, "GraphEvaluator", "evaluation"), METRICS_FILE))
+    for component in ("SequentialEvaluator", "GraphEvaluator"):  # the sequence model's and graph retriever's rows
+        try:  # (their evaluators measure the same splits; the spine's rows they repeat are kept once)
+            rows = fileio.read_json(os.path.join(latest_output_uri(layout, component, "evaluation"), METRICS_FILE))
+        except ArtifactNotFound:
+            continue
         for label in ("validation", "test"):
-            for name, values in graph[label]["models"].items():
+            for name, values in rows[label]["models"].items():
                 metrics[label]["models"].setdefault(name, values)
-    except ArtifactNotFound:
-        pass
     try:  # the ranker and the candidate orders, end to end on the same units (full rows: ranking.json)
         ranking = fileio.read_json(os.path.join(latest_output_uri(layout, "RankerEvaluator", "evaluation"),
                                                 METRICS_FILE))
@@ -292,7 +299,10 @@ def cmd_evaluate(args) -> int:
     dirs = {}
     for label, name in (("two_tower", P.RETRIEVAL_BRUTE_FORCE), ("two_tower_scann", P.RETRIEVAL),
                         ("dual_retrieval", P.DUAL_RETRIEVAL_BRUTE_FORCE), ("dual_retrieval_scann", P.DUAL_RETRIEVAL),
-                        ("generative", P.GENERATIVE), ("graph_retrieval", P.GRAPH_RETRIEVAL_BRUTE_FORCE),
+                        ("generative", P.GENERATIVE),
+                        ("sequential_retrieval", P.SEQUENTIAL_RETRIEVAL_BRUTE_FORCE),
+                        ("sequential_retrieval_scann", P.SEQUENTIAL_RETRIEVAL),
+                        ("graph_retrieval", P.GRAPH_RETRIEVAL_BRUTE_FORCE),
                         ("graph_retrieval_scann", P.GRAPH_RETRIEVAL)):
         try:
             dirs[label] = latest_version_dir(os.path.join(layout.serving_dir, name))
@@ -379,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rqvae-epochs", type=int, default=0, help="RQ-VAE epochs (default: the model's)")
     run.add_argument("--no-dual-head", action="store_true", help="skip the dual-head transformer")
     run.add_argument("--dual-head-epochs", type=int, default=0, help="dual-head epochs (default: the model's)")
+    run.add_argument("--sequential", action="store_true",
+                     help="also train, evaluate and (if it beats the two-tower) push the SASRec-style sequence model "
+                          "(sequential_retrieval); off by default: it adds about as much as the dual head")
+    run.add_argument("--sequential-epochs", type=int, default=0,
+                     help="sequence model's maximum epochs (default: the pipeline's; early stopping on validation)")
     run.add_argument("--no-graph", action="store_true", help="skip the graph retriever (and the ranker)")
     run.add_argument("--no-ranker", action="store_true", help="skip the ranking stage (ranker and its exposures)")
     run.add_argument("--ranker-student", choices=("never", "served", "always"), default="never",

@@ -37,6 +37,7 @@ import recsys  # noqa: E402,F401  (legacy Keras before TensorFlow)
 import numpy as np  # noqa: E402
 
 from export.evaluate import UNMASKED  # noqa: E402  (the label suffix of unmasked rows, as in the pipeline's tables)
+from trainer.dual_head.config import SASREC  # noqa: E402
 
 VARIANTS = {
     "A retrieval head": dict(generative_weight=0.0, distill_weight=0.0, debias_targets=False,
@@ -46,8 +47,7 @@ VARIANTS = {
     "C + distillation": dict(),
     "A + distillation (no data tricks)": dict(debias_targets=False, hard_negatives_category=0, hard_negatives_history=0),
     "C with recent-item memory (R=8)": dict(memory_recent=8),
-    "sasrec": dict(variant="sasrec", generative_weight=0.0, distill_weight=0.0, id_residual=False,
-                   order_positions=False, debias_targets=False, hard_negatives_category=0, hard_negatives_history=0),
+    "sasrec": dict(SASREC),  # the pipeline's sequential_retrieval starts from the same preset
     "C with random IDs": dict(random_ids=True),
 }
 DATA_KEYS = ("random_ids",)  # variant keys that change the item space, not the DualHeadConfig

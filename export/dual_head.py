@@ -1,4 +1,5 @@
-"""Serving SavedModels of the dual-head model: ``dual_retrieval`` (+ brute-force twin) and ``generative``.
+"""Serving SavedModels of the dual-head model: ``dual_retrieval`` (+ brute-force twin) and ``generative``;
+of its SASRec-style variant: ``sequential_retrieval`` (+ brute-force twin).
 
 Both take raw item ids. Requests carry histories oldest first, right-padded
 with ""; only the last ``max_history`` items are read. Without order
@@ -101,14 +102,33 @@ class UserEncoder(tf.Module):
         return self.model.user_vector(states, mask)
 
 
+#: the served retrievers a ``DualHeadModel`` is exported as, and the variant each must be
+#: (``trainer.dual_head.VARIANTS``): the dual head's student, and the SASRec-style sequence model
+RETRIEVER_VARIANTS = {N.DUAL_RETRIEVAL: "dual_head", N.SEQUENTIAL_RETRIEVAL: "sasrec"}
+
+
 class DualRetrievalModule(export.RetrievalModule):
-    """``export.RetrievalModule`` over the student's vectors, with order positions and cold-start embedding."""
+    """``export.RetrievalModule`` over the retrieval head's vectors, with order positions and cold-start embedding.
+
+    ``model_name`` says which served contract the module carries (``recsys.names.SIGNATURES``):
+    ``dual_retrieval`` (the dual head's student: + ``recommend_orders`` and ``embed_content``) or
+    ``sequential_retrieval`` (the SASRec-style variant: the two-tower's signatures; its items are
+    free IDs, so it has no content path, and its positions count items, so order positions mean
+    nothing to it). The model must be that name's variant (``RETRIEVER_VARIANTS``).
+    """
 
     def __init__(self, model: DualHeadModel, inputs: HistoryInput, items: ItemSpace, catalog_embeddings: np.ndarray,
-                 users: list[str], histories: list[list[str]], order_pos: list[list[int]], **kwargs):
+                 users: list[str], histories: list[list[str]], order_pos: list[list[int]],
+                 model_name: str = N.DUAL_RETRIEVAL, **kwargs):
+        check_retriever_variant(model_name, model.config.variant)
         super().__init__(UserEncoder(model, inputs), items.item_ids.tolist(), items.item_ids, catalog_embeddings,
                          users, histories, max_history=inputs.max_history, **kwargs)
+        self.model_name = model_name
         self.model = model
+        for name, attr in ((N.RECOMMEND_ORDERS, "recommend_orders"), (N.EMBED_CONTENT, "embed_content")):
+            if name not in N.SIGNATURES[model_name]:
+                # not in this contract: hidden, so saving does not trace it (the sasrec block has no content path)
+                setattr(self, attr, None)
         self.content_dim = model.content_dim
         self.user_lookup, self.user_history_ids, self.user_order_pos = _user_table(
             users, histories, order_pos, inputs.max_history)
@@ -138,7 +158,18 @@ class DualRetrievalModule(export.RetrievalModule):
     def signatures(self) -> dict:
         sigs = super().signatures()
         sigs.update({N.RECOMMEND_ORDERS: self.recommend_orders, N.EMBED_CONTENT: self.embed_content})
-        return sigs
+        return {name: sigs[name] for name in N.SIGNATURES[self.model_name]}  # exactly the contract's
+
+
+def check_retriever_variant(model_name: str, variant: str) -> None:
+    """Refuses to export a model under a served name that is not its variant's (``RETRIEVER_VARIANTS``)."""
+    if model_name not in RETRIEVER_VARIANTS:
+        raise ValueError(f"a dual-head model is served as one of {sorted(RETRIEVER_VARIANTS)}, got {model_name!r}")
+    if RETRIEVER_VARIANTS[model_name] != variant:
+        want = next(n for n, v in RETRIEVER_VARIANTS.items() if v == variant) if variant in RETRIEVER_VARIANTS.values() \
+            else "none"
+        raise ValueError(f"{model_name!r} serves the {RETRIEVER_VARIANTS[model_name]!r} variant, but this model is "
+                         f"{variant!r} (its served name: {want})")
 
 
 class GenerativeModule(tf.Module):

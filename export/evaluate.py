@@ -21,12 +21,14 @@ from typing import Callable, Collection
 import numpy as np
 
 from transform import examples_io
-from recsys.evaluation import baselines, metrics
+from recsys.evaluation import baselines as baseline_scorers
+from recsys.evaluation import metrics
 from recsys import names as N
 from recsys.names import LEAVE_LAST_ORDER_OUT, LEAVE_ONE_OUT
 
 _log = logging.getLogger("recsys.export")
 K = 10
+BASELINES = ("popularity", "item_cf", "item_knn", "user_most_frequent")  # the rows ``baselines=True`` adds
 UNMASKED = " (unmasked)"  # label suffix of a sequence model's row evaluated without the history mask
 
 
@@ -81,11 +83,15 @@ def saved_model_topk(model_dir: str, histories: list[list[str]], exclude_history
 
 def evaluate_split(examples_uri: str, split: str, protocol: str, model_dirs: dict[str, str],
                    k: int = K, progress: Callable[[str], None] = print,
-                   user_models: Collection[str] = ()) -> dict[str, dict[str, float]]:
+                   user_models: Collection[str] = (), baselines: bool = True,
+                   training: dict | None = None) -> dict[str, dict[str, float]]:
     """Metrics of the baselines and of every model in ``model_dirs`` on ``split``.
 
     ``user_models``: models asked by user id (``recommend_user``); they are not sequence
     models, so they get the history mask only (RecBole's convention for general models).
+    ``baselines=False``: the models only (an evaluator that shows another's baseline rows: reading the
+    training interactions the baselines fit on is most of their cost). ``training``: those interactions
+    (``examples_io.training_interactions``), when the caller already read them for another split.
     """
     if protocol not in (LEAVE_ONE_OUT, LEAVE_LAST_ORDER_OUT):
         raise ValueError(f"Unknown protocol {protocol!r}")
@@ -97,16 +103,17 @@ def evaluate_split(examples_uri: str, split: str, protocol: str, model_dirs: dic
     targets = [_to_positions(t, pos) for t in rows.targets]
     histories = [_to_positions(h, pos) for h in rows.histories]
     users = np.arange(len(rows.user_ids))
-    train = examples_io.training_interactions(examples_uri)
-    train_hist = [_to_positions(h, pos) for h in train.values()]
-
-    scorers: dict[str, object] = {
-        "popularity": baselines.Popularity().fit(train_hist, n),
-        "item_cf": baselines.ItemCF().fit(train_hist, n),
-        "item_knn": baselines.ItemKNN().fit(train_hist, n),  # RecBole 1.2.1 defaults: k=100, shrink=0
-    }
-    if protocol == LEAVE_LAST_ORDER_OUT:
-        scorers["user_most_frequent"] = baselines.UserMostFrequent().fit(train_hist, n)
+    scorers: dict[str, object] = {}
+    if baselines:
+        train = examples_io.training_interactions(examples_uri) if training is None else training
+        train_hist = [_to_positions(h, pos) for h in train.values()]
+        scorers = {
+            "popularity": baseline_scorers.Popularity().fit(train_hist, n),
+            "item_cf": baseline_scorers.ItemCF().fit(train_hist, n),
+            "item_knn": baseline_scorers.ItemKNN().fit(train_hist, n),  # RecBole 1.2.1 defaults: k=100, shrink=0
+        }
+        if protocol == LEAVE_LAST_ORDER_OUT:
+            scorers["user_most_frequent"] = baseline_scorers.UserMostFrequent().fit(train_hist, n)
     results: dict[str, dict[str, float]] = {}
     for name, scorer in scorers.items():
         t0 = time.time()

@@ -24,12 +24,15 @@ DUAL_RETRIEVAL_BRUTE_FORCE = "dual_retrieval_bruteforce"  # its exact twin
 GENERATIVE = "generative"                                # dual-head teacher, constrained beam search
 GRAPH_RETRIEVAL = "graph_retrieval"                      # multi-behaviour graph retriever, ScaNN index inside
 GRAPH_RETRIEVAL_BRUTE_FORCE = "graph_retrieval_bruteforce"  # its exact twin
+SEQUENTIAL_RETRIEVAL = "sequential_retrieval"            # SASRec-style sequence model, ScaNN index inside
+SEQUENTIAL_RETRIEVAL_BRUTE_FORCE = "sequential_retrieval_bruteforce"  # its exact twin
 RANKER = "ranker"                                        # second stage: candidates -> pCTR, pCVR, pCTCVR, score
 SERVED_MODELS = (RETRIEVAL, RETRIEVAL_BRUTE_FORCE, ITEM_ENCODER, DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE,
-                 GENERATIVE, GRAPH_RETRIEVAL, GRAPH_RETRIEVAL_BRUTE_FORCE, RANKER)
+                 GENERATIVE, GRAPH_RETRIEVAL, GRAPH_RETRIEVAL_BRUTE_FORCE, SEQUENTIAL_RETRIEVAL,
+                 SEQUENTIAL_RETRIEVAL_BRUTE_FORCE, RANKER)
 #: every ScaNN model and its brute-force twin (stock TF Serving serves only the twin)
 BRUTE_FORCE_TWINS = {RETRIEVAL: RETRIEVAL_BRUTE_FORCE, DUAL_RETRIEVAL: DUAL_RETRIEVAL_BRUTE_FORCE,
-                     GRAPH_RETRIEVAL: GRAPH_RETRIEVAL_BRUTE_FORCE}
+                     GRAPH_RETRIEVAL: GRAPH_RETRIEVAL_BRUTE_FORCE, SEQUENTIAL_RETRIEVAL: SEQUENTIAL_RETRIEVAL_BRUTE_FORCE}
 #: ``model_name="auto"`` in the client: the first of these the server has
 DEFAULT_RETRIEVAL_MODELS = (DUAL_RETRIEVAL, RETRIEVAL)
 
@@ -93,6 +96,10 @@ SIGNATURES = {
     DUAL_RETRIEVAL_BRUTE_FORCE: _DUAL_RETRIEVAL,
     GRAPH_RETRIEVAL: _GRAPH_RETRIEVAL,
     GRAPH_RETRIEVAL_BRUTE_FORCE: _GRAPH_RETRIEVAL,
+    # the SASRec-style model: the two-tower's signatures exactly (items are free IDs, so no content path
+    # for cold items; positions count items, so no order positions to send)
+    SEQUENTIAL_RETRIEVAL: _RETRIEVAL,
+    SEQUENTIAL_RETRIEVAL_BRUTE_FORCE: _RETRIEVAL,
     GENERATIVE: {SERVING_DEFAULT: _RECOMMEND_HISTORY, RECOMMEND_ORDERS: _RECOMMEND_ORDERS,
                  RECOMMEND_USER: _RECOMMEND_USER},
     ITEM_ENCODER: {SERVING_DEFAULT: ((EMBEDDING,), (SEMANTIC_ID,)),

@@ -34,7 +34,8 @@ DATASET = "movielens-100k"
 #: pipeline's default gate: every gated model must beat its bar on validation to be pushed
 SLICE_KWARGS = dict(dataset=DATASET, max_users=SLICE_USERS, two_tower={"epochs": 2, "batch_size": 256},
                     min_lift=0.0, semantic_ids=True, rqvae={"epochs": 5}, dual_head=True,
-                    dual_head_config={"epochs": 2, "max_history": 20, "batch_size": 128}, graph=True,
+                    dual_head_config={"epochs": 2, "max_history": 20, "batch_size": 128},
+                    sequential=True, sequential_config={"epochs": 2, "max_history": 20, "batch_size": 128}, graph=True,
                     graph_config={"max_epochs": 4, "patience": 4, "embedding_dim": 32, "negatives": 20,
                                   "batch_size": 256},
                     ranking=True, ranking_config={"window": 3, "student": "always", "model": {

@@ -17,6 +17,13 @@ Collaborative space (``dual_head=True``, needs the content space): Trainer
 DualHeadEvaluator → Pushers: ``dual_retrieval`` + brute-force twin (only when
 the student beats the two-tower on validation) and ``generative`` (when the
 teacher beats popularity).
+
+Sequence model (``sequential=True``, off by default: it would take ``make run`` past its
+20-minute budget; needs the content space's item table): the same
+components again with the SASRec-style preset (``trainer.dual_head.SASREC``):
+SequentialTrainer → SequentialExporter → SequentialEvaluator → Pushers:
+``sequential_retrieval`` + brute-force twin (only when it beats the two-tower on
+validation).
 """
 from __future__ import annotations
 
@@ -46,7 +53,7 @@ from tfx_pipeline.components.ranking_window import RankingWindow
 
 from recsys.names import (  # noqa: F401  (SERVED_MODELS re-exported for the serving config)
     DUAL_RETRIEVAL, DUAL_RETRIEVAL_BRUTE_FORCE, GENERATIVE, GRAPH_RETRIEVAL, GRAPH_RETRIEVAL_BRUTE_FORCE, ITEM_ENCODER,
-    RANKER, RETRIEVAL, RETRIEVAL_BRUTE_FORCE, SERVED_MODELS)
+    RANKER, RETRIEVAL, RETRIEVAL_BRUTE_FORCE, SEQUENTIAL_RETRIEVAL, SEQUENTIAL_RETRIEVAL_BRUTE_FORCE, SERVED_MODELS)
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
@@ -72,6 +79,8 @@ def create_pipeline(
     rqvae: dict | None = None,
     dual_head: bool = True,
     dual_head_config: dict | None = None,
+    sequential: bool = False,
+    sequential_config: dict | None = None,
     graph: bool = True,
     graph_config: dict | None = None,
     ranking: bool = True,
@@ -145,6 +154,10 @@ def create_pipeline(
                 example_gen, transform, semantic_trainer, evaluator, serving_dir, dict(dual_head_config or {}),
                 max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
         content_space += collaborative  # before the ranking space: its Pushers come first (tests' push table)
+        if sequential:
+            content_space += _sequence_space(
+                example_gen, transform, semantic_trainer, evaluator, serving_dir, dict(sequential_config or {}),
+                max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
         if graph and ranking:
             content_space += _ranking_space(
                 example_gen, schema_gen, content_embedder, semantic_trainer, index_builder,
@@ -152,8 +165,8 @@ def create_pipeline(
                 dict(ranking_config or {}), two_tower=dict(two_tower or {}, max_history=max_history),
                 dual=(dict(dual_head_config or {}), collaborative[1], collaborative[2]) if dual_head else None,
                 max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
-    elif dual_head or graph:
-        raise ValueError("the dual-head and graph models need the content space (semantic_ids=True)")
+    elif dual_head or graph or sequential:
+        raise ValueError("the dual-head, sequence and graph models need the content space (semantic_ids=True)")
     if ranking and not (semantic_ids and graph):
         raise ValueError("the ranker needs the graph retriever (graph=True, semantic_ids=True)")
     return tfx.dsl.Pipeline(
@@ -176,9 +189,10 @@ def _pusher(model, blessing, serving_dir: str, name: str, component_id: str):
     ).with_id(component_id)
 
 
-def _collaborative_space(example_gen, transform, semantic_trainer, evaluator, serving_dir: str, config: dict, *,
-                         max_k: int, max_exclude: int, target_recall: float, min_lift: float) -> list:
-    """Dual-head trainer → exporter → evaluator → three pushers."""
+def _dual_head_components(example_gen, transform, semantic_trainer, evaluator, config: dict, *, ids: tuple,
+                          exporter_args: dict, evaluator_args: dict, max_k: int, max_exclude: int,
+                          target_recall: float, min_lift: float) -> list:
+    """[trainer, exporter, evaluator] of a ``DualHeadModel`` (``trainer/dual_head/``), with component ``ids``."""
     trainer = tfx.components.Trainer(
         run_fn="trainer.dual_head.run_fn",
         examples=example_gen.outputs["examples"],  # raw rows: order positions and behaviour are model inputs
@@ -187,19 +201,62 @@ def _collaborative_space(example_gen, transform, semantic_trainer, evaluator, se
         train_args=tfx.proto.TrainArgs(splits=[F.TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[F.EVAL]),
         custom_config={"dual_head": config},
-    ).with_id("DualHeadTrainer")
+    ).with_id(ids[0])
     exporter = DualHeadExporter(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-                                max_k=max_k, max_exclude=max_exclude, target_recall=target_recall)
-    dual_evaluator = DualHeadEvaluator(
+                                max_k=max_k, max_exclude=max_exclude, target_recall=target_recall,
+                                **exporter_args).with_id(ids[1])
+    model_evaluator = DualHeadEvaluator(
         examples=example_gen.outputs["examples"], bruteforce_model=exporter.outputs["bruteforce_model"],
         scann_model=exporter.outputs["scann_model"], generative_model=exporter.outputs["generative_model"],
-        baseline_evaluation=evaluator.outputs["evaluation"], min_lift=min_lift)
+        baseline_evaluation=evaluator.outputs["evaluation"], min_lift=min_lift, **evaluator_args).with_id(ids[2])
+    return [trainer, exporter, model_evaluator]
+
+
+def _collaborative_space(example_gen, transform, semantic_trainer, evaluator, serving_dir: str, config: dict, *,
+                         max_k: int, max_exclude: int, target_recall: float, min_lift: float) -> list:
+    """Dual-head trainer → exporter → evaluator → three pushers."""
+    trainer, exporter, dual_evaluator = _dual_head_components(
+        example_gen, transform, semantic_trainer, evaluator, config,
+        ids=("DualHeadTrainer", "DualHeadExporter", "DualHeadEvaluator"), exporter_args={}, evaluator_args={},
+        max_k=max_k, max_exclude=max_exclude, target_recall=target_recall, min_lift=min_lift)
     retrieval_ok, generative_ok = dual_evaluator.outputs["retrieval_blessing"], dual_evaluator.outputs["generative_blessing"]
     return [trainer, exporter, dual_evaluator,
             _pusher(exporter.outputs["scann_model"], retrieval_ok, serving_dir, DUAL_RETRIEVAL, "PushDualRetrieval"),
             _pusher(exporter.outputs["bruteforce_model"], retrieval_ok, serving_dir, DUAL_RETRIEVAL_BRUTE_FORCE,
                     "PushDualRetrievalBruteForce"),
             _pusher(exporter.outputs["generative_model"], generative_ok, serving_dir, GENERATIVE, "PushGenerative")]
+
+
+def sequential_config(values: dict | None = None) -> dict:
+    """The sequence model's trainer config: the SASRec preset (``trainer.dual_head.SASREC``), the pipeline's
+    defaults (``SEQUENTIAL_DEFAULTS``) and ``values`` on top, checked here so a bad value fails at build time."""
+    from dataclasses import asdict
+
+    from trainer.dual_head.config import sasrec_config
+
+    return asdict(sasrec_config(dict(SEQUENTIAL_DEFAULTS, **(values or {}))))
+
+
+#: the pipeline's sequence model beyond the SASRec preset: trained until validation NDCG@10 stops
+#: improving (early stopping, patience 2), ``epochs`` only a ceiling
+SEQUENTIAL_DEFAULTS = {"epochs": 20}
+
+
+def _sequence_space(example_gen, transform, semantic_trainer, evaluator, serving_dir: str, config: dict, *,
+                    max_k: int, max_exclude: int, target_recall: float, min_lift: float) -> list:
+    """The SASRec-style model through the dual head's components: trainer → exporter → evaluator → two pushers."""
+    trainer, exporter, seq_evaluator = _dual_head_components(
+        example_gen, transform, semantic_trainer, evaluator, sequential_config(config),
+        ids=("SequentialTrainer", "SequentialExporter", "SequentialEvaluator"),
+        exporter_args={"model_name": SEQUENTIAL_RETRIEVAL, "generative": 0},
+        evaluator_args={"student": SEQUENTIAL_RETRIEVAL},
+        max_k=max_k, max_exclude=max_exclude, target_recall=target_recall, min_lift=min_lift)
+    blessed = seq_evaluator.outputs["retrieval_blessing"]
+    return [trainer, exporter, seq_evaluator,
+            _pusher(exporter.outputs["scann_model"], blessed, serving_dir, SEQUENTIAL_RETRIEVAL,
+                    "PushSequentialRetrieval"),
+            _pusher(exporter.outputs["bruteforce_model"], blessed, serving_dir, SEQUENTIAL_RETRIEVAL_BRUTE_FORCE,
+                    "PushSequentialRetrievalBruteForce")]
 
 
 def _graph_space(example_gen, content_embedder, evaluator, serving_dir: str, config: dict, *, max_k: int,

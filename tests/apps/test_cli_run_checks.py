@@ -37,3 +37,40 @@ def test_run_options_build_a_pipeline_with_or_without_the_ranking_space(tmp_path
         except SystemExit:
             pass
         assert ("RankerTrainer" in built["ids"]) is has_ranker, flags
+
+
+def test_sequential_is_an_opt_in_switch_of_run(tmp_path, monkeypatch, capsys):
+    """`recsys run` leaves the sequence model out (its training would take `make run` past 20 minutes);
+    --sequential adds its trainer, exporter, evaluator and pushers, --sequential-epochs caps its epochs."""
+    import json
+
+    from tfx_pipeline import local_runner
+    from tfx_pipeline.pipeline import create_pipeline
+
+    built = {}
+
+    def fake_run(layout, **kwargs):  # build (not run) the pipeline the CLI asks for, then stop
+        kwargs.pop("data_path", None), kwargs.pop("fingerprint", None), kwargs.pop("beam_pipeline_args", None)
+        p = create_pipeline(pipeline_name="p", pipeline_root=str(tmp_path / "r"), metadata_path=str(tmp_path / "m"),
+                            serving_dir=str(tmp_path / "s"), **kwargs)
+        built["components"] = {c.id: c for c in p.components}
+        raise SystemExit(0)
+
+    monkeypatch.setattr(local_runner, "run", fake_run)
+    for flags, has_sequential in (([], False), (["--sequential"], True),
+                                  (["--sequential", "--sequential-epochs", "3"], True)):
+        built.clear()
+        try:
+            cli.main(["run", "--dataset", "movielens-100k", "--output", str(tmp_path / "out"), *flags])
+        except SystemExit:
+            pass
+        ids = set(built["components"])
+        assert ({"SequentialTrainer", "SequentialExporter", "SequentialEvaluator", "PushSequentialRetrieval",
+                 "PushSequentialRetrievalBruteForce"} <= ids) is has_sequential, flags
+        assert "DualHeadTrainer" in ids
+        if "3" in flags:
+            config = json.loads(built["components"]["SequentialTrainer"].exec_properties["custom_config"])
+            assert config["dual_head"]["epochs"] == 3 and config["dual_head"]["variant"] == "sasrec"
+    assert cli.main(["run", "--dataset", "movielens-100k", "--output", str(tmp_path / "out"), "--sequential",
+                     "--no-semantic-ids"]) == 2
+    assert "--sequential needs the content space" in capsys.readouterr().err

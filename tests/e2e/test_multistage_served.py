@@ -13,7 +13,7 @@ import pytest
 from recsys import names as N
 
 pytestmark = pytest.mark.e2e
-RETRIEVERS = (N.GRAPH_RETRIEVAL, N.DUAL_RETRIEVAL, N.RETRIEVAL)
+RETRIEVERS = (N.GRAPH_RETRIEVAL, N.DUAL_RETRIEVAL, N.SEQUENTIAL_RETRIEVAL, N.RETRIEVAL)
 
 
 @pytest.fixture(scope="module")

@@ -105,3 +105,95 @@ def test_generative_savedmodel_answers_the_same_items_and_scores_in_a_fresh_proc
     for name, (ids, scores) in here.items():
         assert there[name][0] == ids, name
         np.testing.assert_allclose(there[name][1], scores, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+# --- sequential_retrieval: the SASRec-style variant through the same retrieval module ------------------
+
+SASREC_SMALL = dict(SMALL, variant="sasrec", generative_weight=0.0, distill_weight=0.0, id_residual=False,
+                    order_positions=False, decoder_layers=0)
+
+
+def _sasrec_module(index="brute_force", model_name="sequential_retrieval"):
+    from export.dual_head import DualRetrievalModule
+
+    n = 12
+    rng = np.random.default_rng(0)
+    items = D.ItemSpace(np.array([f"i{j}" for j in range(n)], dtype=object), np.zeros((n, 2), np.int32),
+                        rng.normal(size=(n, 8)).astype(np.float32), (np.arange(n) % 3).astype(np.int32),
+                        np.full(n, 5.0, np.float32))
+    tf.keras.utils.set_random_seed(0)
+    model = D.DualHeadModel(items, D.DualHeadConfig(**SASREC_SMALL))
+    model.build_variables()
+    inputs = HistoryInput(items, SASREC_SMALL["max_history"], 64, order_positions=False, default_event="purchase")
+    emb = D.catalogue_vectors(model)
+    module = DualRetrievalModule(model, inputs, items, emb, *USERS, model_name=model_name, index=index, max_k=10,
+                                 max_exclude=5)
+    return module, model, items, inputs
+
+
+def test_sequential_retrieval_has_the_two_towers_signatures_and_scores_like_the_trained_model():
+    from recsys import names as N
+
+    module, model, items, inputs = _sasrec_module()
+    sigs = module.signatures()
+    assert sorted(sigs) == sorted(N.SIGNATURES[N.SEQUENTIAL_RETRIEVAL]) == sorted(N.SIGNATURES[N.RETRIEVAL])
+    history = tf.constant([["i1", "i2", "i5"], ["i7", "", ""]])
+    out = sigs[N.SERVING_DEFAULT](history=history, k=tf.constant([4, 4]), exclude=tf.constant([["i2"], [""]]))
+    ids, scores = out[N.ITEM_IDS].numpy().astype(str), out[N.SCORES].numpy()
+    # the training-time score: the encoder's user vector · the item's free ID embedding (raw dot product)
+    h, rel, ev = inputs(history)
+    user = model.user_vector(*model.encode(h, rel, ev)).numpy()
+    exact = user @ D.catalogue_vectors(model).T
+    exact[0, items.positions()["i2"]] = -np.inf
+    want = np.argsort(-exact, axis=1)[:, :4]
+    assert ids.tolist() == items.item_ids[want].astype(str).tolist()
+    np.testing.assert_allclose(scores, np.take_along_axis(exact, want, axis=1), rtol=1e-5, atol=1e-6)
+    # positions count items: order positions would change nothing (and there is no signature to send them)
+    assert N.RECOMMEND_ORDERS not in sigs and N.EMBED_CONTENT not in sigs
+    # a stored user answers what its stored history answers, through recommend_user and user_vector
+    by_user = sigs[N.RECOMMEND_USER](user_id=tf.constant(["u1"]), k=tf.constant([4]), exclude=tf.constant([[""]]))
+    by_history = sigs[N.SERVING_DEFAULT](history=tf.constant([USERS[1][0]]), k=tf.constant([4]),
+                                         exclude=tf.constant([[""]]))
+    assert by_user[N.ITEM_IDS].numpy().tolist() == by_history[N.ITEM_IDS].numpy().tolist()
+    np.testing.assert_allclose(sigs[N.USER_VECTOR](user_id=tf.constant(["u1"]))[N.EMBEDDING].numpy(),
+                               sigs[N.USER_EMBEDDING](history=tf.constant([USERS[1][0]]))[N.EMBEDDING].numpy(),
+                               rtol=1e-6)
+
+
+def test_sequential_retrieval_saves_and_answers_the_same_in_a_fresh_process(tmp_path, fresh_process):
+    """Saving traces every function the module holds: the sasrec block's missing content path must not be one."""
+    from export.twins import save
+    from recsys import names as N
+
+    module, _, _, _ = _sasrec_module()
+    here = _answers(lambda name, t: module.signatures()[name if name != "recommend_orders" else N.SERVING_DEFAULT](
+        **{k: v for k, v in t.items() if k != "order_pos"}))
+    path = str(tmp_path / "sequential_retrieval")
+    save(module, path)
+    there = fresh_process(f"""
+        import tensorflow as tf
+        m = tf.saved_model.load({path!r})
+        result = {{"signatures": sorted(m.signatures), "answers": {{}}}}
+        for name, request in {REQUESTS!r}.items():
+            sig = m.signatures[name if name != "recommend_orders" else "serving_default"]
+            t = {{k: tf.constant(v, {{"k": tf.int32}}.get(k, tf.string)) for k, v in request.items() if k != "order_pos"}}
+            out = sig(**t)
+            result["answers"][name] = [out["item_ids"].numpy().astype(str).tolist(), out["scores"].numpy().tolist()]
+    """)
+    assert there["signatures"] == sorted(N.SIGNATURES[N.SEQUENTIAL_RETRIEVAL])
+    for name, (ids, scores) in here.items():
+        assert there["answers"][name][0] == ids, name
+        np.testing.assert_allclose(there["answers"][name][1], scores, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_a_model_is_served_only_under_its_variants_name():
+    import pytest
+
+    with pytest.raises(ValueError, match="serves the 'dual_head' variant, but this model is 'sasrec'"):
+        _sasrec_module(model_name="dual_retrieval")
+    with pytest.raises(ValueError, match="served as one of"):
+        _sasrec_module(model_name="retrieval")
+    from export.dual_head import check_retriever_variant
+
+    with pytest.raises(ValueError, match="serves the 'sasrec' variant, but this model is 'dual_head'"):
+        check_retriever_variant("sequential_retrieval", "dual_head")

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 GATES = {("RetrievalEvaluator", "blessing"): (GATE_MODEL, GATE_BASELINE),
          ("DualHeadEvaluator", "retrieval_blessing"): (STUDENT, GATE_MODEL),
          ("DualHeadEvaluator", "generative_blessing"): (TEACHER, "popularity"),
+         ("SequentialEvaluator", "retrieval_blessing"): (N.SEQUENTIAL_RETRIEVAL, GATE_MODEL),
          ("GraphEvaluator", "blessing"): (N.GRAPH_RETRIEVAL, "item_cf"),
          ("RankerEvaluator", "blessing"): (N.RANKER, ranker_gate_baseline)}  # the best candidate source
 #: the two-tower's validation NDCG@10 over popularity's on the slice. Measured: 0.0516 vs 0.0250
@@ -144,12 +145,13 @@ def test_an_impossible_gate_blesses_nothing_and_pushes_only_the_ungated_encoder(
                       if c.name.startswith(layout.pipeline_name + ".")]
             states[node] = metadata_store_pb2.Execution.State.Name(e.last_known_state)
     pushers = {q.component_id for p in ml_slice.pushes.values() for q in (p, *p.extra)}
-    rerun = {"RetrievalEvaluator", "DualHeadEvaluator", "GraphEvaluator", "RankerEvaluator"} | pushers
+    rerun = {"RetrievalEvaluator", "DualHeadEvaluator", "SequentialEvaluator", "GraphEvaluator",
+             "RankerEvaluator"} | pushers
     assert {n for n, s in states.items() if s == "COMPLETE"} == rerun, states
     assert {n for n, s in states.items() if s != "COMPLETE"} == {n for n in states if n not in rerun}
     assert {s for n, s in states.items() if n not in rerun} == {"CACHED"}, states
     assert {"DualHeadTrainer", "Trainer", "SemanticIdTrainer", "Transform", "IndexBuilder",
-            "DualHeadExporter", "GraphBuilder", "GraphTrainer", "GraphExporter", "PrefixTrainer", "PrefixGraphTrainer",
+            "DualHeadExporter", "SequentialTrainer", "SequentialExporter", "GraphBuilder", "GraphTrainer", "GraphExporter", "PrefixTrainer", "PrefixGraphTrainer",
             "PrefixDualHeadTrainer", "ExposureBuilder", "RankerTrainer"} <= set(states)  # the expensive ones were looked up and reused
 
     for (evaluator, output), (model, baseline) in GATES.items():

@@ -53,7 +53,7 @@ def test_the_pipeline_spine_runs_with_its_root_on_ram(tmp_path, monkeypatch):
         pipeline_name="off-disk", pipeline_root=os.path.join(root, "pipelines"),
         metadata_path=str(tmp_path / "metadata.sqlite"), serving_dir=serving, dataset="movielens-100k",
         max_users=40, two_tower={"epochs": 1, "batch_size": 256}, min_lift=-1.0, semantic_ids=False,
-        dual_head=False, graph=False, ranking=False, enable_cache=False,
+        dual_head=False, sequential=False, graph=False, ranking=False, enable_cache=False,
         beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     tfx.orchestration.LocalDagRunner().run(pipeline)
 

@@ -37,7 +37,7 @@ def _repo_config(name: str, rewrite=()):
 
 
 def pushed_by_the_pipeline(tmp_path) -> list[str]:
-    """The model names the full pipeline's Pushers push to (built, not run)."""
+    """The model names the full pipeline's Pushers push to (built, not run; with the opt-in sequence model)."""
     from google.protobuf import json_format
     from tfx import v1 as tfx
 
@@ -45,7 +45,7 @@ def pushed_by_the_pipeline(tmp_path) -> list[str]:
 
     pipeline = create_pipeline(pipeline_name="p", pipeline_root=str(tmp_path / "root"),
                                metadata_path=str(tmp_path / "m.sqlite"), serving_dir="/serving",
-                               dataset="movielens-100k")
+                               dataset="movielens-100k", sequential=True)
     out = []
     for component in pipeline.components:
         if component.type.endswith(".Pusher"):
@@ -69,7 +69,7 @@ def test_repo_bruteforce_config_is_everything_but_the_scann_models():
     from recsys import names as N
 
     scann_models = set(N.BRUTE_FORCE_TWINS)
-    assert scann_models == {N.RETRIEVAL, N.DUAL_RETRIEVAL, N.GRAPH_RETRIEVAL}
+    assert scann_models == {N.RETRIEVAL, N.DUAL_RETRIEVAL, N.GRAPH_RETRIEVAL, N.SEQUENTIAL_RETRIEVAL}
     assert _repo_config("models.bruteforce.config") == [
         (name, f"/models/{name}", "tensorflow", 1) for name in N.SERVED_MODELS if name not in scann_models]
     # each ScaNN model's exact twin is there to take its place

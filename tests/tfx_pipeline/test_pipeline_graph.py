@@ -17,7 +17,11 @@ def _build(**over):
      {"PushDualRetrievalForRanker"}),
     ({"ranking_config": {"student": "always"}}, {"PrefixDualHeadTrainer", "PushDualRetrievalForRanker",
                                                  "PushDualRetrievalBruteForceForRanker"}, set()),
-    ({"dual_head": False}, {"ExposureBuilder"}, {"DualHeadTrainer", "PrefixDualHeadTrainer"}),
+    ({"dual_head": False}, {"ExposureBuilder"}, {"DualHeadTrainer", "PrefixDualHeadTrainer", "SequentialTrainer"}),
+    ({"sequential": True}, {"DualHeadTrainer", "PushDualRetrieval", "SequentialTrainer", "SequentialExporter",
+                            "SequentialEvaluator", "PushSequentialRetrieval", "PushSequentialRetrievalBruteForce"},
+     set()),
+    ({"sequential": True, "dual_head": False}, {"SequentialTrainer", "PushSequentialRetrieval"}, {"DualHeadTrainer"}),
 ])
 def test_every_producer_is_in_the_pipeline(over, present, absent):
     pipeline = _build(**over)
@@ -33,3 +37,52 @@ def test_student_modes_are_checked():
         _build(ranking_config={"student": "sometimes"})
     with pytest.raises(ValueError, match="needs the dual head"):
         _build(dual_head=False, ranking_config={"student": "always"})
+
+
+def _component(pipeline, component_id):
+    return next(c for c in pipeline.components if c.id == component_id)
+
+
+def test_the_sequence_model_is_the_dual_heads_components_with_the_sasrec_preset():
+    """SequentialTrainer/Exporter/Evaluator are the dual head's components (not copies) run with the
+    SASRec preset, exported and gated as sequential_retrieval, pushed (ScaNN + twin) on its own blessing."""
+    import json
+
+    from tfx_pipeline.components.dual_head_evaluator import DualHeadEvaluator
+    from tfx_pipeline.components.dual_head_exporter import DualHeadExporter
+    from trainer.dual_head import SASREC
+
+    pipeline = _build(sequential=True, sequential_config={"epochs": 7, "d_model": 32})
+    trainer, dual_trainer = _component(pipeline, "SequentialTrainer"), _component(pipeline, "DualHeadTrainer")
+    assert trainer.exec_properties["run_fn"] == dual_trainer.exec_properties["run_fn"] == "trainer.dual_head.run_fn"
+    config = json.loads(trainer.exec_properties["custom_config"])["dual_head"]
+    assert {k: config[k] for k in SASREC} == SASREC and config["epochs"] == 7 and config["d_model"] == 32
+    assert config["early_stopping_patience"] >= 1  # trained to its best validation epoch, epochs a ceiling
+    exporter, evaluator = _component(pipeline, "SequentialExporter"), _component(pipeline, "SequentialEvaluator")
+    assert type(exporter) is type(_component(pipeline, "DualHeadExporter")) is DualHeadExporter
+    assert type(evaluator) is type(_component(pipeline, "DualHeadEvaluator")) is DualHeadEvaluator
+    assert exporter.exec_properties["model_name"] == "sequential_retrieval"
+    assert exporter.exec_properties["generative"] == 0
+    assert evaluator.exec_properties["student"] == "sequential_retrieval"
+    assert evaluator.inputs["baseline_evaluation"].producer_component_id == "RetrievalEvaluator"
+    # the dual head's own instances keep their defaults (and so their cached executions)
+    assert "model_name" not in _component(pipeline, "DualHeadExporter").exec_properties
+    assert "student" not in _component(pipeline, "DualHeadEvaluator").exec_properties
+    for push_id, output in (("PushSequentialRetrieval", "scann_model"),
+                            ("PushSequentialRetrievalBruteForce", "bruteforce_model")):
+        push = _component(pipeline, push_id)
+        assert (push.inputs["model"].producer_component_id, push.inputs["model"].output_key) == (
+            "SequentialExporter", output)
+        assert (push.inputs["model_blessing"].producer_component_id, push.inputs["model_blessing"].output_key) == (
+            "SequentialEvaluator", "retrieval_blessing")
+    assert not any(c.id.startswith("PushSequential") and "Generative" in c.id for c in pipeline.components)
+
+
+def test_sequential_config_is_checked_when_the_pipeline_is_built():
+    with pytest.raises(ValueError, match="another model"):
+        _build(sequential=True, sequential_config={"variant": "dual_head"})
+    with pytest.raises(ValueError, match="Unknown dual-head hyperparameters"):
+        _build(sequential=True, sequential_config={"epoch": 3})
+    with pytest.raises(ValueError, match="need the content space"):
+        _build(semantic_ids=False, dual_head=False, graph=False, ranking=False, sequential=True)
+    _build(semantic_ids=False, dual_head=False, graph=False, ranking=False)  # the default has no sequence model

@@ -7,6 +7,11 @@
 * ``generative_blessing``: the teacher must beat popularity's validation NDCG@10.
 
 Both are ``gate.Gate``s; test metrics are computed and stored, never used to decide.
+
+A second instance evaluates the SASRec-style variant (``student="sequential_retrieval"``): its rows
+are ``sequential_retrieval`` and ``sequential_retrieval_scann`` (masked and ``(unmasked)``), its
+``retrieval_blessing`` the same gate against the two-tower; it has no teacher, so its
+``generative_blessing`` says not blessed (no ``generative`` model was exported).
 """
 
 import os
@@ -17,11 +22,17 @@ from tfx.dsl.component.experimental.decorators import component
 
 from recsys import names as N
 from tfx_pipeline.components.evaluator import GATE_MODEL, evaluate_splits, spine_rows
-from tfx_pipeline.components.gate import Gate
+from tfx_pipeline.components.gate import Gate, write_blessing
 from transform import fileio
 
 STUDENT = N.DUAL_RETRIEVAL
 TEACHER = N.GENERATIVE
+STUDENTS = (N.DUAL_RETRIEVAL, N.SEQUENTIAL_RETRIEVAL)
+#: what each gate's verdict means for the served system: (passed, failed)
+VERDICTS = {N.DUAL_RETRIEVAL: ("BLESSED, pushed as the default retrieval model",
+                               "NOT blessed, the two-tower stays the default"),
+            N.SEQUENTIAL_RETRIEVAL: ("BLESSED, pushed (a retriever of the multi-stage fan-out)",
+                                     "NOT blessed, not pushed")}
 
 
 @component
@@ -35,15 +46,22 @@ def DualHeadEvaluator(  # noqa: N802
     retrieval_blessing: OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
     generative_blessing: OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
     min_lift: Parameter[float] = 0.0,
+    student: Parameter[str] = STUDENT,  # the served name of the retriever evaluated (and its rows' label)
 ) -> None:
-    dirs = {STUDENT: os.path.join(bruteforce_model.uri, N.SERVING_SUBDIR),
-            f"{STUDENT}_scann": os.path.join(scann_model.uri, N.SERVING_SUBDIR)}
+    if student not in STUDENTS:
+        raise ValueError(f"DualHeadEvaluator evaluates one of {STUDENTS}, got student={student!r}")
+    dirs = {student: os.path.join(bruteforce_model.uri, N.SERVING_SUBDIR),
+            f"{student}_scann": os.path.join(scann_model.uri, N.SERVING_SUBDIR)}
     generative_dir = os.path.join(generative_model.uri, N.SERVING_SUBDIR)
     if fileio.exists(os.path.join(generative_dir, "saved_model.pb")):
         dirs[TEACHER] = generative_dir
     # the spine's two-tower (and baselines) beside the new models
     out = evaluate_splits(examples, dirs, evaluation.uri, known=spine_rows(baseline_evaluation.uri))
     val = out["validation"]["models"]
-    Gate(STUDENT, GATE_MODEL, min_lift, passed="BLESSED, pushed as the default retrieval model",
-         failed="NOT blessed, the two-tower stays the default").apply(val, retrieval_blessing)
-    Gate(TEACHER, "popularity", min_lift).apply(val, generative_blessing)
+    passed, failed = VERDICTS[student]
+    Gate(student, GATE_MODEL, min_lift, passed=passed, failed=failed).apply(val, retrieval_blessing)
+    if TEACHER in dirs:
+        Gate(TEACHER, "popularity", min_lift).apply(val, generative_blessing)
+    else:
+        write_blessing(generative_blessing, False, f"{TEACHER}: not exported with {student} (no generative head); "
+                                                   "nothing to push")

@@ -1,5 +1,9 @@
 """DualHeadExporter: the trained dual-head model → ``dual_retrieval`` (ScaNN + brute-force twin) and ``generative``.
 
+The same component exports the SASRec-style variant as ``sequential_retrieval`` (``model_name``;
+the trained model must be that name's variant, ``export.dual_head.RETRIEVER_VARIANTS``); that
+variant has no generative head, so its ``generative_model`` output stays empty.
+
 Embeds every catalogue item with the mapping network (+ ID residual for items
 seen in training) and exports the student through the shared twin export
 (``export.twins``: ScaNN tuned on validation queries until recall@10 against
@@ -33,19 +37,22 @@ def DualHeadExporter(  # noqa: N802
     max_exclude: Parameter[int] = 500,
     target_recall: Parameter[float] = 0.95,
     generative: Parameter[int] = 1,  # 0: the student only (a prefix copy for the ranker's candidates)
+    model_name: Parameter[str] = N.DUAL_RETRIEVAL,  # or N.SEQUENTIAL_RETRIEVAL (the SASRec-style variant)
 ) -> None:
     import scann  # noqa: F401  (registers the ScaNN ops)
 
-    from export.dual_head import DualRetrievalModule, GenerativeModule, HistoryInput, save_generative
+    from export.dual_head import (DualRetrievalModule, GenerativeModule, HistoryInput, check_retriever_variant,
+                                  save_generative)
     from export.twins import export_twins
     from recsys import features as F
     from trainer import dual_head
-    from trainer.warmup import recommend_requests, write_warmup
+    from trainer.warmup import recommend_requests, user_requests, write_warmup
     from transform import examples_io, fileio
 
     start = time.time()
     net, items, info = dual_head.load_trained(os.path.join(model.uri, N.SERVING_SUBDIR))
     cfg = net.config
+    check_retriever_variant(model_name, cfg.variant)  # before the minutes of export: a mis-wired pipeline fails here
     inputs = HistoryInput(items, cfg.max_history, cfg.max_orders, cfg.order_positions, info["default_event"])
     emb = dual_head.catalogue_vectors(net)
     histories = examples_io.latest_histories(examples.uri)
@@ -56,15 +63,17 @@ def DualHeadExporter(  # noqa: N802
 
     def build(index, params):
         return DualRetrievalModule(net, inputs, items, emb, index=index, max_k=max_k, max_exclude=max_exclude,
-                                   scann_params=params, **common)
+                                   scann_params=params, model_name=model_name, **common)
 
     twins = export_twins(build, emb, items.item_ids, lambda _: dual_head.user_vectors(net, val) if len(val.history)
-                         else emb[:100], model_name=N.DUAL_RETRIEVAL,
+                         else emb[:100], model_name=model_name,
                          scann_dir=os.path.join(scann_model.uri, N.SERVING_SUBDIR),
                          bruteforce_dir=os.path.join(bruteforce_model.uri, N.SERVING_SUBDIR),
                          warmup_histories=hist[:5], target_recall=target_recall, final_k=max_k + max_exclude,
-                         log=lambda m: print(m, flush=True))
-    report = {"catalog_items": items.num_items, "users_with_history": len(users), "scann": twins.report(),
+                         log=lambda m: print(m, flush=True),
+                         extra_warmup=user_requests(users[:5]))  # the multi-stage fan-out asks by user id
+    report = {"model_name": model_name, "variant": cfg.variant, "catalog_items": items.num_items,
+              "users_with_history": len(users), "scann": twins.report(),
               "train": {k: info[k] for k in ("best_epoch", "log")}}
     if net.generative and generative:
         gen = GenerativeModule(net, inputs, items, beam_width=cfg.beam_width, **common)

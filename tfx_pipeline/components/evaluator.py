@@ -49,18 +49,26 @@ def evaluate_splits(examples, dirs: dict[str, str], evaluation_uri: str, known: 
                     user_models: tuple[str, ...] = ()) -> dict:
     """Baselines + the SavedModels in ``dirs`` on validation and test; prints and writes ``METRICS_FILE``.
 
-    ``known``: rows already measured by another evaluator ({label: {model: metrics}}), added beside ours.
-    ``user_models``: models asked by user id (``export.evaluate.evaluate_split``).
+    ``known``: rows already measured by another evaluator ({label: {model: metrics}}), added beside ours;
+    the baselines are then not measured again (the spine's are on the same splits, from the same
+    training interactions). ``user_models``: models asked by user id (``export.evaluate.evaluate_split``).
     """
-    from export.evaluate import evaluate_split
+    from export.evaluate import BASELINES, evaluate_split
     from recsys.evaluation import report
+    from transform import examples_io
 
     dataset = examples.get_string_custom_property("dataset")
     protocol = examples.get_string_custom_property("protocol")
+    baselines = known is None
+    training = examples_io.training_interactions(examples.uri) if baselines else None  # read once, both splits
     out = {}
     for split, label in ((F.EVAL, "validation"), (F.TEST, "test")):
-        models = evaluate_split(examples.uri, split, protocol, dirs, user_models=user_models)
-        for name, values in (known or {}).get(label, {}).items():
+        models = evaluate_split(examples.uri, split, protocol, dirs, user_models=user_models, baselines=baselines,
+                                training=training)
+        shown = (known or {}).get(label, {})
+        # the table's order as when every evaluator measured its baselines: baselines, ours, the rest shown
+        models = {**{n: shown[n] for n in BASELINES if n in shown and n not in models}, **models}
+        for name, values in shown.items():
             models.setdefault(name, values)
         out[label] = {"dataset": dataset, "protocol": f"{protocol} ({label} split)", "models": models}
         print(report.format_table(models, f"{dataset} — {protocol}, {label} split, full ranking"), flush=True)

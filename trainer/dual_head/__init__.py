@@ -31,7 +31,7 @@ variant is the model's item block (``items.ITEM_BLOCKS``), chosen once.
 
 Modules (imports point down this list; none imports ``tfx_pipeline``):
 
-* ``config``: ``DualHeadConfig``, ``EVENT_TYPES``, ``VARIANTS``;
+* ``config``: ``DualHeadConfig``, ``EVENT_TYPES``, ``VARIANTS``, the SASRec preset (``SASREC``, ``sasrec_config``);
 * ``data``: ``ItemSpace``, ``SequenceData``, readers of the Examples artifact;
 * ``losses``: InfoNCE, distillation KL, ListMLE (pure functions);
 * ``layers``: ``TransformerBlock``;
@@ -48,7 +48,7 @@ Index conventions: catalogue items 0..N-1 (catalogue order), OOV = N, PAD = N+1;
 OOV and PAD are masked out of histories. Shapes: B batch, L history length,
 T code positions, N items, D model width, C candidates.
 """
-from trainer.dual_head.config import EVENT_TYPES, VARIANTS, DualHeadConfig
+from trainer.dual_head.config import EVENT_TYPES, SASREC, VARIANTS, DualHeadConfig, sasrec_config
 from trainer.dual_head.data import (ItemSpace, SequenceData, exclude_history_for, load_item_space,
                                     load_sequences, most_frequent_event, relative_orders)
 from trainer.dual_head.evaluation import (catalogue_vectors, evaluate, generative_topk, metrics_with_missing,
@@ -65,7 +65,7 @@ from trainer.dual_head.sampler import PairSampler
 from trainer.dual_head.training import Trainer, TrainResult, train
 
 __all__ = [
-    "EVENT_TYPES", "VARIANTS", "DualHeadConfig",
+    "EVENT_TYPES", "SASREC", "VARIANTS", "DualHeadConfig", "sasrec_config",
     "ItemSpace", "SequenceData", "exclude_history_for", "load_item_space", "load_sequences", "most_frequent_event",
     "relative_orders",
     "catalogue_vectors", "evaluate", "generative_topk", "metrics_with_missing", "retrieval_topk", "user_vectors",

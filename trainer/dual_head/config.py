@@ -78,3 +78,22 @@ class DualHeadConfig:
     @classmethod
     def from_dict(cls, values: dict | None) -> "DualHeadConfig":
         return base.config_from_dict(cls, values, "dual-head")
+
+
+#: the SASRec-style model on the same code (``variant="sasrec"``): free ID embeddings only, positions
+#: count items, full softmax over the catalogue, no generative head, no data tricks. The ablation's
+#: ``sasrec`` row and the pipeline's ``sequential_retrieval`` both start from it.
+SASREC = dict(variant="sasrec", generative_weight=0.0, distill_weight=0.0, id_residual=False, order_positions=False,
+              debias_targets=False, hard_negatives_category=0, hard_negatives_history=0)
+
+
+def sasrec_config(values: dict | None = None) -> DualHeadConfig:
+    """``DualHeadConfig`` of the SASRec preset (``SASREC``) with ``values`` on top; values that would make it
+    another model (``variant``, a generative head, distillation) are refused."""
+    values = dict(values or {})
+    clash = {k: v for k, v in values.items() if k in ("variant", "generative_weight", "distill_weight")
+             and v != SASREC[k]}
+    if clash:
+        raise ValueError(f"the SASRec-style model is {SASREC}; these settings would make it another model: {clash}")
+    return DualHeadConfig.from_dict(dict(SASREC, **values))
+

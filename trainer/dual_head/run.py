@@ -29,6 +29,6 @@ def run_fn(fn_args) -> None:
     exclude = exclude_history_for(examples_uri)
     train_data = load_sequences(examples_uri, F.TRAIN, items, config)
     val_data = load_sequences(examples_uri, F.EVAL, items, config)
-    result = train(train_data, val_data, items, config, exclude)
+    result = train(train_data, val_data, items, config, exclude, label=config.variant)
     save_trained(result, items, config, fn_args.serving_model_dir,
                  {"exclude_history": exclude, "default_event": most_frequent_event(train_data, items)})

@@ -57,8 +57,11 @@ from commerce_recsys_client.items import ItemTable
 from commerce_recsys_client.store import STORE_ERRORS, Store, UserState
 
 REPEAT, POPULARITY = "repeat", "popularity"
-#: retrievers the fan-out considers, in order; brute-force twins only when their ScaNN model is down
-RETRIEVERS = (N.GRAPH_RETRIEVAL, N.DUAL_RETRIEVAL, N.RETRIEVAL)
+#: retrievers the fan-out considers, in order; brute-force twins only when their ScaNN model is down.
+#: ``sequential_retrieval`` (the SASRec-style model, pushed only when it beats the two-tower on validation)
+#: has no slot of its own in the ranker's ``retrieval_features``: its candidates are merged and ranked on
+#: the features of the sources they share (``commerce_recsys_client.ranking``)
+RETRIEVERS = (N.GRAPH_RETRIEVAL, N.DUAL_RETRIEVAL, N.SEQUENTIAL_RETRIEVAL, N.RETRIEVAL)
 AUTO = "auto"  # Recommender(ranker=AUTO): the served ``ranker`` model when the server has it
 MAX_ID_CHARS = 256
 MAX_HISTORY = 1000

@@ -9,8 +9,13 @@ ranker was trained with (``names.RANKER_SOURCES``):
   default) ignores that slot: features constant in training are held at 0 inside the model;
 * ``repeat`` and ``popularity`` carry raw counts in the Recommender; the ranker was trained on
   ``log1p(count)`` (``transform.exposures``), so the adapter sends that;
-* other sources (``generative``) have no slot in the trained model: their candidates are still
-  ranked, on the features of the sources they share.
+* other sources (``generative``, ``sequential_retrieval``) have no slot in the trained model: their
+  candidates are still ranked, on the features of the sources they share (a candidate only the
+  sequence model retrieved gets the zeros of "retrieved by none of the ranker's retrievers", plus
+  its repeat/popularity features). ``sequential_retrieval`` is deliberately not mapped onto an
+  existing slot: the ``two_tower`` and ``student`` slots carry the scores and ranks of the models
+  the ranker was trained on, and the SASRec model's raw dot products are on another scale; giving it
+  a slot of its own means training the ranker with it (a 6th source, ``names.RANKER_SOURCES``).
 
 The ranker's repeat and affinity features need the user's **history** (it was trained on the full
 one): ``history_of(user_id)`` returns it as ``(items oldest first, behaviours, order gaps)``;
