@@ -114,11 +114,13 @@ def test_trainer_artifacts_round_trip_on_ram(ram_root):
     result = types.SimpleNamespace(
         model=types.SimpleNamespace(semantic=False), users=np.ones((2, config.embedding_dim)),
         items=np.zeros((3, config.embedding_dim)), best_epoch=1, best_val={"NDCG@10": 0.1}, log=[],
-        seconds_per_epoch=0.5, wall_s=1.0, session_weight=0.3, session_val=None)
+        seconds_per_epoch=0.5, wall_s=1.0, session_weight=0.3, session_val=None,
+        query_items=np.full((3, config.embedding_dim), 0.5), query_self_weight=0.5)
     graph = types.SimpleNamespace(user_ids=np.array(["u1", "u2"], dtype=object), item_ids=np.array(["a", "b", "c"], dtype=object))
     trained = G.save_trained(result, graph, config, os.path.join(ram_root, "graph", "Format-Serving"))
     assert trained.user_ids.tolist() == ["u1", "u2"] and trained.item_vectors.shape == (3, config.embedding_dim)
-    assert trained.session_weight == 0.3
+    assert trained.session_weight == 0.3 and trained.info["query_self_weight"] == 0.5
+    assert np.array_equal(trained.query_vectors, np.full((3, config.embedding_dim), 0.5, np.float32))
 
 
 def test_a_scann_savedmodel_saves_loads_and_warms_up_on_ram(ram_root):
