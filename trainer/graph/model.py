@@ -50,10 +50,14 @@ class GraphModel(tf.Module):
         self.relation = tf.Variable(tf.ones([nb, d]), name="relation", trainable=config.target_aligned)
         self.relation_mask = tf.constant(np.array([[1.0] if b != graph.target and config.target_aligned else [0.0]
                                                    for b in range(nb)], np.float32))
-        # UltraGCN with semantic initialisation: build the whole item table each step only while that is cheaper
-        # than the per-batch path (about 2 B + M item rows' worth of content-map products, see ultragcn_loss)
+        # UltraGCN with semantic initialisation: build the whole item table each step only while that is cheaper.
+        # Multiply-adds per step, forward and backward: the table 2 N Dc D; the per-batch path 6 B D Dc (two
+        # [B, D] x [D, Dc] products) + 3 B K Dc (neighbours) + 3 M D Dc (negatives' vectors), so the table
+        # wins while N <= 3 B + 1.5 B K / D + 1.5 M (about 3,500 items at the defaults; measured: 26 ms a step
+        # for the table at 1,682 items, 52 ms for the per-batch path at 6,728, benchmarks/graph_epoch_cost.py)
         m = config.negatives if config.shared_negatives else config.batch_size * config.negatives
-        self.full_table = self.num_items <= 2 * config.batch_size + m
+        b, k = config.batch_size, config.neighbours
+        self.full_table = self.num_items <= 3 * b + 1.5 * b * k / config.embedding_dim + 1.5 * m
         if config.variant == LIGHTGCN:
             self.adjacency = losses.normalized_adjacency(graph.edge_user, graph.edge_item, self.num_users,
                                                          self.num_items)
