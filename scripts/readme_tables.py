@@ -82,10 +82,12 @@ def latency_table(path: str) -> str:
 
 
 def wide_table(rows: dict) -> str:
-    """model → metrics with any metric columns (e.g. ``long_tail@10``), in the first row's order, 4 decimals."""
+    """model → metrics with any metric columns (e.g. ``long_tail@10``), in the first row's order, 4 decimals
+    (integers as counts)."""
     cols = list(next(iter(rows.values())))
     lines = ["| Model | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
-    lines += [f"| {name} | " + " | ".join(f"{v[c]:.4f}" for c in cols) + " |" for name, v in rows.items()]
+    cell = lambda x: f"{x:,}" if isinstance(x, int) else f"{x:.4f}"  # noqa: E731  (counts stay counts)
+    lines += [f"| {name} | " + " | ".join(cell(v[c]) for c in cols) + " |" for name, v in rows.items()]
     return "\n".join(lines) + "\n"
 
 
