@@ -50,6 +50,17 @@ REQUESTS = {  # signature -> request (one row asks what u1's stored history asks
 DTYPES = {"k": tf.int32, "order_pos": tf.int64}
 
 
+def _random_items(n=12, random_codes=False):
+    """n items with random content vectors (seed 0), 3 categories; codes random (disambiguated) or all zero."""
+    from trainer.semantic_ids import disambiguate
+
+    rng = np.random.default_rng(0)
+    codes = disambiguate(rng.integers(0, 3, (n, 2))).astype(np.int32) if random_codes else np.zeros((n, 2), np.int32)
+    return D.ItemSpace(np.array([f"i{j}" for j in range(n)], dtype=object), codes,
+                       rng.normal(size=(n, 8)).astype(np.float32), (np.arange(n) % 3).astype(np.int32),
+                       np.full(n, 5.0, np.float32))
+
+
 def _tensors(request: dict) -> dict:
     return {k: tf.constant(v, DTYPES.get(k, tf.string)) for k, v in request.items()}
 
@@ -65,14 +76,8 @@ def _answers(call) -> dict:
 
 def test_generative_savedmodel_answers_the_same_items_and_scores_in_a_fresh_process(tmp_path, fresh_process):
     from export.dual_head import GenerativeModule, save_generative
-    from trainer.semantic_ids import disambiguate
 
-    n = 12
-    rng = np.random.default_rng(0)
-    items = D.ItemSpace(np.array([f"i{j}" for j in range(n)], dtype=object),
-                        disambiguate(rng.integers(0, 3, (n, 2))).astype(np.int32),
-                        rng.normal(size=(n, 8)).astype(np.float32), (np.arange(n) % 3).astype(np.int32),
-                        np.full(n, 5.0, np.float32))
+    items = _random_items(random_codes=True)
     tf.keras.utils.set_random_seed(0)
     model = D.DualHeadModel(items, D.DualHeadConfig(**SMALL))
     model.build_variables()
@@ -116,11 +121,7 @@ SASREC_SMALL = dict(SMALL, variant="sasrec", generative_weight=0.0, distill_weig
 def _sasrec_module(index="brute_force", model_name="sequential_retrieval"):
     from export.dual_head import DualRetrievalModule
 
-    n = 12
-    rng = np.random.default_rng(0)
-    items = D.ItemSpace(np.array([f"i{j}" for j in range(n)], dtype=object), np.zeros((n, 2), np.int32),
-                        rng.normal(size=(n, 8)).astype(np.float32), (np.arange(n) % 3).astype(np.int32),
-                        np.full(n, 5.0, np.float32))
+    items = _random_items()
     tf.keras.utils.set_random_seed(0)
     model = D.DualHeadModel(items, D.DualHeadConfig(**SASREC_SMALL))
     model.build_variables()
