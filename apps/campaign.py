@@ -37,7 +37,7 @@ SIGNATURE_INPUTS, SIGNATURE_OUTPUTS = N.SIGNATURES[N.GENERATIVE][SIGNATURE]
 # The dual-head retrieval model also has a ``recommend_orders`` signature (dot-product scores, not
 # log-likelihoods); its ``embed_content`` signature, which the generative model lacks, tells them apart.
 RETRIEVAL_ONLY_SIGNATURE = N.EMBED_CONTENT
-DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")  # as the pipeline's
 SUFFIX = ".jsonl"
 METRICS_NAMESPACE = "campaign"
 SCORE_DECIMALS = 5
@@ -157,7 +157,7 @@ def run_campaign(model_dir: str, users: Sequence[UserHistory], output_path: str,
       batch_size: users per model call.
       exclude_history: never recommend an item of the user's history (off by default: on grocery
         data re-buying is the point).
-      beam_args: Beam pipeline options (default ``DEFAULT_BEAM_ARGS``: DirectRunner in memory, one worker).
+      beam_args: Beam pipeline options (default ``DEFAULT_BEAM_ARGS``: Beam's FnApiRunner in memory, one worker).
       num_shards: 1 writes ``<prefix>.jsonl``; more write ``<prefix>-SSSSS-of-NNNNN.jsonl``.
 
     Returns:

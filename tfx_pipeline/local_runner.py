@@ -9,7 +9,7 @@ from typing import Sequence
 from tfx import v1 as tfx
 
 from tfx_pipeline.layout import Layout
-from tfx_pipeline.pipeline import DEFAULT_BEAM_ARGS, create_pipeline
+from tfx_pipeline.pipeline import DEFAULT_BEAM_ARGS, create_pipeline, with_setup_file
 
 
 class _ComponentProgress(logging.Filter):
@@ -52,7 +52,7 @@ def run(layout: Layout, *, dataset: str, data_path: str = "", fingerprint: str =
         metadata_path=os.path.abspath(layout.metadata_path),
         serving_dir=os.path.abspath(layout.serving_dir),
         dataset=dataset, data_path=data_path, fingerprint=fingerprint,
-        beam_pipeline_args=beam_pipeline_args, **pipeline_kwargs)
+        beam_pipeline_args=with_setup_file(beam_pipeline_args), **pipeline_kwargs)
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:

@@ -22,6 +22,8 @@ import uuid
 import pytest
 import tensorflow as tf
 
+from tfx_pipeline.pipeline import DEFAULT_BEAM_ARGS, with_setup_file
+
 pytestmark = pytest.mark.integration
 
 
@@ -54,7 +56,7 @@ def test_the_pipeline_spine_runs_with_its_root_on_ram(tmp_path, monkeypatch):
         metadata_path=str(tmp_path / "metadata.sqlite"), serving_dir=serving, dataset="movielens-100k",
         max_users=40, two_tower={"epochs": 1, "batch_size": 256}, min_lift=-1.0, semantic_ids=False,
         dual_head=False, sequential=False, graph=False, ranking=False, enable_cache=False,
-        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+        beam_pipeline_args=with_setup_file(DEFAULT_BEAM_ARGS))
     tfx.orchestration.LocalDagRunner().run(pipeline)
 
     assert sorted(os.listdir(tmp_path)) == ["metadata.sqlite"]

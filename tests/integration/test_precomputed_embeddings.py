@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 from tfx import v1 as tfx
+from tfx_pipeline.pipeline import DEFAULT_BEAM_ARGS, with_setup_file
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +21,7 @@ def _pipeline(root, vectors_path):
         pipeline_name="precomputed", pipeline_root=os.path.join(root, "pipeline"), components=[gen, emb],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.join(root, "mlmd.sqlite")),
-        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+        beam_pipeline_args=with_setup_file(DEFAULT_BEAM_ARGS))
 
 
 def test_precomputed_vectors_are_used_as_given(tmp_path, latest):

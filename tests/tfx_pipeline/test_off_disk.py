@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from recsys import features as F
 from transform import fileio
+from tfx_pipeline.pipeline import DEFAULT_BEAM_ARGS, with_setup_file
 
 if "_beam_ram_fs" not in sys.modules:  # one module object per session: Beam refuses two filesystems for a scheme
     _spec = importlib.util.spec_from_file_location("_beam_ram_fs", os.path.join(os.path.dirname(__file__),
@@ -29,7 +30,7 @@ if "_beam_ram_fs" not in sys.modules:  # one module object per session: Beam ref
     _spec.loader.exec_module(sys.modules["_beam_ram_fs"])  # registers the Beam filesystem for ram://
 beam_ram_fs = sys.modules["_beam_ram_fs"]
 
-BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+BEAM_ARGS = with_setup_file(DEFAULT_BEAM_ARGS)  # no TFX sdist per executor
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ import tensorflow as tf
 from recsys.data import event_lines, load_dataset
 from recsys.data.movielens import INTER_FILE, ITEM_FILE
 from transform import event_source
+from tfx_pipeline.pipeline import DEFAULT_BEAM_ARGS, with_setup_file
 
-BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+BEAM_ARGS = with_setup_file(DEFAULT_BEAM_ARGS)  # no TFX sdist per executor
 
 BASE = 880_000_000
 RATINGS = [  # user, item, rating, timestamp (file order)
