@@ -5,7 +5,9 @@ Both take raw item ids. Requests carry histories oldest first, right-padded
 with ""; only the last ``max_history`` items are read. Without order
 positions every item is its own order (leave-one-out data); basket clients
 send ``order_pos`` (the order each item was bought in; any increasing
-integers). Behaviour types, when not sent, are the most frequent training one.
+integers). Behaviour types, when not sent, are the most frequent training one. A stored user
+(``recommend_user``, ``user_vector``) is encoded from the history as training saw it: its order
+positions and behaviours (``StoredHistories``).
 
 ``dual_retrieval`` (``export.RetrievalModule`` contract, plus):
 
@@ -71,21 +73,45 @@ class HistoryInput(tf.Module):
         if events is None:
             ev = tf.fill(tf.shape(items), self.default_event)
         else:
+            events = tf.concat([events, tf.fill([batch, 1], "")], axis=1)           # as history
             ev = tf.gather(self.event_table.lookup(events), cols, batch_dims=1)
         ev = tf.where(inside, tf.cast(ev, tf.int32), 0)
         return items, rel, ev
 
 
-def _user_table(users: list[str], histories: list[list[str]], order_pos: list[list[int]], max_history: int):
-    """Stored latest histories: ids string [U+1, H] and order positions int64 [U+1, H] (last row: unknown user)."""
-    width = max(1, min(max_history, max([len(h) for h in histories] + [1])))
-    ids = np.full((len(users) + 1, width), b"", dtype=object)
-    pos = np.zeros((len(users) + 1, width), np.int64)
-    for i, (h, p) in enumerate(zip(histories, order_pos)):
-        h, p = h[-width:], p[-width:]
-        ids[i, : len(h)] = [x.encode() for x in h]
-        pos[i, : len(p)] = p
-    return export.string_table(users, default=len(users)), tf.constant(ids.astype(bytes)), tf.constant(pos)
+class StoredHistories(tf.Module):
+    """Each known user's latest history as the model was trained on it: item ids, order positions and behaviours.
+
+    Tables [U+1, H] (the last row, all padding, answers an unknown user); ``(ids, order_pos, events)`` of
+    ``user_id`` [B] is what ``HistoryInput`` takes, so a stored user is encoded exactly as training encoded the
+    same history (its day/basket structure and click/purchase types), not as a history-only request would be.
+    """
+
+    def __init__(self, users: list[str], histories: list[list[str]], order_pos: list[list[int]],
+                 event_types: list[list[str]], max_history: int):
+        super().__init__()
+        if not len(users) == len(histories) == len(order_pos) == len(event_types):
+            raise ValueError(f"{len(users)} users, {len(histories)} histories, {len(order_pos)} order position lists "
+                             f"and {len(event_types)} behaviour lists: one each per user")
+        width = max(1, min(max_history, max([len(h) for h in histories] + [1])))
+        ids = np.full((len(users) + 1, width), b"", dtype=object)
+        pos = np.zeros((len(users) + 1, width), np.int64)
+        events = np.full((len(users) + 1, width), b"", dtype=object)
+        for i, (u, h, p, e) in enumerate(zip(users, histories, order_pos, event_types)):
+            if not len(h) == len(p) == len(e):
+                raise ValueError(f"user {u!r}: {len(h)} history items, {len(p)} order positions, {len(e)} behaviours")
+            n = min(len(h), width)
+            ids[i, :n] = [x.encode() for x in h[len(h) - n:]]
+            pos[i, :n] = p[len(p) - n:]
+            events[i, :n] = [x.encode() for x in e[len(e) - n:]]
+        self.lookup = export.string_table(users, default=len(users))
+        self.ids = tf.constant(ids.astype(bytes))
+        self.order_pos = tf.constant(pos)
+        self.events = tf.constant(events.astype(bytes))
+
+    def __call__(self, user_id):
+        row = self.lookup.lookup(user_id)
+        return tf.gather(self.ids, row), tf.gather(self.order_pos, row), tf.gather(self.events, row)
 
 
 class UserEncoder(tf.Module):
@@ -96,8 +122,8 @@ class UserEncoder(tf.Module):
         self.model = model
         self.inputs = inputs
 
-    def __call__(self, history, order_pos=None):
-        items, rel, ev = self.inputs(history, order_pos)
+    def __call__(self, history, order_pos=None, events=None):
+        items, rel, ev = self.inputs(history, order_pos, events)
         states, mask = self.model.encode(items, rel, ev)
         return self.model.user_vector(states, mask)
 
@@ -119,7 +145,7 @@ class DualRetrievalModule(export.RetrievalModule):
 
     def __init__(self, model: DualHeadModel, inputs: HistoryInput, items: ItemSpace, catalog_embeddings: np.ndarray,
                  users: list[str], histories: list[list[str]], order_pos: list[list[int]],
-                 model_name: str = N.DUAL_RETRIEVAL, **kwargs):
+                 event_types: list[list[str]], model_name: str = N.DUAL_RETRIEVAL, **kwargs):
         check_retriever_variant(model_name, model.config.variant)
         super().__init__(UserEncoder(model, inputs), items.item_ids.tolist(), items.item_ids, catalog_embeddings,
                          users, histories, max_history=inputs.max_history, **kwargs)
@@ -130,8 +156,7 @@ class DualRetrievalModule(export.RetrievalModule):
                 # not in this contract: hidden, so saving does not trace it (the sasrec block has no content path)
                 setattr(self, attr, None)
         self.content_dim = model.content_dim
-        self.user_lookup, self.user_history_ids, self.user_order_pos = _user_table(
-            users, histories, order_pos, inputs.max_history)
+        self.stored = StoredHistories(users, histories, order_pos, event_types, inputs.max_history)
 
     def _query(self, history, order_pos=None):
         return self.towers(history, order_pos)
@@ -147,9 +172,12 @@ class DualRetrievalModule(export.RetrievalModule):
                                   tf.TensorSpec([None], tf.int32, name=N.K),
                                   tf.TensorSpec([None, None], tf.string, name=N.EXCLUDE)])
     def recommend_user(self, user_id, k, exclude):
-        row = self.user_lookup.lookup(user_id)
-        query = self._query(tf.gather(self.user_history_ids, row), tf.gather(self.user_order_pos, row))
-        return self._top_k(query, k, exclude)
+        return self._top_k(self.towers(*self.stored(user_id)), k, exclude)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=N.USER_ID)])
+    def user_vector(self, user_id):
+        """The query ``recommend_user`` uses: the stored history with its order positions and behaviours."""
+        return {N.EMBEDDING: self.towers(*self.stored(user_id))}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name=N.CONTENT)])
     def embed_content(self, content):
@@ -176,7 +204,8 @@ class GenerativeModule(tf.Module):
     """History → top-K items with log-likelihoods by constrained beam search over Semantic IDs."""
 
     def __init__(self, model: DualHeadModel, inputs: HistoryInput, items: ItemSpace, users: list[str],
-                 histories: list[list[str]], order_pos: list[list[int]], beam_width: int):
+                 histories: list[list[str]], order_pos: list[list[int]], event_types: list[list[str]],
+                 beam_width: int):
         super().__init__()
         if not model.generative:
             raise ValueError("this model was trained without a generative head")
@@ -186,11 +215,10 @@ class GenerativeModule(tf.Module):
         self.max_k = min(beam_width, items.num_items)
         self.catalog_ids = tf.constant([i.encode() for i in items.item_ids.tolist()], tf.string)
         self.catalog_table = export.string_table(items.item_ids.tolist(), default=-1)
-        self.user_lookup, self.user_history_ids, self.user_order_pos = _user_table(
-            users, histories, order_pos, inputs.max_history)
+        self.stored = StoredHistories(users, histories, order_pos, event_types, inputs.max_history)
 
-    def _recommend(self, history, order_pos, k, exclude):
-        items, rel, ev = self.inputs(history, order_pos)
+    def _recommend(self, history, order_pos, k, exclude, events=None):
+        items, rel, ev = self.inputs(history, order_pos, events)
         states, mask = self.model.encode(items, rel, ev)
         batch = tf.shape(history)[0]
         allowed = export.mask_excluded(tf.ones([batch, self.model.num_items]), self.catalog_table, exclude,
@@ -218,8 +246,8 @@ class GenerativeModule(tf.Module):
                                   tf.TensorSpec([None], tf.int32, name=N.K),
                                   tf.TensorSpec([None, None], tf.string, name=N.EXCLUDE)])
     def recommend_user(self, user_id, k, exclude):
-        row = self.user_lookup.lookup(user_id)
-        return self._recommend(tf.gather(self.user_history_ids, row), tf.gather(self.user_order_pos, row), k, exclude)
+        history, order_pos, events = self.stored(user_id)
+        return self._recommend(history, order_pos, k, exclude, events)
 
     def signatures(self) -> dict:
         return {N.SERVING_DEFAULT: self.recommend_history, N.RECOMMEND_ORDERS: self.recommend_orders,

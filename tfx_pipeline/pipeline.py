@@ -57,6 +57,8 @@ from recsys.names import (  # noqa: F401  (SERVED_MODELS re-exported for the ser
 #: Beam's local batch runner, named: Beam 2.74's DirectRunner first tries Prism (a Go binary it downloads
 #: from GitHub, so offline it fails and falls back, and online the run changes engine)
 DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
+#: DualHeadExporter's cache key (TFX does not see code changes): 2: stored users keep order positions and behaviours
+DUAL_HEAD_EXPORT_VERSION = 2
 #: this stack's own package definition; remote Beam workers need it (our Beam components are ours, not TFX's)
 SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
 #: Beam flags that tell a runner which Python code to ship (TFX's ``make_beam_dependency_flags`` list)
@@ -228,7 +230,7 @@ def _dual_head_components(example_gen, transform, semantic_trainer, evaluator, c
     ).with_id(ids[0])
     exporter = DualHeadExporter(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
                                 max_k=max_k, max_exclude=max_exclude, target_recall=target_recall,
-                                **exporter_args).with_id(ids[1])
+                                code_version=DUAL_HEAD_EXPORT_VERSION, **exporter_args).with_id(ids[1])
     model_evaluator = DualHeadEvaluator(
         examples=example_gen.outputs["examples"], bruteforce_model=exporter.outputs["bruteforce_model"],
         scann_model=exporter.outputs["scann_model"], generative_model=exporter.outputs["generative_model"],
@@ -370,7 +372,7 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
         ).with_id("PrefixDualHeadTrainer")
         prefix_dual = DualHeadExporter(examples=prefix, model=dual_trainer.outputs["model"], max_k=max_k,
                                        max_exclude=max_exclude, target_recall=target_recall, generative=0,
-                                       ).with_id("PrefixDualHeadExporter")
+                                       code_version=DUAL_HEAD_EXPORT_VERSION).with_id("PrefixDualHeadExporter")
         student_components = [dual_trainer, prefix_dual]
         student_inputs = dict(prefix_student=prefix_dual.outputs["bruteforce_model"],
                               student=dual_exporter.outputs["bruteforce_model"])

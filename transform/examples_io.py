@@ -67,6 +67,7 @@ class SequenceRows:
     history_order_pos: list[list[int]]  # order position of each history item
     target_order_pos: np.ndarray  # int64 [R], order position of the target(s)
     target_event_types: list[list[str]]  # behaviour of each target (as ``targets``)
+    history_event_types: list[list[str]]  # behaviour of each history item (as ``histories``)
 
 
 def _decode(values) -> list[str]:
@@ -83,8 +84,8 @@ def read_catalog(examples_uri: str) -> Catalog:
 
 
 def read_rows(examples_uri: str, split: str) -> SequenceRows:
-    spec = F.feature_spec((F.USER_ID, F.HISTORY_ITEM_ID, F.HISTORY_ORDER_POS, F.TARGET_ITEM_ID, F.TARGET_TIMESTAMP,
-                           F.TARGET_ORDER_POS, F.TARGET_EVENT_TYPE))
+    spec = F.feature_spec((F.USER_ID, F.HISTORY_ITEM_ID, F.HISTORY_ORDER_POS, F.HISTORY_EVENT_TYPE, F.TARGET_ITEM_ID,
+                           F.TARGET_TIMESTAMP, F.TARGET_ORDER_POS, F.TARGET_EVENT_TYPE))
     cols = read_examples(split_files(examples_uri, split), spec)
     return SequenceRows(
         user_ids=_decode(cols[F.USER_ID.name]),
@@ -94,15 +95,17 @@ def read_rows(examples_uri: str, split: str) -> SequenceRows:
         history_order_pos=[np.asarray(p, np.int64).tolist() for p in cols[F.HISTORY_ORDER_POS.name]],
         target_order_pos=np.asarray(cols[F.TARGET_ORDER_POS.name], dtype=np.int64),
         target_event_types=[_decode(t) for t in cols[F.TARGET_EVENT_TYPE.name]],
+        history_event_types=[_decode(e) for e in cols[F.HISTORY_EVENT_TYPE.name]],
     )
 
 
 @dataclass(frozen=True)
 class UserHistory:
-    """A user's latest known history: items oldest first and the order position of each."""
+    """A user's latest known history: items oldest first, the order position and the behaviour of each."""
 
     items: list[str]
     order_pos: list[int]
+    event_types: list[str]
 
 
 def latest_histories(examples_uri: str) -> dict[str, UserHistory]:
@@ -110,15 +113,16 @@ def latest_histories(examples_uri: str) -> dict[str, UserHistory]:
 
     The history of the user's most recent sequence row (largest ``target_timestamp``;
     on a tie the first row read wins) with that row's targets appended at the row's
-    ``target_order_pos``. Keys are sorted by user id.
+    ``target_order_pos`` with their behaviours. Keys are sorted by user id.
     """
     latest: dict[str, tuple[int, UserHistory]] = {}
     for split in F.SEQUENCE_SPLITS:
         rows = read_rows(examples_uri, split)
-        for u, h, p, t, tp, ts in zip(rows.user_ids, rows.histories, rows.history_order_pos, rows.targets,
-                                      rows.target_order_pos.tolist(), rows.target_timestamps.tolist(), strict=True):
+        for u, h, p, e, t, tp, te, ts in zip(rows.user_ids, rows.histories, rows.history_order_pos,
+                                             rows.history_event_types, rows.targets, rows.target_order_pos.tolist(),
+                                             rows.target_event_types, rows.target_timestamps.tolist(), strict=True):
             if u not in latest or ts > latest[u][0]:
-                latest[u] = (ts, UserHistory(h + t, p + [int(tp)] * len(t)))
+                latest[u] = (ts, UserHistory(h + t, p + [int(tp)] * len(t), e + te))
     return {u: latest[u][1] for u in sorted(latest)}
 
 

@@ -40,7 +40,10 @@ def test_sasrec_exports_ignore_order_positions():
 
 SMALL = dict(d_model=16, num_heads=2, encoder_layers=1, decoder_layers=1, ff_dim=32, max_history=6,
              memory_tokens=2, beam_width=8, distill_candidates=5, dropout=0.0)
-USERS = (["u1", "u2"], [["i1", "i2", "i3"], ["i4"]], [[0, 0, 1], [3]])
+# (users, histories, order positions, behaviours): all purchases, the behaviour a request without one gets,
+# so a stored user answers what the same history sent as a request answers
+USERS = (["u1", "u2"], [["i1", "i2", "i3"], ["i4"]], [[0, 0, 1], [3]], [["purchase"] * 3, ["purchase"]])
+MIXED_USERS = USERS[:3] + ([["click", "purchase", "click"], ["purchase"]],)  # u1 also clicked
 REQUESTS = {  # signature -> request (one row asks what u1's stored history asks)
     "serving_default": {"history": [["i1", "i2", "i5"], ["i7", "", ""]], "k": [5, 5], "exclude": [["i2"], [""]]},
     "recommend_orders": {"history": [["i1", "i2", "i3"], ["i7", "i8", ""]], "order_pos": [[0, 0, 1], [0, 1, 0]],
@@ -198,3 +201,91 @@ def test_a_model_is_served_only_under_its_variants_name():
 
     with pytest.raises(ValueError, match="serves the 'sasrec' variant, but this model is 'dual_head'"):
         check_retriever_variant("sequential_retrieval", "dual_head")
+
+
+# --- stored users are encoded as training encoded them -------------------------------------------------
+
+def _dual_module(index="brute_force"):
+    from export.dual_head import DualRetrievalModule
+
+    items = _random_items(random_codes=True)
+    tf.keras.utils.set_random_seed(0)
+    model = D.DualHeadModel(items, D.DualHeadConfig(**SMALL))
+    model.build_variables()
+    inputs = HistoryInput(items, SMALL["max_history"], 64, order_positions=True, default_event="purchase")
+    module = DualRetrievalModule(model, inputs, items, D.catalogue_vectors(model), *MIXED_USERS, index=index, max_k=10,
+                                 max_exclude=5)
+    return module, model, items
+
+
+def _training_vector(model, items, history, order_pos, events):
+    """The user vector training computes for ``history`` (``trainer.dual_head.data`` encoding): positions
+    counted in orders back from the next order, behaviours as logged."""
+    pos = items.positions()
+    h = np.full((1, SMALL["max_history"]), items.pad, np.int32)
+    rel = np.zeros_like(h)
+    ev = np.zeros_like(h)
+    n = len(history)
+    h[0, :n] = [pos[i] for i in history]
+    rel[0, :n] = D.relative_orders(np.asarray(order_pos), max(order_pos) + 1, 64)
+    ev[0, :n] = [D.EVENT_TYPES.index(e) for e in events]
+    return model.user_vector(*model.encode(tf.constant(h), tf.constant(rel), tf.constant(ev))).numpy()
+
+
+def test_a_stored_users_vector_is_the_training_time_vector_of_their_history():
+    from recsys import names as N
+
+    module, model, items = _dual_module()
+    sigs = module.signatures()
+    users, histories, order_pos, events = MIXED_USERS
+    for u, h, p, e in zip(users, histories, order_pos, events):
+        want = _training_vector(model, items, h, p, e)
+        got = sigs[N.USER_VECTOR](user_id=tf.constant([u]))[N.EMBEDDING].numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=u)
+        # recommend_user ranks by that vector
+        out = sigs[N.RECOMMEND_USER](user_id=tf.constant([u]), k=tf.constant([4]), exclude=tf.constant([[""]]))
+        exact = want @ D.catalogue_vectors(model).T
+        top = np.argsort(-exact[0])[:4]
+        assert out[N.ITEM_IDS].numpy().astype(str)[0].tolist() == items.item_ids[top].astype(str).tolist()
+        np.testing.assert_allclose(out[N.SCORES].numpy()[0], exact[0, top], rtol=1e-5, atol=1e-6)
+    # the behaviours matter: the same history sent as a request (no behaviours: the default, purchase)
+    # is another vector for u1, whose history has clicks
+    as_request = sigs[N.RECOMMEND_ORDERS](history=tf.constant([histories[0]]), order_pos=tf.constant([order_pos[0]],
+                                          tf.int64), k=tf.constant([4]), exclude=tf.constant([[""]]))
+    default = _training_vector(model, items, histories[0], order_pos[0], ["purchase"] * 3)
+    exact = (default @ D.catalogue_vectors(model).T)[0]
+    np.testing.assert_allclose(as_request[N.SCORES].numpy()[0], np.sort(exact)[::-1][:4], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(default, _training_vector(model, items, histories[0], order_pos[0], events[0]))
+    # an unknown user is the empty history
+    np.testing.assert_allclose(sigs[N.USER_VECTOR](user_id=tf.constant(["nobody"]))[N.EMBEDDING].numpy(),
+                               sigs[N.USER_EMBEDDING](history=tf.constant([[""]]))[N.EMBEDDING].numpy(), rtol=1e-6)
+
+
+def test_the_generative_module_reads_stored_users_with_their_behaviours():
+    from export.dual_head import GenerativeModule
+
+    items = _random_items(random_codes=True)
+    tf.keras.utils.set_random_seed(0)
+    model = D.DualHeadModel(items, D.DualHeadConfig(**SMALL))
+    model.build_variables()
+    inputs = HistoryInput(items, SMALL["max_history"], 64, order_positions=True, default_event="purchase")
+    module = GenerativeModule(model, inputs, items, *MIXED_USERS, beam_width=SMALL["beam_width"])
+    history, order_pos, events = (t.numpy() for t in module.stored(tf.constant(["u1", "u2", "nobody"])))
+    assert history.astype(str).tolist() == [["i1", "i2", "i3"], ["i4", "", ""], ["", "", ""]]
+    assert order_pos.tolist() == [[0, 0, 1], [3, 0, 0], [0, 0, 0]]
+    assert events.astype(str).tolist() == [["click", "purchase", "click"], ["purchase", "", ""], ["", "", ""]]
+
+
+def test_stored_histories_keep_the_latest_items_and_refuse_ragged_input():
+    import pytest
+
+    from export.dual_head import StoredHistories
+
+    stored = StoredHistories(["a"], [["i1", "i2", "i3"]], [[0, 1, 1]], [["click", "cart", "purchase"]], max_history=2)
+    ids, pos, ev = (t.numpy() for t in stored(tf.constant(["a"])))
+    assert ids.astype(str).tolist() == [["i2", "i3"]] and pos.tolist() == [[1, 1]]
+    assert ev.astype(str).tolist() == [["cart", "purchase"]]
+    with pytest.raises(ValueError, match="user 'a': 2 history items, 2 order positions, 1 behaviours"):
+        StoredHistories(["a"], [["i1", "i2"]], [[0, 1]], [["click"]], max_history=2)
+    with pytest.raises(ValueError, match="one each per user"):
+        StoredHistories(["a", "b"], [["i1"]], [[0]], [["click"]], max_history=2)

@@ -8,8 +8,8 @@ Embeds every catalogue item with the mapping network (+ ID residual for items
 seen in training) and exports the student through the shared twin export
 (``export.twins``: ScaNN tuned on validation queries until recall@10 against
 brute force reaches the target) and the teacher with constrained beam search,
-all with warm-up requests. Each user's latest history (with order positions) is
-stored for ``recommend_user``.
+all with warm-up requests. Each user's latest history (with order positions and
+behaviours) is stored for ``recommend_user`` and ``user_vector``.
 """
 
 import logging
@@ -38,6 +38,7 @@ def DualHeadExporter(  # noqa: N802
     target_recall: Parameter[float] = 0.95,
     generative: Parameter[int] = 1,  # 0: the student only (a prefix copy for the ranker's candidates)
     model_name: Parameter[str] = N.DUAL_RETRIEVAL,  # or N.SEQUENTIAL_RETRIEVAL (the SASRec-style variant)
+    code_version: Parameter[int] = 1,  # the pipeline passes it; bumped when the export changes (cache key)
 ) -> None:
     import scann  # noqa: F401  (registers the ScaNN ops)
 
@@ -58,7 +59,7 @@ def DualHeadExporter(  # noqa: N802
     histories = examples_io.latest_histories(examples.uri)
     users = list(histories)
     hist, pos = [histories[u].items for u in users], [histories[u].order_pos for u in users]
-    common = dict(users=users, histories=hist, order_pos=pos)
+    common = dict(users=users, histories=hist, order_pos=pos, event_types=[histories[u].event_types for u in users])
     val = dual_head.load_sequences(examples.uri, F.EVAL, items, cfg)
 
     def build(index, params):
