@@ -1,11 +1,13 @@
-"""Runs the pipeline locally: LocalDagRunner + Beam's DirectRunner (or any Beam runner's args)."""
+"""Runs the pipeline locally: LocalDagRunner + Beam's local FnApiRunner (or any Beam runner's args)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from typing import Sequence
 
+import absl.logging
 from tfx import v1 as tfx
 
 from tfx_pipeline.layout import Layout
@@ -39,13 +41,30 @@ class _ComponentProgress(logging.Filter):
         return False
 
 
+@contextlib.contextmanager
+def component_progress():
+    """Prints the runner's component lines (``_ComponentProgress``) while the block runs.
+
+    The runner logs them at INFO through absl. Its verbosity is set through absl's flag, not on the
+    logger: TensorFlow's SavedModel writer sets the flag to FATAL and back to the flag's value around
+    every save, which put a logger-level INFO back to the flag's default (WARNING) at the first
+    exported model, and every later component ran without a line.
+    """
+    absl_logger = logging.getLogger("absl")
+    before = absl.logging.get_verbosity()
+    absl.logging.set_verbosity(absl.logging.INFO)
+    progress = _ComponentProgress()
+    absl_logger.addFilter(progress)
+    try:
+        yield progress
+    finally:
+        absl_logger.removeFilter(progress)
+        absl.logging.set_verbosity(before)
+
+
 def run(layout: Layout, *, dataset: str, data_path: str = "", fingerprint: str = "",
         beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_ARGS, **pipeline_kwargs) -> None:
     layout.makedirs()
-    absl_logger = logging.getLogger("absl")
-    absl_logger.setLevel(logging.INFO)
-    progress = _ComponentProgress()
-    absl_logger.addFilter(progress)
     pipeline = create_pipeline(
         pipeline_name=layout.pipeline_name,
         pipeline_root=os.path.abspath(layout.pipeline_root),
@@ -53,7 +72,5 @@ def run(layout: Layout, *, dataset: str, data_path: str = "", fingerprint: str =
         serving_dir=os.path.abspath(layout.serving_dir),
         dataset=dataset, data_path=data_path, fingerprint=fingerprint,
         beam_pipeline_args=with_setup_file(beam_pipeline_args), **pipeline_kwargs)
-    try:
+    with component_progress():
         tfx.orchestration.LocalDagRunner().run(pipeline)
-    finally:
-        absl_logger.removeFilter(progress)
