@@ -64,6 +64,15 @@ def _random_items(n=12, random_codes=False):
                        np.full(n, 5.0, np.float32))
 
 
+def _small_dual_head():
+    """A small dual-head model (seed 0) over 12 items with Semantic IDs, and its request input (purchase default)."""
+    items = _random_items(random_codes=True)
+    tf.keras.utils.set_random_seed(0)
+    model = D.DualHeadModel(items, D.DualHeadConfig(**SMALL))
+    model.build_variables()
+    return model, items, HistoryInput(items, SMALL["max_history"], 64, order_positions=True, default_event="purchase")
+
+
 def _tensors(request: dict) -> dict:
     return {k: tf.constant(v, DTYPES.get(k, tf.string)) for k, v in request.items()}
 
@@ -80,11 +89,7 @@ def _answers(call) -> dict:
 def test_generative_savedmodel_answers_the_same_items_and_scores_in_a_fresh_process(tmp_path, fresh_process):
     from export.dual_head import GenerativeModule, save_generative
 
-    items = _random_items(random_codes=True)
-    tf.keras.utils.set_random_seed(0)
-    model = D.DualHeadModel(items, D.DualHeadConfig(**SMALL))
-    model.build_variables()
-    inputs = HistoryInput(items, SMALL["max_history"], 64, order_positions=True, default_event="purchase")
+    model, items, inputs = _small_dual_head()
     module = GenerativeModule(model, inputs, items, *USERS, beam_width=SMALL["beam_width"])
     here = _answers(lambda name, t: module.signatures()[name](**t))
     # in process: exclusions hold, a stored user answers like its history, scores are the teacher's likelihoods
@@ -208,11 +213,7 @@ def test_a_model_is_served_only_under_its_variants_name():
 def _dual_module(index="brute_force"):
     from export.dual_head import DualRetrievalModule
 
-    items = _random_items(random_codes=True)
-    tf.keras.utils.set_random_seed(0)
-    model = D.DualHeadModel(items, D.DualHeadConfig(**SMALL))
-    model.build_variables()
-    inputs = HistoryInput(items, SMALL["max_history"], 64, order_positions=True, default_event="purchase")
+    model, items, inputs = _small_dual_head()
     module = DualRetrievalModule(model, inputs, items, D.catalogue_vectors(model), *MIXED_USERS, index=index, max_k=10,
                                  max_exclude=5)
     return module, model, items
@@ -264,11 +265,7 @@ def test_a_stored_users_vector_is_the_training_time_vector_of_their_history():
 def test_the_generative_module_reads_stored_users_with_their_behaviours():
     from export.dual_head import GenerativeModule
 
-    items = _random_items(random_codes=True)
-    tf.keras.utils.set_random_seed(0)
-    model = D.DualHeadModel(items, D.DualHeadConfig(**SMALL))
-    model.build_variables()
-    inputs = HistoryInput(items, SMALL["max_history"], 64, order_positions=True, default_event="purchase")
+    model, items, inputs = _small_dual_head()
     module = GenerativeModule(model, inputs, items, *MIXED_USERS, beam_width=SMALL["beam_width"])
     history, order_pos, events = (t.numpy() for t in module.stored(tf.constant(["u1", "u2", "nobody"])))
     assert history.astype(str).tolist() == [["i1", "i2", "i3"], ["i4", "", ""], ["", "", ""]]
