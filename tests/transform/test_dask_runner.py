@@ -15,7 +15,8 @@ when Beam changes it (see docs/scale.md, "Beam's Dask runner"):
   (the runner keys its Dask bags by producing transform, not by output tag);
 * outputs a ``DoFn`` emits in ``finish_bundle`` are dropped (the bundle's results are taken before
   ``finish_bundle`` runs): ``BatchElements`` loses each partition's last batch, ``Top`` returns
-  nothing;
+  nothing, and every file sink (``WriteToTFRecord``: its writers report their files in ``finish_bundle``)
+  writes one empty shard and leaves the records in ``beam-temp-*`` directories, without an error;
 * ``Read`` (every file source: ours, ``ReadFromText``, ``ReadFromTFRecord``) is translated to nothing and
   the pipeline fails when it is built; stateful ``DoFn`` s fail (no state context);
 * only the pipeline's **last** leaf is computed: other sinks silently never run. Every pipeline here
@@ -229,10 +230,26 @@ SYNTHETIC = {**EXAMPLE_GEN, "dataset": "synthetic", "max_users": 0,
              "options_json": '{"n_users": 40, "n_items": 60, "n_events": 1500}'}
 
 
+def _tfrecords(pattern: str) -> list[bytes]:
+    files = tf.io.gfile.glob(pattern)
+    assert files, pattern
+    return list(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
+
+
+@pytest.fixture(scope="module")
+def synthetic_examples(tmp_path_factory):
+    """SequenceExampleGen's artifact of a small synthetic dataset (in-memory runner)."""
+    from tfx_pipeline.components.example_gen import SequenceExampleGen
+
+    examples = _examples(tmp_path_factory.mktemp("examples"))
+    _execute(SequenceExampleGen, {}, {"examples": [examples]}, SYNTHETIC, DEFAULT_BEAM_ARGS)
+    return examples
+
+
 def test_example_gen_fails_on_dask(dask_args, tmp_path):
     """SequenceExampleGen: on MovieLens (events read in Beam) it fails to build (``Read``); on a dataset loaded
-    by the launcher (``beam.Create``) only its last sink, the catalogue, is written (the train/eval/test writes
-    never run) and it then fails asking the runner for its counters."""
+    by the launcher (``beam.Create``) only its last sink, the catalogue, runs (the train/eval/test writes never
+    do), writes an empty shard, and the executor then fails asking the runner for its counters."""
     from tfx_pipeline.components.example_gen import SequenceExampleGen
 
     with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'map'"):
@@ -241,22 +258,42 @@ def test_example_gen_fails_on_dask(dask_args, tmp_path):
     with pytest.raises(NotImplementedError, match="collecting metrics will come later"):
         _execute(SequenceExampleGen, {}, {"examples": [_examples(tmp_path / "syn")]}, SYNTHETIC, dask_args)
     assert sorted(os.listdir(tmp_path / "syn")) == [f"Split-{F.CATALOG}"]
-    assert tf.io.gfile.glob(str(tmp_path / "syn" / f"Split-{F.CATALOG}" / "data_tfrecord-*.gz"))
+    assert _tfrecords(str(tmp_path / "syn" / f"Split-{F.CATALOG}" / "data_tfrecord-*.gz")) == []
 
 
-def test_graph_builder_and_statistics_gen_fail_to_build_on_dask(dask_args, tmp_path):
+def test_content_embedder_writes_no_embeddings_on_dask(synthetic_examples, dask_args, tmp_path):
+    """ContentEmbedder with precomputed vectors (``Create`` → ``Map`` → ``WriteToTFRecord``, one sink): the
+    executor succeeds on Dask and its artifact holds no embedding; the records stay in ``beam-temp-*``."""
+    import numpy as np
+
+    from tfx_pipeline.components.content_embedder import ContentEmbedder
+    from transform import examples_io
+
+    ids = examples_io.read_catalog(synthetic_examples.uri).item_ids.tolist()
+    vectors = np.random.default_rng(0).normal(size=(len(ids), 8)).astype(np.float32)
+    np.savez(tmp_path / "vectors.npz", item_id=np.array(ids), embedding=vectors)
+    written = {}
+    for name, args in (("memory", DEFAULT_BEAM_ARGS), ("dask", dask_args)):
+        out = _examples(tmp_path / name)
+        _execute(ContentEmbedder, {"examples": [synthetic_examples]}, {"embeddings": [out]},
+                 {"precomputed_path": str(tmp_path / "vectors.npz")}, args)
+        written[name] = _tfrecords(str(tmp_path / name / f"Split-{F.CATALOG}" / "data_tfrecord-*.gz"))
+    assert len(written["memory"]) == len(ids) == 60
+    assert written["dask"] == []
+    assert tf.io.gfile.glob(str(tmp_path / "dask" / f"Split-{F.CATALOG}" / "beam-temp-*" / "*"))
+
+
+def test_graph_builder_and_statistics_gen_fail_to_build_on_dask(synthetic_examples, dask_args, tmp_path):
     """GraphBuilder reads its input with ``ReadFromTFRecord``, TFX's StatisticsGen (TFDV) through TFXIO's
     Beam source: both are ``Read`` s, translated to nothing, and the pipeline fails when it is built."""
     from tfx.components.statistics_gen.executor import Executor as StatisticsGenExecutor
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import standard_artifacts
 
-    from tfx_pipeline.components.example_gen import SequenceExampleGen
     from tfx_pipeline.components.graph_builder import GraphBuilder
     from tfx_pipeline.pipeline import with_setup_file
 
-    examples = _examples(tmp_path / "examples")
-    _execute(SequenceExampleGen, {}, {"examples": [examples]}, SYNTHETIC, DEFAULT_BEAM_ARGS)
+    examples = synthetic_examples
     with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'map'"):
         _execute(GraphBuilder, {"examples": [examples]}, {"graph": [_examples(tmp_path / "graph")]},
                  {"neighbours": 5, "half_life": 10.0}, dask_args)
@@ -344,6 +381,24 @@ def test_only_the_last_sink_runs_on_dask(dask_args, tmp_path):
             result.client.close()
         assert pickle.loads(last.read_bytes()) == 45
         assert first.exists() == (name == "memory")
+
+
+def test_write_to_tfrecord_writes_an_empty_shard_on_dask(dask_args, tmp_path):
+    """The writers report their temporary files in ``finish_bundle``, whose outputs the runner drops: the
+    finalisation renames nothing into place and writes one empty shard; the records stay in ``beam-temp-*``."""
+    for args, name in ((DEFAULT_BEAM_ARGS, "memory"), (dask_args, "dask")):
+        p = beam.Pipeline(options=PipelineOptions(list(args)))
+        _ = (p | beam.Create([b"a", b"b", b"c"])
+             | beam.io.WriteToTFRecord(str(tmp_path / name / "records"), file_name_suffix=".gz"))
+        result = p.run()
+        result.wait_until_finish()
+        if name == "dask":
+            result.client.close()
+    assert sorted(_tfrecords(str(tmp_path / "memory" / "records-*.gz"))) == [b"a", b"b", b"c"]
+    assert _tfrecords(str(tmp_path / "dask" / "records-*.gz")) == []
+    temporary = tf.io.gfile.glob(str(tmp_path / "dask" / "beam-temp-records-*" / "*"))
+    # (each more than once: the writes run again in every task that reads their results as a side input)
+    assert sorted(set(r for f in temporary for r in _tfrecords(f))) == [b"a", b"b", b"c"]
 
 
 def test_read_from_text_fails_to_build_on_dask(dask_args, tmp_path):
