@@ -69,10 +69,10 @@ _DEPENDENCY_FLAGS = ("extra_package", "extra_packages", "setup_file", "requireme
 def with_setup_file(beam_pipeline_args: Sequence[str]) -> list[str]:
     """``beam_pipeline_args`` plus ``--setup_file=<this repo's setup.py>`` unless they already name the code to ship.
 
-    Without any such flag, every TFX Beam executor builds an sdist of TFX itself before it runs (about
-    7 s each, 9 Beam components per run) into a temporary directory it never deletes (49 MB each). The
-    DirectRunner ignores the flag; a remote runner (Dataflow, Flink, Spark) needs exactly this package,
-    which holds our own Beam components as well. Unchanged when ``setup.py`` is not beside the package
+    Without any such flag, every TFX Beam executor builds an sdist of TFX itself before it runs (1.8 s
+    each, 9 Beam components per run; ``benchmarks/beam_overhead.py``) into a temporary directory it never
+    deletes (44 MB each). The local FnApiRunner ignores the flag; a remote runner (Dataflow, Flink, Spark)
+    needs exactly this package, which holds our own Beam components as well. Unchanged when ``setup.py`` is not beside the package
     (an installed wheel): then pass a dependency flag yourself. (Through the DirectRunner's Prism attempt,
     Beam itself would build an sdist of the package named here: ``DEFAULT_BEAM_ARGS`` name the FnApiRunner.)
     """
