@@ -28,7 +28,7 @@ def test_trainer_trains_the_sasrec_preset_and_keeps_the_best_epoch(ml_slice):
     info = _info(ml_slice)
     assert {k: info["config"][k] for k in SASREC} == SASREC
     assert info["config"]["epochs"] == 2 and info["config"]["max_history"] == 20
-    assert len(info["log"]) == 2  # patience 2: no early stop within 2 epochs
+    assert len(info["log"]) == 2  # patience 5 (the preset): no early stop within 2 epochs
     assert info["best_epoch"] == max(info["log"], key=lambda e: e["val_NDCG@10"])["epoch"]
     assert set(info["log"][0]) >= {"loss_retrieval", "val_NDCG@10"} and "loss_generative" not in info["log"][0]
     # the full softmax over the catalogue learns: below a uniform guess (log 1682 = 7.43 nats), and falling
