@@ -45,8 +45,10 @@ def _dump(value, path):
         pickle.dump(value, f)
 
 
-def run(build, args, path) -> dict[str, list]:
-    """``build(pipeline) -> {name: PCollection}`` run with ``args``; the outputs' elements by name."""
+def run(build, args, path, sort: bool = True) -> dict[str, list]:
+    """``build(pipeline) -> {name: PCollection}`` run with ``args``; the outputs' elements by name (sorted when
+    ``sort``). All outputs flow into one sink (a file the workers write), the pipeline's last transform: the
+    Dask runner computes only the last leaf. ``tests/transform/test_dask_runner.py`` runs through this too."""
     if os.path.exists(path):
         os.remove(path)
     p = beam.Pipeline(options=PipelineOptions(list(args)))
@@ -66,7 +68,8 @@ def run(build, args, path) -> dict[str, list]:
     with open(path, "rb") as f:
         pairs = pickle.load(f)
     assert (None, None) in pairs
-    return {name: sorted(x for n, x in pairs if n == name) for name in outputs}
+    got = {name: [x for n, x in pairs if n == name] for name in outputs}
+    return {name: sorted(v) for name, v in got.items()} if sort else got
 
 
 def movielens(users: int):

@@ -33,12 +33,13 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from recsys import features as F
+from benchmarks import dask_runner as bench
 from tfx_pipeline.pipeline import DEFAULT_BEAM_ARGS
 from transform import graph as G
 from transform import ranking_window as RW
 from transform import sequences
 
-DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+DASK_RUNNER = bench.DASK_RUNNER
 USERS = 50  # the first MovieLens users by id: 4,707 events, 50 interaction groups (< one BatchElements batch)
 
 
@@ -71,49 +72,12 @@ def _close_clients():
 @pytest.fixture(scope="module")
 def movielens():
     """(events as ``(user, Event)``, item → category, item ids, protocol) of the first ``USERS`` users."""
-    from recsys.data import load_dataset
-
-    ds = load_dataset("movielens-100k")
-    keep = set(sorted(ds.events["user_id"].unique())[:USERS])
-    ev = ds.events[ds.events["user_id"].isin(keep)]
-    records = [(u, sequences.Event(int(t), i, e, o, int(seq)))
-               for seq, u, i, e, t, o in zip(ev.index, ev["user_id"], ev["item_id"], ev["event_type"],
-                                             ev["timestamp"], ev["order_id"])]
-    category = dict(zip(ds.items["item_id"], ds.items["category"]))
-    return records, category, ds.items["item_id"].tolist(), ds.protocol
-
-
-def _dump(value, path):
-    with open(path, "wb") as f:
-        pickle.dump(value, f)
+    return bench.movielens(USERS)
 
 
 def run(build, args, path) -> dict[str, list]:
-    """Runs ``build(pipeline) -> {name: PCollection}`` with ``args``; every output's elements, by name.
-
-    All outputs flow into one sink (a file the workers write), the pipeline's last transform.
-    """
-    if os.path.exists(path):
-        os.remove(path)
-    p = beam.Pipeline(options=PipelineOptions(list(args)))
-    outputs = build(p)
-    tagged = [pc | f"Tag-{name}" >> beam.Map(lambda x, n=name: (n, x)) for name, pc in outputs.items()]
-    tagged.append(p | "Ran" >> beam.Create([(None, None)]))  # the sink writes even when every output is empty
-    # one GroupByKey, not combiners.ToList: a global combine reads its result as a side input, which the Dask
-    # runner computes again inside a worker task (its upstream graph twice)
-    _ = (tagged | "Outputs" >> beam.Flatten() | "OneKey" >> beam.Map(lambda x: (None, x))
-         | "All" >> beam.GroupByKey() | "Dump" >> beam.MapTuple(lambda _, pairs: _dump(list(pairs), str(path))))
-    result = p.run()
-    try:
-        result.wait_until_finish()
-    finally:
-        client = getattr(result, "client", None)  # the Dask runner's client: it never closes it
-        if client is not None:
-            client.close()
-    with open(path, "rb") as f:
-        pairs = pickle.load(f)
-    assert (None, None) in pairs
-    return {name: [x for n, x in pairs if n == name] for name in outputs}
+    """``benchmarks.dask_runner.run`` (every output into one last sink), outputs in the order written."""
+    return bench.run(build, args, path, sort=False)
 
 
 def canon(records) -> list[bytes]:
@@ -373,8 +337,8 @@ def test_only_the_last_sink_runs_on_dask(dask_args, tmp_path):
         first, last = tmp_path / f"{name}-first.pkl", tmp_path / f"{name}-last.pkl"
         p = beam.Pipeline(options=PipelineOptions(list(args)))
         numbers = p | beam.Create(range(10))
-        _ = numbers | "First" >> beam.combiners.Count.Globally() | "DumpFirst" >> beam.Map(_dump, str(first))
-        _ = numbers | "Last" >> beam.CombineGlobally(sum) | "DumpLast" >> beam.Map(_dump, str(last))
+        _ = numbers | "First" >> beam.combiners.Count.Globally() | "DumpFirst" >> beam.Map(bench._dump, str(first))
+        _ = numbers | "Last" >> beam.CombineGlobally(sum) | "DumpLast" >> beam.Map(bench._dump, str(last))
         result = p.run()
         result.wait_until_finish()
         if name == "dask":
