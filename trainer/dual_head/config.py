@@ -8,6 +8,7 @@ from trainer import base
 
 EVENT_TYPES = ("",) + tuple(F.INTERACTION_TYPES)  # index 0 = unknown
 VARIANTS = ("dual_head", "sasrec")
+MONITORS = ("student", "teacher")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class DualHeadConfig:
     beam_width: int = 20
     variant: str = "dual_head"      # the item block: see ``trainer.dual_head.items.ITEM_BLOCKS``
     early_stopping_patience: int = 2
+    monitor: str = "student"        # the head whose validation NDCG@10 picks the best epoch: MONITORS
+    validate_teacher: bool = False  # also score the teacher on validation every epoch (beam search; logged)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -68,12 +71,22 @@ class DualHeadConfig:
             raise ValueError(f"d_model {self.d_model} must be divisible by num_heads {self.num_heads}")
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
+        if self.monitor == "teacher" and not self.has_generative_head:
+            raise ValueError("monitor='teacher' needs a generative head (variant 'dual_head', generative_weight > 0, "
+                             "decoder_layers > 0)")
         if self.distill_weight > 0 and (self.generative_weight <= 0 or self.decoder_layers == 0):
             raise ValueError("distillation needs a trained generative head (generative_weight > 0, decoder_layers > 0)")
 
     @property
     def has_generative_head(self) -> bool:
         return self.variant == "dual_head" and self.generative_weight > 0 and self.decoder_layers > 0
+
+    @property
+    def teacher_per_epoch(self) -> bool:
+        """Whether training scores the teacher on validation every epoch (asked for, or monitored)."""
+        return self.has_generative_head and (self.validate_teacher or self.monitor == "teacher")
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "DualHeadConfig":

@@ -103,7 +103,11 @@ class TrainResult:
 
 def train(train_data: SequenceData, val_data: SequenceData, items: ItemSpace, config: DualHeadConfig,
           exclude_history: bool, label: str = "dual_head") -> TrainResult:
-    """Trains with per-epoch validation (student NDCG@10); keeps the best epoch's weights."""
+    """Trains with per-epoch validation; keeps the best epoch's weights by ``config.monitor``'s NDCG@10.
+
+    Every epoch logs the student's validation HR@10/NDCG@10 (``val_*``) and, when ``config.teacher_per_epoch``,
+    the teacher's by constrained beam search (``val_teacher_*``).
+    """
     tf.keras.utils.set_random_seed(config.seed)
     sampler = PairSampler(train_data, items, config)
     model = DualHeadModel(items, config)
@@ -122,19 +126,24 @@ def train(train_data: SequenceData, val_data: SequenceData, items: ItemSpace, co
                                         distill=epoch > config.distill_warmup_epochs)
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
-        val = evaluate(model, val_data, exclude_history, generative=False)["retrieval"]
+        val = evaluate(model, val_data, exclude_history, generative=config.teacher_per_epoch)
         entry = {"epoch": epoch, **{f"loss_{k}": round(v / max(steps, 1), 4) for k, v in sums.items()},
-                 "val_HR@10": round(val["HR@10"], 4), "val_NDCG@10": round(val["NDCG@10"], 4),
-                 "elapsed_s": round(time.time() - start, 1)}
+                 "val_HR@10": round(val["retrieval"]["HR@10"], 4), "val_NDCG@10": round(val["retrieval"]["NDCG@10"], 4)}
+        if "generative" in val:
+            entry.update({"val_teacher_HR@10": round(val["generative"]["HR@10"], 4),
+                          "val_teacher_NDCG@10": round(val["generative"]["NDCG@10"], 4)})
+        entry["elapsed_s"] = round(time.time() - start, 1)
         log.append(entry)
         print(f"[{label}] epoch {epoch}/{config.epochs}: " + " ".join(f"{k}={v}" for k, v in entry.items()
                                                                       if k != "epoch"), flush=True)
-        if val["NDCG@10"] > best:
-            best, best_weights, best_epoch, stale = val["NDCG@10"], model.get_weights(), epoch, 0
+        score = val["generative" if config.monitor == "teacher" else "retrieval"]["NDCG@10"]
+        if score > best:
+            best, best_weights, best_epoch, stale = score, model.get_weights(), epoch, 0
         else:
             stale += 1
             if stale >= config.early_stopping_patience:
-                print(f"[{label}] early stop: validation NDCG@10 has not improved for {stale} epochs", flush=True)
+                print(f"[{label}] early stop: the {config.monitor}'s validation NDCG@10 has not improved for "
+                      f"{stale} epochs", flush=True)
                 break
     model.set_weights(best_weights)
     return TrainResult(model, log, best_epoch)

@@ -1,10 +1,11 @@
 """Trainer: which loss trains which part, one step moves both heads and the encoder, the loss goes down."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from trainer import dual_head as D
 
-from .helpers import SMALL, batch_of, make_data, make_items, make_model
+from .helpers import SASREC, SMALL, batch_of, make_data, make_items, make_model
 
 
 def _reach(grads) -> str:
@@ -58,6 +59,32 @@ def test_train_keeps_the_best_validation_epoch():
     assert len(ndcg) == 3 and result.best_epoch == 1 + int(np.argmax(ndcg))
     final = D.evaluate(result.model, make_data(items, rows=10, seed=2), False, generative=False)["retrieval"]
     assert round(final["NDCG@10"], 4) == max(ndcg)
+
+
+def test_train_can_monitor_the_teacher_and_logs_both_heads():
+    items = make_items()
+    config = D.DualHeadConfig(**dict(SMALL, epochs=3, early_stopping_patience=5, monitor="teacher"))
+    val = make_data(items, rows=10, seed=2)
+    result = D.train(make_data(items, rows=40), val, items, config, exclude_history=False, label="test")
+    teacher = [e["val_teacher_NDCG@10"] for e in result.log]
+    assert len(teacher) == 3 and all("val_NDCG@10" in e for e in result.log)
+    assert result.best_epoch == 1 + int(np.argmax(teacher))
+    final = D.evaluate(result.model, val, False)
+    assert round(final["generative"]["NDCG@10"], 4) == max(teacher)
+    assert round(final["retrieval"]["NDCG@10"], 4) == result.log[result.best_epoch - 1]["val_NDCG@10"]
+    # the student's own monitor logs the teacher only when asked
+    plain = D.train(make_data(items, rows=40), val, items, D.DualHeadConfig(**dict(SMALL, epochs=1)),
+                    exclude_history=False, label="test")
+    assert "val_teacher_NDCG@10" not in plain.log[0]
+
+
+def test_monitor_is_checked():
+    with pytest.raises(ValueError, match="monitor must be one of"):
+        D.DualHeadConfig(monitor="both")
+    with pytest.raises(ValueError, match="needs a generative head"):
+        D.DualHeadConfig(**dict(SASREC, monitor="teacher"))
+    assert D.DualHeadConfig(validate_teacher=True).teacher_per_epoch
+    assert not D.DualHeadConfig(**dict(SASREC, validate_teacher=True)).teacher_per_epoch
 
 
 def test_shared_teacher_scoring_equals_the_full_teacher_forced_decode():
