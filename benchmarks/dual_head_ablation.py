@@ -17,9 +17,9 @@ Rows (each trained with validation early stopping, never looking at test):
   seeded permutation of the catalogue's ID tuples: the same tuple length, code sizes, code
   frequencies and uniqueness, no meaning) — the control of TIGER (Rajput et al., NeurIPS 2023),
   which reports semantic IDs about 1.5x random ones in Recall@10; its teacher is the row to compare;
-* ``C, teacher monitored``: the full model with the best epoch (and early stopping) chosen by the
+* ``C teacher-monitored``: the full model with the best epoch (and early stopping) chosen by the
   teacher's validation NDCG@10 instead of the student's: the teacher trained to convergence;
-* ``C, teacher monitored, decoder reads every position``: the same with the decoder attending to
+* ``C teacher-monitored + decoder reads every position``: the same with the decoder attending to
   the encoder state of every history item (``memory_recent`` = ``max_history``; a history shorter
   than 30 repeats its first item) beside the 4 pooled tokens, as TIGER's decoder reads its encoder;
 * the spine's popularity / item-CF / two-tower rows from ``metrics/<dataset>.json``.
@@ -54,8 +54,8 @@ VARIANTS = {
     "C with recent-item memory (R=8)": dict(memory_recent=8),
     "sasrec": dict(SASREC),  # the pipeline's sequential_retrieval starts from the same preset
     "C with random IDs": dict(random_ids=True),
-    "C, teacher monitored": dict(monitor="teacher"),
-    "C, teacher monitored, decoder reads every position": dict(monitor="teacher", memory_recent=30),
+    "C teacher-monitored": dict(monitor="teacher"),
+    "C teacher-monitored + decoder reads every position": dict(monitor="teacher", memory_recent=30),
 }
 DATA_KEYS = ("random_ids",)  # variant keys that change the item space, not the DualHeadConfig
 
