@@ -22,6 +22,12 @@ Rows (each trained with validation early stopping, never looking at test):
 * ``C teacher-monitored + decoder reads every position``: the same with the decoder attending to
   the encoder state of every history item (``memory_recent`` = ``max_history``; a history shorter
   than 30 repeats its first item) beside the 4 pooled tokens, as TIGER's decoder reads its encoder;
+* ``C teacher-monitored with random IDs`` / ``with collaborative IDs``: the converged teacher on random IDs
+  (the control) and on IDs that carry collaborative signal: an RQ-VAE (the pipeline's configuration)
+  over each item's unit content embedding and its unit two-tower item vector (from the same run's
+  brute-force export, trained on the training split only), each part weighted so it holds the given share
+  (0.5) of the squared norm; the report's ``semantic_ids`` section sets their quality (collisions,
+  purity, perplexity) beside the text-only IDs';
 * the spine's popularity / item-CF / two-tower rows from ``metrics/<dataset>.json``.
 
 Also: the student's HR@10 as a share of the teacher's, and in-process latency per
@@ -56,8 +62,10 @@ VARIANTS = {
     "C with random IDs": dict(random_ids=True),
     "C teacher-monitored": dict(monitor="teacher"),
     "C teacher-monitored + decoder reads every position": dict(monitor="teacher", memory_recent=30),
+    "C teacher-monitored with random IDs": dict(monitor="teacher", random_ids=True),
+    "C teacher-monitored with collaborative IDs": dict(monitor="teacher", collaborative_ids=0.5),
 }
-DATA_KEYS = ("random_ids",)  # variant keys that change the item space, not the DualHeadConfig
+DATA_KEYS = ("random_ids", "collaborative_ids")  # variant keys that change the item space, not the DualHeadConfig
 
 
 def random_ids(items, seed: int = 0):
@@ -66,6 +74,57 @@ def random_ids(items, seed: int = 0):
 
     perm = np.random.default_rng(seed).permutation(items.num_items)
     return dataclasses.replace(items, codes=np.asarray(items.codes)[perm])
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def two_tower_item_vectors(layout, item_ids) -> np.ndarray:
+    """The run's two-tower item vectors [N, D] (its exported brute-force model's ``item_embedding``), catalogue order."""
+    import tensorflow as tf
+
+    from recsys import names as N
+    from tfx_pipeline.artifacts import latest_output_uri
+
+    model = tf.saved_model.load(os.path.join(latest_output_uri(layout, "IndexBuilder", "bruteforce_model"),
+                                             "Format-Serving"))
+    fn = model.signatures[N.ITEM_EMBEDDING]
+    ids = np.asarray([str(i) for i in item_ids], dtype=object)
+    return np.concatenate([fn(**{N.ITEM_ID: tf.constant(ids[s:s + 4096].tolist())})[N.EMBEDDING].numpy()
+                           for s in range(0, len(ids), 4096)])
+
+
+def fused_item_vectors(content: np.ndarray, collab: np.ndarray, share: float) -> np.ndarray:
+    """[unit content ⊕ unit collaborative] rows, the collaborative part holding ``share`` of the (unit) squared norm."""
+    if not 0 < share < 1:
+        raise ValueError(f"collaborative_ids share must be in (0, 1), got {share}")
+    if len(content) != len(collab):
+        raise ValueError(f"content ({len(content)}) and collaborative vectors ({len(collab)}) differ in items")
+    return np.concatenate([_unit(content) * np.sqrt(1 - share), _unit(collab) * np.sqrt(share)],
+                          axis=1).astype(np.float32)
+
+
+def collaborative_ids(items, collab: np.ndarray, share: float, rqvae_overrides: dict | None = None):
+    """``items`` with Semantic IDs from an RQ-VAE (the pipeline's configuration unless overridden) over
+    ``fused_item_vectors`` (catalogue order), and the IDs' quality report (``semantic_id_report``)."""
+    import dataclasses
+
+    from trainer import rqvae, semantic_ids
+
+    fused = fused_item_vectors(items.content, collab, share)
+    cats = np.asarray(items.category, np.int32)
+    has_cats = bool((cats >= 0).any())
+    config = rqvae.RQVAEConfig.from_dict(dict({"input_dim": int(fused.shape[1]),
+                                               "num_categories": int(cats.max()) + 1 if has_cats else 0},
+                                              **(rqvae_overrides or {})))
+    model, _ = rqvae.train_rqvae(fused, cats if has_cats else None, config)
+    codes = rqvae.predict_codes(model, fused)
+    report = semantic_ids.semantic_id_report(fused, codes, model.reconstruct(fused).numpy(),
+                                             cats if has_cats else None, codebook_size=config.codebook_size)
+    report["collaborative_share"] = share
+    return dataclasses.replace(items, codes=semantic_ids.disambiguate(codes).astype(np.int32)), report
 
 
 def _inputs(root: str, dataset: str):
@@ -188,15 +247,21 @@ def main(argv=None) -> int:
     start = time.time()
     results = {"validation": {}, "test": {}}
     configs, logs, latency, teacher_of = {}, {}, None, None
+    id_reports: dict = {}
     for name in names:
         variant = {k: v for k, v in VARIANTS[name].items() if k not in DATA_KEYS}
         space = random_ids(items) if VARIANTS[name].get("random_ids") else items
+        if VARIANTS[name].get("collaborative_ids"):
+            space, id_reports[name] = collaborative_ids(items, two_tower_item_vectors(layout, items.item_ids),
+                                                        VARIANTS[name]["collaborative_ids"])
         config = dual_head.DualHeadConfig.from_dict(dict(variant, epochs=args.epochs, **overrides))
         train = dual_head.load_sequences(examples, F.TRAIN, space, config)
         splits = {"validation": dual_head.load_sequences(examples, F.EVAL, space, config),
                   "test": dual_head.load_sequences(examples, F.TEST, space, config)}
         result = dual_head.train(train, splits["validation"], space, config, exclude, label=name)
         configs[name], logs[name] = dict(vars(config)), {"best_epoch": result.best_epoch, "log": result.log}
+        if name in id_reports:
+            logs[name]["semantic_ids"] = id_reports[name]
         for split, data in splits.items():
             # leave-one-out: history masked (our default) and unmasked (RecBole's sequential models' convention)
             for masked, suffix in ((True, ""), (False, UNMASKED)) if exclude else ((False, ""),):

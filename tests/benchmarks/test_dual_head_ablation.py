@@ -17,3 +17,35 @@ def test_random_ids_permute_the_id_tuples_and_nothing_else():
         np.testing.assert_array_equal(getattr(got, name), getattr(items, name))
     np.testing.assert_array_equal(random_ids(items, seed=1).codes, got.codes)  # seeded
     np.testing.assert_array_equal(items.codes, codes)  # the input is not modified
+
+
+def test_fused_vectors_give_each_part_its_share():
+    from benchmarks.dual_head_ablation import fused_item_vectors
+
+    content = np.array([[3.0, 4.0], [1.0, 0.0]])
+    collab = np.array([[0.0, 2.0, 0.0], [5.0, 0.0, 0.0]])
+    fused = fused_item_vectors(content, collab, 0.25)
+    np.testing.assert_allclose(fused[0], [0.6 * np.sqrt(0.75), 0.8 * np.sqrt(0.75), 0, 0.5, 0], atol=1e-7)
+    np.testing.assert_allclose(np.sum(fused[:, 2:] ** 2, axis=1), [0.25, 0.25], atol=1e-7)
+    import pytest
+
+    with pytest.raises(ValueError, match="share must be in"):
+        fused_item_vectors(content, collab, 1.0)
+    with pytest.raises(ValueError, match="differ in items"):
+        fused_item_vectors(content, collab[:1], 0.5)
+
+
+def test_collaborative_ids_replace_only_the_codes_with_unique_tuples():
+    from benchmarks.dual_head_ablation import collaborative_ids
+
+    n, rng = 40, np.random.default_rng(0)
+    codes = np.stack([np.arange(n) % 7, np.arange(n)], 1).astype(np.int32)
+    items = ItemSpace(np.array([f"i{k}" for k in range(n)]), codes, rng.normal(size=(n, 6)).astype(np.float32),
+                      np.arange(n, dtype=np.int32) % 3, np.arange(n, dtype=np.float32))
+    got, report = collaborative_ids(items, rng.normal(size=(n, 4)), 0.5,
+                                    {"codebook_size": 4, "num_levels": 2, "latent_dim": 4, "hidden_dims": [8],
+                                     "epochs": 2, "warmup_epochs": 1, "kmeans_init_size": 8, "batch_size": 16})
+    assert len(set(map(tuple, got.codes.tolist()))) == n and got.codes.shape[0] == n
+    assert report["collaborative_share"] == 0.5 and report["num_items"] == n and len(report["levels"]) == 2
+    for name in ("item_ids", "content", "category", "train_count"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(items, name))
