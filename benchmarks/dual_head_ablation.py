@@ -76,6 +76,13 @@ def random_ids(items, seed: int = 0):
     return dataclasses.replace(items, codes=np.asarray(items.codes)[perm])
 
 
+def model_slug(name: str) -> str:
+    """A variant's directory name under ``--save-models``: lower case, runs of other characters → '_'."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -230,6 +237,8 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a DualHeadConfig field for every variant (JSON value), e.g. --set distill_weight=0.5")
     p.add_argument("--name", default="dual_head_ablation", help="the report is metrics/<dataset>.<name>.json")
+    p.add_argument("--save-models", default="", metavar="DIR",
+                   help="save each variant's trained model (weights, config, item space) to DIR/<variant slug>")
     p.add_argument("--merge", action="store_true",
                    help="add these variants to an existing ablation file instead of replacing it")
     args = p.parse_args(argv)
@@ -260,6 +269,9 @@ def main(argv=None) -> int:
                   "test": dual_head.load_sequences(examples, F.TEST, space, config)}
         result = dual_head.train(train, splits["validation"], space, config, exclude, label=name)
         configs[name], logs[name] = dict(vars(config)), {"best_epoch": result.best_epoch, "log": result.log}
+        if args.save_models:
+            dual_head.save_trained(result, space, config, os.path.join(args.save_models, model_slug(name)),
+                                   {"exclude_history": exclude, "variant_name": name})
         if name in id_reports:
             logs[name]["semantic_ids"] = id_reports[name]
         for split, data in splits.items():
