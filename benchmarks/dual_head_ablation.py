@@ -28,6 +28,9 @@ Rows (each trained with validation early stopping, never looking at test):
   brute-force export, trained on the training split only), each part weighted so it holds the given share
   (0.5) of the squared norm; the report's ``semantic_ids`` section sets their quality (collisions,
   purity, perplexity) beside the text-only IDs';
+* ``A + KD from the converged teacher``: the best student (A) distilled from the first epoch on from a frozen,
+  trained model's generative head (``distill_from="frozen"``): the saved ``C teacher-monitored`` of an earlier
+  ``--save-models`` run, or the variant named by ``--teacher``;
 * the spine's popularity / item-CF / two-tower rows from ``metrics/<dataset>.json``.
 
 Also: the student's HR@10 as a share of the teacher's, and in-process latency per
@@ -64,8 +67,11 @@ VARIANTS = {
     "C teacher-monitored + decoder reads every position": dict(monitor="teacher", memory_recent=30),
     "C teacher-monitored with random IDs": dict(monitor="teacher", random_ids=True),
     "C teacher-monitored with collaborative IDs": dict(monitor="teacher", collaborative_ids=0.5),
+    "A + KD from the converged teacher": dict(generative_weight=0.0, debias_targets=False, hard_negatives_category=0,
+                                              hard_negatives_history=0, distill_from="frozen",
+                                              distill_warmup_epochs=0, teacher_from="C teacher-monitored"),
 }
-DATA_KEYS = ("random_ids", "collaborative_ids")  # variant keys that change the item space, not the DualHeadConfig
+DATA_KEYS = ("random_ids", "collaborative_ids", "teacher_from")  # variant keys that change the item space, not the DualHeadConfig
 
 
 def random_ids(items, seed: int = 0):
@@ -81,6 +87,22 @@ def model_slug(name: str) -> str:
     import re
 
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def _frozen_teacher(save_dir: str, name: str, items):
+    """The trained model saved for variant ``name`` under ``save_dir`` (``--save-models``), over ``items``'s catalogue."""
+    from trainer import dual_head
+
+    if not save_dir:
+        raise SystemExit("variants with a frozen teacher load it from --save-models DIR: pass the directory of the "
+                         "run that trained it")
+    path = os.path.join(save_dir, model_slug(name))
+    if not os.path.exists(os.path.join(path, dual_head.TRAIN_INFO)):
+        raise SystemExit(f"no saved model of variant {name!r} in {path}: train it first with --save-models {save_dir}")
+    model, teacher_items, _ = dual_head.load_trained(path)
+    if list(teacher_items.item_ids) != list(items.item_ids):
+        raise SystemExit(f"the saved teacher {path} was trained on another catalogue")
+    return model
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -239,6 +261,8 @@ def main(argv=None) -> int:
     p.add_argument("--name", default="dual_head_ablation", help="the report is metrics/<dataset>.<name>.json")
     p.add_argument("--save-models", default="", metavar="DIR",
                    help="save each variant's trained model (weights, config, item space) to DIR/<variant slug>")
+    p.add_argument("--teacher", default="",
+                   help="the saved variant (under --save-models) that frozen-teacher variants distil from")
     p.add_argument("--merge", action="store_true",
                    help="add these variants to an existing ablation file instead of replacing it")
     args = p.parse_args(argv)
@@ -267,7 +291,12 @@ def main(argv=None) -> int:
         train = dual_head.load_sequences(examples, F.TRAIN, space, config)
         splits = {"validation": dual_head.load_sequences(examples, F.EVAL, space, config),
                   "test": dual_head.load_sequences(examples, F.TEST, space, config)}
-        result = dual_head.train(train, splits["validation"], space, config, exclude, label=name)
+        teacher = None
+        if VARIANTS[name].get("teacher_from"):
+            teacher = _frozen_teacher(args.save_models, args.teacher or VARIANTS[name]["teacher_from"], space)
+            print(f"[ablation] {name}: distils from the saved '{args.teacher or VARIANTS[name]['teacher_from']}'",
+                  flush=True)
+        result = dual_head.train(train, splits["validation"], space, config, exclude, label=name, teacher=teacher)
         configs[name], logs[name] = dict(vars(config)), {"best_epoch": result.best_epoch, "log": result.log}
         if args.save_models:
             dual_head.save_trained(result, space, config, os.path.join(args.save_models, model_slug(name)),

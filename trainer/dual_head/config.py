@@ -9,6 +9,7 @@ from trainer import base
 EVENT_TYPES = ("",) + tuple(F.INTERACTION_TYPES)  # index 0 = unknown
 VARIANTS = ("dual_head", "sasrec")
 MONITORS = ("student", "teacher")
+TEACHERS = ("own", "frozen")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class DualHeadConfig:
     distill_candidates: int = 20
     distill_temperature: float = 1.0
     distill_warmup_epochs: int = 1  # the teacher trains alone first: an untrained teacher only adds noise
+    distill_from: str = "own"       # "own": this model's generative head; "frozen": a trained model passed to train()
     id_residual: bool = True        # free ID embedding added to known items' representations
     id_dropout: float = 0.2         # share of training items whose ID residual is dropped per step
     order_positions: bool = True    # False: positions count items (SASRec)
@@ -76,7 +78,12 @@ class DualHeadConfig:
         if self.monitor == "teacher" and not self.has_generative_head:
             raise ValueError("monitor='teacher' needs a generative head (variant 'dual_head', generative_weight > 0, "
                              "decoder_layers > 0)")
-        if self.distill_weight > 0 and (self.generative_weight <= 0 or self.decoder_layers == 0):
+        if self.distill_from not in TEACHERS:
+            raise ValueError(f"distill_from must be one of {TEACHERS}, got {self.distill_from!r}")
+        if self.distill_from == "frozen" and self.distill_weight <= 0:
+            raise ValueError("distill_from='frozen' needs distill_weight > 0")
+        if (self.distill_from == "own" and self.distill_weight > 0
+                and (self.generative_weight <= 0 or self.decoder_layers == 0)):
             raise ValueError("distillation needs a trained generative head (generative_weight > 0, decoder_layers > 0)")
 
     @property

@@ -25,17 +25,30 @@ class Trainer:
     inference only (no dropout, no random ops, stop-gradient), so XLA changes only float rounding there (tested
     to 1e-5); the rest of the step stays on the TF executor (XLA did not speed it up on CPU, and its dropout
     would draw other random numbers).
+    ``teacher`` (with ``config.distill_from == "frozen"``): a trained model over the same catalogue whose
+    generative head teaches instead of the model's own; it reads each batch's history itself and is never
+    trained here.
     """
 
     def __init__(self, model: DualHeadModel, config: DualHeadConfig, shared_teacher: bool = True,
-                 jit_teacher: bool = True):
+                 jit_teacher: bool = True, teacher: DualHeadModel | None = None):
         self.model, self.config = model, config
         self.shared_teacher, self.jit_teacher = shared_teacher, jit_teacher and shared_teacher
         self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
         self._steps: dict = {}
         self._teacher_score = None
-        if model.generative:
-            head = model.generative_head
+        self.teacher = teacher
+        if (teacher is not None) != (config.distill_from == "frozen"):
+            raise ValueError("a frozen teacher model is passed exactly when config.distill_from == 'frozen' "
+                             f"(distill_from={config.distill_from!r}, teacher given: {teacher is not None})")
+        if teacher is not None:
+            if not teacher.generative:
+                raise ValueError("the frozen teacher has no generative head")
+            if teacher.num_items != model.num_items:
+                raise ValueError(f"the frozen teacher knows {teacher.num_items} items, the model {model.num_items}")
+        source = teacher if teacher is not None else model
+        if source.generative:
+            head = source.generative_head
             if not shared_teacher:
                 self._teacher_score = lambda memory, items: head.code_log_likelihood(memory, items, training=False)
             elif self.jit_teacher:
@@ -50,23 +63,27 @@ class Trainer:
         user = m.user_vector(states, mask)                                       # [B, D]
         out = {}
         out["retrieval"], cands = m.item_block.retrieval_loss(user, batch, training=training)
+        memory = None
         if m.generative:
             head = m.generative_head
             memory = head.memory(states, mask)
             out["generative"] = head.loss(memory, batch["anchor"], training=training)
-            if cfg.distill_weight > 0 and distill:
-                if cands is None:
-                    raise ValueError(f"the {m.item_block.variant!r} item block scores no candidates to distil on")
-                masked = tf.where(cands.valid, cands.raw, -1e9)
-                top = tf.math.top_k(tf.stop_gradient(masked),
-                                    tf.minimum(cfg.distill_candidates, tf.shape(cands.items)[0]))
-                cand_items = tf.gather(cands.items, top.indices)                       # [B, c]
-                # stop-gradient on the way in too: the tape then records no backward pass of the scoring
-                teacher = tf.stop_gradient(self._teacher_score(tf.stop_gradient(memory), cand_items))
-                student = tf.gather(cands.raw, top.indices, batch_dims=1)
-                out["distill_kl"] = distillation_kl(teacher, student, cfg.distill_temperature)
-                if cfg.listwise_weight > 0:
-                    out["distill_listwise"] = listmle(teacher, student)
+        if cfg.distill_weight > 0 and distill and self._teacher_score is not None:
+            if cands is None:
+                raise ValueError(f"the {m.item_block.variant!r} item block scores no candidates to distil on")
+            if self.teacher is not None:  # the frozen teacher reads the history itself
+                t_states, t_mask = self.teacher.encode(batch["history"], batch["order_rel"], batch["events"])
+                memory = self.teacher.generative_head.memory(t_states, t_mask)
+            masked = tf.where(cands.valid, cands.raw, -1e9)
+            top = tf.math.top_k(tf.stop_gradient(masked),
+                                tf.minimum(cfg.distill_candidates, tf.shape(cands.items)[0]))
+            cand_items = tf.gather(cands.items, top.indices)                           # [B, c]
+            # stop-gradient on the way in too: the tape then records no backward pass of the scoring
+            teacher = tf.stop_gradient(self._teacher_score(tf.stop_gradient(memory), cand_items))
+            student = tf.gather(cands.raw, top.indices, batch_dims=1)
+            out["distill_kl"] = distillation_kl(teacher, student, cfg.distill_temperature)
+            if cfg.listwise_weight > 0:
+                out["distill_listwise"] = listmle(teacher, student)
         return out
 
     def total(self, losses: dict) -> tf.Tensor:
@@ -102,16 +119,17 @@ class TrainResult:
 
 
 def train(train_data: SequenceData, val_data: SequenceData, items: ItemSpace, config: DualHeadConfig,
-          exclude_history: bool, label: str = "dual_head") -> TrainResult:
+          exclude_history: bool, label: str = "dual_head", teacher: DualHeadModel | None = None) -> TrainResult:
     """Trains with per-epoch validation; keeps the best epoch's weights by ``config.monitor``'s NDCG@10.
 
     Every epoch logs the student's validation HR@10/NDCG@10 (``val_*``) and, when ``config.teacher_per_epoch``,
-    the teacher's by constrained beam search (``val_teacher_*``).
+    the teacher's by constrained beam search (``val_teacher_*``). ``teacher``: the frozen model that teaches
+    when ``config.distill_from == "frozen"`` (``Trainer``).
     """
     tf.keras.utils.set_random_seed(config.seed)
     sampler = PairSampler(train_data, items, config)
     model = DualHeadModel(items, config)
-    trainer = Trainer(model, config)
+    trainer = Trainer(model, config, teacher=teacher)
     print(f"[{label}] {len(sampler.pair_target):,} training pairs from {len(train_data.history):,} rows, "
           f"{items.num_items:,} items, code sizes {model.sizes}, validation rows {len(val_data.history):,}", flush=True)
     start = time.time()

@@ -135,3 +135,46 @@ def test_the_shared_teacher_step_gives_the_old_steps_losses_and_gradients():
     for path in paths[1:]:
         for a, b in zip(after[paths[0]], after[path]):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+FROZEN = dict(generative_weight=0.0, distill_from="frozen", distill_warmup_epochs=0)
+
+
+def test_a_frozen_teacher_teaches_the_student_and_is_never_trained():
+    items = make_items()
+    teacher = make_model(items, memory_recent=2)           # another architecture than the student's
+    student = make_model(items, **FROZEN)
+    assert not student.generative
+    batch = batch_of(D.PairSampler(make_data(items, rows=40), items, student.config), np.arange(8))
+    trainer = D.Trainer(student, student.config, teacher=teacher)
+    losses = trainer.losses(batch, training=False)
+    assert set(losses) == {"retrieval", "distill_kl", "distill_listwise"}
+    # the KL term is the teacher's log-likelihood of the student's top candidates against the student's scores
+    states, mask = student.encode(batch["history"], batch["order_rel"], batch["events"])
+    _, cands = student.item_block.retrieval_loss(student.user_vector(states, mask), batch)
+    top = tf.math.top_k(tf.where(cands.valid, cands.raw, -1e9), 5)
+    t_memory = teacher.memory(*teacher.encode(batch["history"], batch["order_rel"], batch["events"]))
+    scores = teacher.code_log_likelihood(t_memory, tf.gather(cands.items, top.indices))
+    want = D.distillation_kl(scores, tf.gather(cands.raw, top.indices, batch_dims=1), 1.0)
+    np.testing.assert_allclose(float(losses["distill_kl"]), float(want), rtol=1e-5)
+    before = [v.numpy().copy() for v in teacher.trainable_variables]
+    for _ in range(3):
+        trainer.train_step(batch)
+    assert all(np.array_equal(v.numpy(), b) for v, b in zip(teacher.trainable_variables, before))
+
+
+def test_a_frozen_teacher_is_checked():
+    items = make_items()
+    student = make_model(items, **FROZEN)
+    with pytest.raises(ValueError, match="exactly when config.distill_from == 'frozen'"):
+        D.Trainer(student, student.config)
+    with pytest.raises(ValueError, match="exactly when"):
+        D.Trainer(make_model(items), make_model(items).config, teacher=make_model(items))
+    with pytest.raises(ValueError, match="has no generative head"):
+        D.Trainer(student, student.config, teacher=make_model(items, **SASREC))
+    with pytest.raises(ValueError, match="knows 14 items"):
+        D.Trainer(student, student.config, teacher=make_model(make_items(n=14)))
+    with pytest.raises(ValueError, match="distill_from must be one of"):
+        D.DualHeadConfig(distill_from="other")
+    with pytest.raises(ValueError, match="needs distill_weight > 0"):
+        D.DualHeadConfig(distill_from="frozen", distill_weight=0.0)
