@@ -26,3 +26,25 @@ def test_movielens_slice_same_records_read_in_beam_or_in_the_launcher(tmp_path, 
     launcher_side = case.run_example_gen(str(tmp_path / "launcher"), "", 50, True, monkeypatch)
     assert len(case._records(beam_side.uri, "train")) > 4000
     case.assert_same_examples(beam_side, launcher_side)
+
+
+def test_movielens_slice_same_records_on_the_multi_process_runner(tmp_path, monkeypatch):
+    """Beam's local runner with two worker processes (docs/scale.md's multi-process row): the workers import
+    only the package's code (nothing of this test), and every split's records and both reports are the same."""
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    from tfx_pipeline.pipeline import with_setup_file
+
+    case = _case()
+    started = []
+    start = worker_handlers.SubprocessSdkWorkerHandler.start_worker
+    monkeypatch.setattr(worker_handlers.SubprocessSdkWorkerHandler, "start_worker",
+                        lambda self: (started.append(self), start(self))[1])
+    multi = with_setup_file(["--runner=FnApiRunner", "--direct_running_mode=multi_processing",
+                             "--direct_num_workers=2"])
+    two = case.run_example_gen(str(tmp_path / "multi"), "", 50, beam_args=multi)
+    assert len(started) == 2  # two worker processes ran the pipeline
+    monkeypatch.undo()
+    one = case.run_example_gen(str(tmp_path / "one"), "", 50)
+    assert len(case._records(two.uri, "train")) > 4000
+    case.assert_same_examples(two, one)

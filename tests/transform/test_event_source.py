@@ -118,7 +118,7 @@ def _records(uri, split):
                   for r in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
 
 
-def run_example_gen(uri, data_path, max_users, launcher_side=False, monkeypatch=None):
+def run_example_gen(uri, data_path, max_users, launcher_side=False, monkeypatch=None, beam_args=BEAM_ARGS):
     """SequenceExampleGen's executor; ``launcher_side``: the adapter's events loaded whole (the old path)."""
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import standard_artifacts
@@ -130,7 +130,7 @@ def run_example_gen(uri, data_path, max_users, launcher_side=False, monkeypatch=
         monkeypatch.setattr(recsys.data, "event_lines", lambda *a, **k: None)
     examples = standard_artifacts.Examples()
     examples.uri = uri
-    SequenceExampleGen.EXECUTOR_SPEC.executor_class(BaseBeamExecutor.Context(beam_pipeline_args=BEAM_ARGS)).Do(
+    SequenceExampleGen.EXECUTOR_SPEC.executor_class(BaseBeamExecutor.Context(beam_pipeline_args=list(beam_args))).Do(
         {}, {"examples": [examples]}, {"dataset": "movielens-100k", "options_json": "{}", "max_history": 50,
                                        "max_users": max_users, "data_path": data_path, "fingerprint": "",
                                        "code_version": 1})
