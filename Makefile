@@ -55,7 +55,7 @@ benchmark: install
 	$(PY) benchmarks/serving_latency.py --output $(ARTIFACTS)
 
 ablation: install
-	$(PY) benchmarks/dual_head_ablation.py --output $(ARTIFACTS) --dataset $(DATASET)
+	$(PY) benchmarks/dual_head_ablation.py --output $(ARTIFACTS) --dataset $(DATASET) --save-models $(ARTIFACTS)/ablation-models
 
 graph-ablation: install
 	$(PY) benchmarks/graph_ablation.py --output $(ARTIFACTS) --dataset $(DATASET)
