@@ -28,6 +28,8 @@ Rows (each trained with validation early stopping, never looking at test):
   brute-force export, trained on the training split only), each part weighted so it holds the given share
   (0.5) of the squared norm; the report's ``semantic_ids`` section sets their quality (collisions,
   purity, perplexity) beside the text-only IDs';
+* ``A + generative head (no KD)``: the best student with a generative head trained beside it on the shared
+  encoder, no distillation (a teacher for the campaign job without the student learning from it);
 * ``A + KD from the converged teacher``: the best student (A) distilled from the first epoch on from a frozen,
   trained model's generative head (``distill_from="frozen"``): the saved ``C teacher-monitored`` of an earlier
   ``--save-models`` run, or the variant named by ``--teacher``;
@@ -67,6 +69,8 @@ VARIANTS = {
     "C teacher-monitored + decoder reads every position": dict(monitor="teacher", memory_recent=30),
     "C teacher-monitored with random IDs": dict(monitor="teacher", random_ids=True),
     "C teacher-monitored with collaborative IDs": dict(monitor="teacher", collaborative_ids=0.5),
+    "A + generative head (no KD)": dict(distill_weight=0.0, debias_targets=False, hard_negatives_category=0,
+                                        hard_negatives_history=0),
     "A + KD from the converged teacher": dict(generative_weight=0.0, debias_targets=False, hard_negatives_category=0,
                                               hard_negatives_history=0, distill_from="frozen",
                                               distill_warmup_epochs=0, teacher_from="C teacher-monitored"),
