@@ -86,3 +86,20 @@ def test_sequential_config_is_checked_when_the_pipeline_is_built():
     with pytest.raises(ValueError, match="need the content space"):
         _build(semantic_ids=False, dual_head=False, graph=False, ranking=False, sequential=True)
     _build(semantic_ids=False, dual_head=False, graph=False, ranking=False)  # the default has no sequence model
+
+
+def test_the_dual_head_trains_with_the_pipeline_defaults_under_the_callers_settings():
+    import json
+
+    from tfx_pipeline.pipeline import DUAL_HEAD_DEFAULTS
+
+    pipeline = _build(dual_head_config={"epochs": 3, "distill_weight": 0.5}, ranking_config={"student": "served"})
+    for trainer_id in ("DualHeadTrainer", "PrefixDualHeadTrainer"):
+        config = json.loads(_component(pipeline, trainer_id).exec_properties["custom_config"])["dual_head"]
+        assert config["epochs"] == 3 and config["distill_weight"] == 0.5  # the caller's settings win
+        assert {k: config[k] for k in DUAL_HEAD_DEFAULTS if k != "distill_weight"} == {
+            k: v for k, v in DUAL_HEAD_DEFAULTS.items() if k != "distill_weight"}
+    default = json.loads(_component(_build(), "DualHeadTrainer").exec_properties["custom_config"])["dual_head"]
+    assert {k: default[k] for k in DUAL_HEAD_DEFAULTS} == DUAL_HEAD_DEFAULTS and default["generative_weight"] > 0
+    with pytest.raises(ValueError, match="Unknown dual-head hyperparameters"):
+        _build(dual_head_config={"epoch": 3})
