@@ -11,7 +11,8 @@ A table in README.md is a block between two markers::
     <!-- /table -->
 
 The first word after ``table:`` is a JSON file (relative to the repository), the
-second a dotted key inside it whose value maps model → metrics (``models``,
+second a dotted key inside it (several files, comma-separated, give their rows in file order, a model
+listed twice keeping its first row) whose value maps model → metrics (``models``,
 ``validation``, ``results.test``; ``wide:<key>`` for rows with more metrics than the
 report's five, e.g. ``long_tail@10``), or ``semantic_ids`` for Semantic-ID quality
 reports (then the first word is a comma-separated list of them), or ``latency``
@@ -35,6 +36,12 @@ _BLOCK = re.compile(r"(<!-- table: (\S+) (\S+) -->\n)(.*?)(<!-- /table -->)", re
 
 
 def _rows(path: str, key: str) -> dict:
+    if "," in path:  # several reports' rows in file order; a model already listed keeps its first file's row
+        rows: dict = {}
+        for one in path.split(","):
+            for name, value in _rows(one, key).items():
+                rows.setdefault(name, value)
+        return rows
     with open(os.path.join(ROOT, path), encoding="utf-8") as f:
         value = json.load(f)
     for part in key.split("."):

@@ -21,3 +21,12 @@ def test_a_hand_edited_table_is_detected(tmp_path):
     block = tables._BLOCK.search(text)
     edited = text[:block.start(4)] + block.group(4).replace("0.", "9.", 1) + text[block.end(4):]
     assert tables.render(edited) != edited
+
+
+def test_several_reports_give_their_rows_in_file_order_first_row_kept(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(tables, "ROOT", str(tmp_path))
+    (tmp_path / "a.json").write_text(json.dumps({"r": {"m1": {"x": 1}, "spine": {"x": 9}}}))
+    (tmp_path / "b.json").write_text(json.dumps({"r": {"m2": {"x": 2}, "spine": {"x": 8}}}))
+    assert tables._rows("a.json,b.json", "r") == {"m1": {"x": 1}, "spine": {"x": 9}, "m2": {"x": 2}}
