@@ -28,6 +28,7 @@ Figures are comparable within one run only (same machine, same load).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -137,7 +138,7 @@ def server_call(args, version_dir: str, warm_user: str):
 
 
 def run_interleaved(callers: dict, users: list[str], args, per_thread: int,
-                    server_pid: int) -> dict[str, dict]:
+                    server_pids: dict[str, int]) -> dict[str, dict]:
     """Every path in turn, ``args.rounds`` times: a sequential block, then (after all the
     sequential blocks of the round) a concurrent block per path. Load from other processes
     drifts on a shared machine; interleaving gives every path the same share of it, and the
@@ -149,8 +150,7 @@ def run_interleaved(callers: dict, users: list[str], args, per_thread: int,
     for _ in range(args.rounds):
         for name, call in calls.items():
             blocks.setdefault(f"{name} sequential", []).append(
-                run_sequential(call, users[: args.requests],
-                               None if name.startswith("in-process") else server_pid, keep=True))
+                run_sequential(call, users[: args.requests], server_pids.get(name), keep=True))
         for name, make in callers.items():
             if name.startswith("in-process,"):
                 continue  # the server's call, sequentially only
@@ -235,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time the server's own model call (serving.servable.Servable."
                         "predict) in-process, sequentially")
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--grpc_servers", default="grpcio",
+                   help="gRPC server machinery to compare (serving.server --grpc_server), "
+                        "comma-separated: one server process each, every one a path")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--batch_timeout_us", type=int, default=2000)
@@ -289,16 +292,26 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     per_thread = max(1, args.requests // 2)
     servable_call = server_call(args, version_dir, users[0]) if args.server_call else None
-    with ServerProcess(args.model, base) as server:
+    grpc_servers = [x for x in args.grpc_servers.split(",") if x]
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(ServerProcess(args.model, base, [f"--grpc_server={kind}"]))
+                   for kind in grpc_servers]
+        server = servers[0]
         callers = {"in-process": lambda: in_process}
         if servable_call is not None:
             callers["in-process, the server's call"] = lambda: servable_call
-        for protocol, port in (("REST", server.rest_port), ("gRPC", server.grpc_port)):
+        paths = [("REST", "rest", server.rest_port, server.process.pid)]
+        for kind, each in zip(grpc_servers, servers):
+            name = "gRPC" if len(grpc_servers) == 1 else f"gRPC ({kind})"
+            paths.append((name, "grpc", each.grpc_port, each.process.pid))
+        server_pids = {}
+        for name, protocol, port, pid in paths:
             def make(protocol=protocol, port=port):
-                return client_call(RecommenderClient(f"127.0.0.1:{port}", protocol.lower(),
+                return client_call(RecommenderClient(f"127.0.0.1:{port}", protocol,
                                                      model_name=args.model, timeout=30))
-            callers[protocol] = make
-        results = run_interleaved(callers, users, args, per_thread, server.process.pid)
+            callers[name] = make
+            server_pids[name] = pid
+        results = run_interleaved(callers, users, args, per_thread, server_pids)
 
     load = os.getloadavg()
     print(f"{args.model}/{args.signature}, k={args.k}, {len(users)} users; {args.rounds} rounds, "
