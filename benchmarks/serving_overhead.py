@@ -3,7 +3,7 @@ concurrent, and server-side batching at equal p99 -- all from one run.
 
     python benchmarks/serving_overhead.py --output artifacts [--model retrieval]
         [--signature recommend_user] [--requests 100] [--rounds 10] [--concurrency 8]
-        [--server_call] [--sweep 1,2,4,8,16,32] [--report PATH]
+        [--server_call] [--sweep 1,2,4,8,16,32] [--grpc_servers grpcio,h2] [--report PATH]
 
 The model is a pushed SavedModel (default: ``retrieval``'s ``recommend_user``, real user
 ids from the pipeline's test split). Paths:
@@ -12,7 +12,8 @@ ids from the pipeline's test split). Paths:
   floor any server adds to;
 * ``REST`` / ``gRPC``: :class:`serving.client.RecommenderClient.recommend` against
   :class:`serving.server.ModelServer` on loopback (one client per thread; REST connections
-  are kept alive).
+  are kept alive). ``--grpc_servers grpcio,h2`` runs a server process per gRPC server and
+  a gRPC path for each (``h2``: the experiment in ``benchmarks/serving_grpc_h2.py``).
 
 ``sequential`` sends ``--requests`` one after another; ``concurrent`` runs
 ``--concurrency`` threads, each sending ``--requests`` / 2 requests. The paths take turns:
@@ -39,6 +40,15 @@ import time
 from urllib.error import HTTPError
 
 import recsys  # noqa: F401
+
+
+# --grpc_servers: the model server with grpcio's gRPC server (serving.server), or with the
+# experimental h2 one (benchmarks/serving_grpc_h2.py, not adopted).
+GRPC_SERVER_COMMANDS = {
+    "grpcio": None,
+    "h2": [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                        "serving_grpc_h2.py"), "--model_server"],
+}
 
 
 def summarize(latencies_s: list[float], wall_s: float) -> dict:
@@ -180,8 +190,9 @@ class ServerProcess:
     clients), on free loopback ports; returns once both ports answer."""
 
     def __init__(self, model: str | None, base_path: str | None, flags: list[str] = (),
-                 model_config_file: str | None = None):
-        """One model (``model`` at ``base_path``) or, with ``model_config_file``, its models."""
+                 model_config_file: str | None = None, command: list[str] | None = None):
+        """One model (``model`` at ``base_path``) or, with ``model_config_file``, its models.
+        ``command``: what to run instead of ``python -m serving.server`` (same flags)."""
         import socket
         import subprocess
 
@@ -192,7 +203,7 @@ class ServerProcess:
                 ports.append(sock.getsockname()[1])
         self.grpc_port, self.rest_port = ports
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "serving.server",
+            [*(command or [sys.executable, "-m", "serving.server"]),
              *([f"--model_config_file={model_config_file}"] if model_config_file else
                [f"--model_name={model}", f"--model_base_path={base_path}"]), f"--port={self.grpc_port}",
              f"--rest_api_port={self.rest_port}", "--file_system_poll_wait_seconds=0",
@@ -236,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                         "predict) in-process, sequentially")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--grpc_servers", default="grpcio",
-                   help="gRPC server machinery to compare (serving.server --grpc_server), "
-                        "comma-separated: one server process each, every one a path")
+                   help="gRPC servers to compare, comma-separated, of "
+                        f"{','.join(GRPC_SERVER_COMMANDS)}: one server process each, every one "
+                        "a path (h2: the experiment in benchmarks/serving_grpc_h2.py)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--batch_timeout_us", type=int, default=2000)
@@ -294,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     servable_call = server_call(args, version_dir, users[0]) if args.server_call else None
     grpc_servers = [x for x in args.grpc_servers.split(",") if x]
     with contextlib.ExitStack() as stack:
-        servers = [stack.enter_context(ServerProcess(args.model, base, [f"--grpc_server={kind}"]))
+        servers = [stack.enter_context(ServerProcess(args.model, base,
+                                                     command=GRPC_SERVER_COMMANDS[kind]))
                    for kind in grpc_servers]
         server = servers[0]
         callers = {"in-process": lambda: in_process}

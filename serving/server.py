@@ -44,7 +44,6 @@ from serving.status import ServerError
 log = logging.getLogger("serving.server")
 
 DEFAULT_HOST = "127.0.0.1"  # TF Serving binds 0.0.0.0; we bind loopback unless told otherwise
-GRPC_SERVERS = ("grpcio", "h2")  # grpcio's synchronous server; ours on h2 + asyncio (grpc_h2.py)
 
 
 def model_server_config(
@@ -111,16 +110,8 @@ class ModelServer:
                  limits: Limits | None = None, security: Security | None = None,
                  batching: BatchingParameters | None = None,
                  config_file: str | None = None, config_poll_seconds: float = 0.0,
-                 base_path_rewrites: Sequence[tuple[str, str]] = (),
-                 grpc_server: str = "grpcio"):
+                 base_path_rewrites: Sequence[tuple[str, str]] = ()):
         validate_config(config)
-        if grpc_server not in GRPC_SERVERS:
-            raise ValueError(f"grpc_server must be one of {', '.join(GRPC_SERVERS)}, "
-                             f"not {grpc_server!r}")
-        if grpc_server == "h2" and security is not None and security.tls is not None:
-            raise ValueError("the h2 gRPC server does not do TLS yet: use --grpc_server=grpcio "
-                             "with --ssl_config_file / --ssl_cert_file")
-        self.grpc_server = grpc_server
         self.config = config
         self.host = host
         self.grpc_port = grpc_port
@@ -148,7 +139,7 @@ class ModelServer:
         self.config_poll_seconds = config_poll_seconds
         self.base_path_rewrites = list(base_path_rewrites)
         self.registry: ModelRegistry | None = None
-        self._grpc = None  # grpc.Server or GrpcH2Server
+        self._grpc: grpc.Server | None = None
         self._rest: HttpServer | None = None
         self._stopped = threading.Event()
         self._config_lock = threading.Lock()
@@ -209,9 +200,6 @@ class ModelServer:
                         ", ".join(security.reload_allowed_roots))
 
     def _start_grpc(self) -> None:
-        if self.grpc_server == "h2":
-            self._start_grpc_h2()
-            return
         options = [("grpc.max_receive_message_length", self.limits.max_request_bytes),
                    ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)]
         interceptors = [grpc_service.TokenInterceptor(self.security)] if self.security.token else []
@@ -235,21 +223,6 @@ class ModelServer:
         self.grpc_port = port
         self._grpc.start()
         log.info("Running gRPC ModelServer at %s:%d ...", self.host, self.grpc_port)
-
-    def _start_grpc_h2(self) -> None:
-        from serving.grpc_h2 import GrpcH2Server
-        from serving.servable import new_cancellation
-
-        self._grpc = GrpcH2Server(
-            grpc_service.h2_handlers(self.registry, self.reload_config, self.security,
-                                     self.metrics),
-            self.host, self.grpc_port, threads=self.grpc_max_workers,
-            max_queued=self.grpc_max_queued, max_message_bytes=self.limits.max_request_bytes,
-            backlog=self.backlog, new_cancellation=new_cancellation,
-            authorize=self.security.check_authorization if self.security.token else None)
-        self._grpc.start()
-        self.grpc_port = self._grpc.port
-        log.info("Running gRPC ModelServer (h2) at %s:%d ...", self.host, self.grpc_port)
 
     def reload_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
         """Applies a new ModelServerConfig (ModelService.HandleReloadConfigRequest)."""
@@ -278,10 +251,7 @@ class ModelServer:
             self._rest.stop()
             self._rest = None
         if self._grpc is not None:
-            if self.grpc_server == "h2":
-                self._grpc.stop()
-            else:
-                self._grpc.stop(grace).wait()
+            self._grpc.stop(grace).wait()
             self._grpc = None
         if self.registry is not None:
             self.registry.stop()
@@ -317,8 +287,6 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc_max_threads", type=int, default=8)
     p.add_argument("--grpc_max_queued", type=int, default=64,
                    help="gRPC calls waiting for a thread before RESOURCE_EXHAUSTED")
-    p.add_argument("--grpc_server", choices=GRPC_SERVERS, default="grpcio",
-                   help="gRPC machinery: grpcio's server, or h2 (HTTP/2 on asyncio, no TLS)")
     p.add_argument("--max_connections", type=int, default=1024, help="open REST connections")
     p.add_argument("--listen_backlog", type=int, default=1024)
     p.add_argument("--rest_read_timeout_seconds", type=float, default=30.0,
@@ -415,10 +383,6 @@ def server_from_args(args: argparse.Namespace) -> ModelServer:
             raise ServerError(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
     elif args.batching_parameters_file:
         log.warning("--batching_parameters_file is ignored without --enable_batching")
-    if args.grpc_server == "h2" and tls is not None:
-        raise ServerError(grpc.StatusCode.INVALID_ARGUMENT,
-                          "--grpc_server=h2 does not do TLS yet: use --grpc_server=grpcio with "
-                          "--ssl_config_file / --ssl_cert_file")
     return ModelServer(
         config, grpc_port=args.port, rest_port=args.rest_api_port or None,
         poll_seconds=args.file_system_poll_wait_seconds, host=args.host,
@@ -429,7 +393,7 @@ def server_from_args(args: argparse.Namespace) -> ModelServer:
         idle_timeout_s=args.rest_idle_timeout_seconds, limits=limits, security=security,
         batching=batching, config_file=args.model_config_file,
         config_poll_seconds=args.model_config_file_poll_wait_seconds,
-        base_path_rewrites=args.base_path_rewrite, grpc_server=args.grpc_server)
+        base_path_rewrites=args.base_path_rewrite)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,10 +29,6 @@ from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 
 from serving.server import ModelServer  # noqa: E402
 
-# SERVING_TEST_GRPC_SERVER=h2 runs every test's ModelServer on the experimental h2 gRPC server.
-if os.environ.get("SERVING_TEST_GRPC_SERVER"):
-    ModelServer.__init__.__kwdefaults__["grpc_server"] = os.environ["SERVING_TEST_GRPC_SERVER"]
-
 ITEMS = [f"item-{i}" for i in range(12)]
 USERS = [f"user-{i}" for i in range(5)]
 DIM = 4
