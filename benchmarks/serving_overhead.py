@@ -3,7 +3,7 @@ concurrent, and server-side batching at equal p99 -- all from one run.
 
     python benchmarks/serving_overhead.py --output artifacts [--model retrieval]
         [--signature recommend_user] [--requests 100] [--rounds 10] [--concurrency 8]
-        [--server_call] [--sweep 1,2,4,8,16,32] [--report PATH]
+        [--server_call] [--sweep 1,2,4,8,16,32] [--grpc_servers grpcio,h2] [--report PATH]
 
 The model is a pushed SavedModel (default: ``retrieval``'s ``recommend_user``, real user
 ids from the pipeline's test split). Paths:
@@ -12,7 +12,8 @@ ids from the pipeline's test split). Paths:
   floor any server adds to;
 * ``REST`` / ``gRPC``: :class:`serving.client.RecommenderClient.recommend` against
   :class:`serving.server.ModelServer` on loopback (one client per thread; REST connections
-  are kept alive).
+  are kept alive). ``--grpc_servers grpcio,h2`` runs a server process per gRPC server and
+  a gRPC path for each (``h2``: the experiment in ``benchmarks/serving_grpc_h2.py``).
 
 ``sequential`` sends ``--requests`` one after another; ``concurrent`` runs
 ``--concurrency`` threads, each sending ``--requests`` / 2 requests. The paths take turns:
@@ -28,6 +29,7 @@ Figures are comparable within one run only (same machine, same load).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -38,6 +40,15 @@ import time
 from urllib.error import HTTPError
 
 import recsys  # noqa: F401
+
+
+# --grpc_servers: the model server with grpcio's gRPC server (serving.server), or with the
+# experimental h2 one (benchmarks/serving_grpc_h2.py, not adopted).
+GRPC_SERVER_COMMANDS = {
+    "grpcio": None,
+    "h2": [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                        "serving_grpc_h2.py"), "--model_server"],
+}
 
 
 def summarize(latencies_s: list[float], wall_s: float) -> dict:
@@ -137,7 +148,7 @@ def server_call(args, version_dir: str, warm_user: str):
 
 
 def run_interleaved(callers: dict, users: list[str], args, per_thread: int,
-                    server_pid: int) -> dict[str, dict]:
+                    server_pids: dict[str, int]) -> dict[str, dict]:
     """Every path in turn, ``args.rounds`` times: a sequential block, then (after all the
     sequential blocks of the round) a concurrent block per path. Load from other processes
     drifts on a shared machine; interleaving gives every path the same share of it, and the
@@ -149,8 +160,7 @@ def run_interleaved(callers: dict, users: list[str], args, per_thread: int,
     for _ in range(args.rounds):
         for name, call in calls.items():
             blocks.setdefault(f"{name} sequential", []).append(
-                run_sequential(call, users[: args.requests],
-                               None if name.startswith("in-process") else server_pid, keep=True))
+                run_sequential(call, users[: args.requests], server_pids.get(name), keep=True))
         for name, make in callers.items():
             if name.startswith("in-process,"):
                 continue  # the server's call, sequentially only
@@ -180,8 +190,9 @@ class ServerProcess:
     clients), on free loopback ports; returns once both ports answer."""
 
     def __init__(self, model: str | None, base_path: str | None, flags: list[str] = (),
-                 model_config_file: str | None = None):
-        """One model (``model`` at ``base_path``) or, with ``model_config_file``, its models."""
+                 model_config_file: str | None = None, command: list[str] | None = None):
+        """One model (``model`` at ``base_path``) or, with ``model_config_file``, its models.
+        ``command``: what to run instead of ``python -m serving.server`` (same flags)."""
         import socket
         import subprocess
 
@@ -192,7 +203,7 @@ class ServerProcess:
                 ports.append(sock.getsockname()[1])
         self.grpc_port, self.rest_port = ports
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "serving.server",
+            [*(command or [sys.executable, "-m", "serving.server"]),
              *([f"--model_config_file={model_config_file}"] if model_config_file else
                [f"--model_name={model}", f"--model_base_path={base_path}"]), f"--port={self.grpc_port}",
              f"--rest_api_port={self.rest_port}", "--file_system_poll_wait_seconds=0",
@@ -235,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time the server's own model call (serving.servable.Servable."
                         "predict) in-process, sequentially")
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--grpc_servers", default="grpcio",
+                   help="gRPC servers to compare, comma-separated, of "
+                        f"{','.join(GRPC_SERVER_COMMANDS)}: one server process each, every one "
+                        "a path (h2: the experiment in benchmarks/serving_grpc_h2.py)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--batch_timeout_us", type=int, default=2000)
@@ -289,16 +304,27 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     per_thread = max(1, args.requests // 2)
     servable_call = server_call(args, version_dir, users[0]) if args.server_call else None
-    with ServerProcess(args.model, base) as server:
+    grpc_servers = [x for x in args.grpc_servers.split(",") if x]
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(ServerProcess(args.model, base,
+                                                     command=GRPC_SERVER_COMMANDS[kind]))
+                   for kind in grpc_servers]
+        server = servers[0]
         callers = {"in-process": lambda: in_process}
         if servable_call is not None:
             callers["in-process, the server's call"] = lambda: servable_call
-        for protocol, port in (("REST", server.rest_port), ("gRPC", server.grpc_port)):
+        paths = [("REST", "rest", server.rest_port, server.process.pid)]
+        for kind, each in zip(grpc_servers, servers):
+            name = "gRPC" if len(grpc_servers) == 1 else f"gRPC ({kind})"
+            paths.append((name, "grpc", each.grpc_port, each.process.pid))
+        server_pids = {}
+        for name, protocol, port, pid in paths:
             def make(protocol=protocol, port=port):
-                return client_call(RecommenderClient(f"127.0.0.1:{port}", protocol.lower(),
+                return client_call(RecommenderClient(f"127.0.0.1:{port}", protocol,
                                                      model_name=args.model, timeout=30))
-            callers[protocol] = make
-        results = run_interleaved(callers, users, args, per_thread, server.process.pid)
+            callers[name] = make
+            server_pids[name] = pid
+        results = run_interleaved(callers, users, args, per_thread, server_pids)
 
     load = os.getloadavg()
     print(f"{args.model}/{args.signature}, k={args.k}, {len(users)} users; {args.rounds} rounds, "

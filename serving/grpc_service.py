@@ -101,8 +101,10 @@ def get_model_status(
     return response
 
 
-def _answer(context: grpc.ServicerContext, method: str, fn: Callable,
-            metrics: Metrics | None = None, api: str = "", info: dict | None = None):
+def _observe(method: str, fn: Callable, metrics: Metrics | None = None, api: str = "",
+             info: dict | None = None):
+    """``fn()``, counted in the metrics; any failure raised as a :class:`st.ServerError`
+    (an unexpected one -- a bug, a TF failure -- as INTERNAL: the server stays up)."""
     start = time.perf_counter()
     info = {} if info is None else info
     error = None
@@ -110,7 +112,7 @@ def _answer(context: grpc.ServicerContext, method: str, fn: Callable,
         return fn()
     except st.ServerError as err:
         error = err
-    except Exception as err:  # a bug or an unexpected TF failure: INTERNAL, server stays up
+    except Exception as err:
         log.exception("%s failed", method)
         error = st.internal(f"{type(err).__name__}: {err}")
     finally:
@@ -119,7 +121,15 @@ def _answer(context: grpc.ServicerContext, method: str, fn: Callable,
                             api or method, "GRPC", "OK" if error is None else error.code.name,
                             time.perf_counter() - start)
     log.debug("%s failed: %s", method, error)
-    context.abort(error.code, error.message)
+    raise error
+
+
+def _answer(context: grpc.ServicerContext, method: str, fn: Callable,
+            metrics: Metrics | None = None, api: str = "", info: dict | None = None):
+    try:
+        return _observe(method, fn, metrics, api, info)
+    except st.ServerError as error:
+        context.abort(error.code, error.message)
 
 
 def _cancel_on_termination(context: grpc.ServicerContext):
@@ -130,6 +140,12 @@ def _cancel_on_termination(context: grpc.ServicerContext):
         if not context.is_active():
             cancellation.start_cancel()
     return cancellation
+
+
+def _unsupported(method: str) -> st.ServerError:
+    return st.ServerError(grpc.StatusCode.UNIMPLEMENTED,
+                          f"{method} is not supported by this model server (the recommender "
+                          "models expose Predict signatures only); use Predict")
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -150,9 +166,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                        "metadata", info)
 
     def _unsupported(self, context, method: str):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                      f"{method} is not supported by this model server (the recommender models "
-                      "expose Predict signatures only); use Predict")
+        error = _unsupported(method)
+        context.abort(error.code, error.message)
 
     def Classify(self, request, context):
         self._unsupported(context, "Classify")
@@ -211,3 +226,4 @@ def add_services(server: grpc.Server, registry: ModelRegistry,
         PredictionServicer(registry, metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelServicer(registry, reload_config, security, metrics), server)
+

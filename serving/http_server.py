@@ -84,6 +84,16 @@ def encode_response(response: Response, keep_alive: bool) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body
 
 
+def set_nodelay(transport) -> None:
+    """TCP_NODELAY on the transport's socket: an answer written at once is sent at once."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, server: "HttpServer"):
         self.server = server
@@ -101,12 +111,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
         server = self.server
         server.connections += 1
         if server.connections > server.max_connections:
@@ -263,17 +268,10 @@ class _Connection(asyncio.Protocol):
         self.busy = True
         self.cancellation = request.cancellation = server.new_cancellation()
         server.in_flight += 1
-        loop = server.loop
-        future = self.current = server.pool.submit(server.handler, request)
-        self.timer = loop.call_later(server.request_timeout, self._deadline, future, keep_alive) \
-            if server.request_timeout else None
-        def handled(f):  # on the worker thread
-            try:
-                loop.call_soon_threadsafe(self._handled, f, keep_alive)
-            except RuntimeError:  # the loop is closed: the server stopped
-                pass
-
-        future.add_done_callback(handled)
+        future = self.current = server.submit(
+            server.handler, request, on_done=lambda f: self._handled(f, keep_alive))
+        self.timer = server.loop.call_later(server.request_timeout, self._deadline, future,
+                                            keep_alive) if server.request_timeout else None
 
     def _deadline(self, future, keep_alive: bool) -> None:
         """The request ran past ``request_timeout``: 504 now, and its model call cancelled."""
@@ -329,6 +327,9 @@ class _Connection(asyncio.Protocol):
 class HttpServer:
     """Serves ``handler`` on ``host:port`` from an event loop on a background thread."""
 
+    connection_class = _Connection  # the asyncio.Protocol of one connection
+    name = "REST"  # in errors and thread names
+
     def __init__(self, handler: Handler, host: str, port: int, *, threads: int = 4,
                  max_queued: int = 64, max_connections: int = 1024, backlog: int = 1024,
                  max_body_bytes: int = 16 << 20, read_timeout: float = 30.0,
@@ -346,10 +347,25 @@ class HttpServer:
         self.new_cancellation = new_cancellation
         self.connections = 0
         self.in_flight = 0
-        self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="rest")
+        self.pool = concurrent.futures.ThreadPoolExecutor(threads,
+                                                          thread_name_prefix=self.name.lower())
         self.loop = asyncio.new_event_loop()
         self._server = None
         self._thread: threading.Thread | None = None
+
+    def submit(self, fn: Callable, *args, on_done: Callable) -> concurrent.futures.Future:
+        """``fn(*args)`` on the pool; ``on_done(future)`` then runs on the event loop."""
+        loop = self.loop
+        future = self.pool.submit(fn, *args)
+
+        def handled(f):  # on the worker thread
+            try:
+                loop.call_soon_threadsafe(on_done, f)
+            except RuntimeError:  # the loop is closed: the server stopped
+                pass
+
+        future.add_done_callback(handled)
+        return future
 
     def start(self) -> "HttpServer":
         """Binds (raising OSError if the port is taken), then serves on a thread."""
@@ -359,17 +375,18 @@ class HttpServer:
             sock.bind((self.host, self.port))
         except OSError as err:
             sock.close()
-            raise OSError(f"could not bind the REST port {self.host}:{self.port}: {err}") from None
+            raise OSError(f"could not bind the {self.name} port {self.host}:{self.port}: {err}") \
+                from None
         self.port = sock.getsockname()[1]
 
         async def serve():
             tls = {"ssl": self.ssl_context,  # a slow TLS handshake is a slow client too
                    "ssl_handshake_timeout": self.read_timeout or None} if self.ssl_context else {}
             self._server = await self.loop.create_server(
-                lambda: _Connection(self), sock=sock, backlog=self.backlog, **tls)
+                lambda: self.connection_class(self), sock=sock, backlog=self.backlog, **tls)
 
         self.loop.run_until_complete(serve())
-        self._thread = threading.Thread(target=self.loop.run_forever, name="rest-loop",
+        self._thread = threading.Thread(target=self.loop.run_forever, name=f"{self.name.lower()}-loop",
                                         daemon=True)
         self._thread.start()
         return self
