@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 #: Base of the logarithm used by ``entropy@k`` (bits).
 ENTROPY_LOG_BASE: float = 2.0
 
+#: two-sided 95% normal quantile, for the confidence half-widths of a user sample
+Z95: float = 1.959963984540054
+
 #: Metric name stems, in the canonical (report/table) order.
 METRIC_BASES: tuple[str, ...] = ("HR", "Recall", "NDCG", "coverage", "entropy")
 
@@ -151,6 +154,22 @@ class RankingAccumulator:
         """Users with non-empty targets seen so far."""
         return int(sum(len(a) for a in self._hr))
 
+    def confidence(self, population: int) -> dict[str, float]:
+        """95% confidence half-widths of the per-user means (HR, Recall, NDCG) when the users seen are a uniform
+        sample, without replacement, of ``population`` users: ``1.96 * s / sqrt(n) * sqrt((N - n) / (N - 1))``
+        (``s`` the sample standard deviation, ``n`` the users evaluated, ``N = population``; normal approximation
+        with the finite-population correction). Keys ``"<metric> ci95"``; coverage and entropy have none (they are
+        not means over users, and a sample's coverage is lower than the population's)."""
+        n = self.num_evaluated
+        if n < 2 or population < n:
+            raise ValueError(f"a confidence interval needs 2 <= users evaluated ({n}) <= population ({population})")
+        fpc = np.sqrt((population - n) / (population - 1)) if population > 1 else 0.0
+        out = {}
+        for base, parts in zip(METRIC_BASES, (self._hr, self._recall, self._ndcg)):
+            sd = float(np.std(np.concatenate(parts), ddof=1))
+            out[f"{base}@{self.k} ci95"] = float(Z95 * sd / np.sqrt(n) * fpc)
+        return out
+
     def result(self) -> dict[str, float]:
         """Return ``{HR@k, Recall@k, NDCG@k, coverage@k, entropy@k}`` (see module docstring)."""
         if self.num_evaluated == 0:
@@ -171,7 +190,7 @@ class RankingAccumulator:
 
 
 def ranking_metrics(
-    topk: np.ndarray, targets: Sequence[np.ndarray], num_items: int, k: int = 10
+    topk: np.ndarray, targets: Sequence[np.ndarray], num_items: int, k: int = 10, population: int = 0
 ) -> dict[str, float]:
     """Compute HR/Recall/NDCG/coverage/entropy at ``k`` for ``[U, >=k]`` top-k lists.
 
@@ -181,13 +200,15 @@ def ranking_metrics(
         empty array are skipped (a warning is logged; see :func:`count_skipped_users`).
       num_items: ``I``, the catalogue size (denominator of coverage).
       k: cut-off.
+      population: > 0 when these users are a uniform sample of ``population`` users (:func:`sample_rows`):
+        the result also holds the 95% confidence half-widths (:meth:`RankingAccumulator.confidence`).
 
     Returns:
       ``{"HR@k", "Recall@k", "NDCG@k", "coverage@k", "entropy@k"}`` as floats; entropy in bits.
     """
     acc = RankingAccumulator(num_items, k)
     acc.update(topk, targets)
-    return acc.result()
+    return {**acc.result(), **(acc.confidence(population) if population else {})}
 
 
 def evaluate_scorer(
@@ -200,6 +221,7 @@ def evaluate_scorer(
     *,
     exclude_history: bool,
     batch_size: int = 1024,
+    population: int = 0,
 ) -> dict[str, float]:
     """Score users in batches, rank all items and return :func:`ranking_metrics`.
 
@@ -212,6 +234,7 @@ def evaluate_scorer(
       k: cut-off.
       exclude_history: if True, a user's history items are removed from their ranking.
       batch_size: users per ``score_fn`` call; peak memory is about ``batch_size * I`` floats.
+      population: as in :func:`ranking_metrics` (these users a sample of ``population``).
 
     Only one ``[B, I]`` score block lives at a time; coverage/entropy use global item
     counts, so the result equals the single-batch result.
@@ -234,7 +257,27 @@ def evaluate_scorer(
             raise ValueError(f"score_fn returned shape {scores.shape}; expected {(len(idx), num_items)}")
         ranked = top_k(scores, k, batch_hist if exclude_history else None)
         acc.update(ranked, [targets[i] for i in idx])
-    return acc.result()
+    return {**acc.result(), **(acc.confidence(population) if population else {})}
+
+
+def sample_rows(user_ids: Sequence[str], size: int, seed: int = 0) -> np.ndarray:
+    """Sorted row indices of ``size`` users drawn uniformly without replacement (all rows when ``size`` is 0 or
+    at least the number of rows).
+
+    The draw depends on the user ids and ``seed`` only, not on the rows' order or on which other users are
+    present: the ``size`` ids with the smallest ``blake2b(seed:id)`` digests (a seeded random permutation). So
+    every evaluator asked for the same ``size`` and ``seed`` on the same split measures the same users, and its
+    rows stay comparable (paired) with the others'.
+    """
+    import hashlib
+
+    n = len(user_ids)
+    if size < 0:
+        raise ValueError(f"sample size must be >= 0 (0 = every user); got {size}")
+    if size == 0 or size >= n:
+        return np.arange(n)
+    keys = [hashlib.blake2b(f"{seed}:{u}".encode(), digest_size=8).digest() for u in user_ids]
+    return np.sort(np.array(sorted(range(n), key=keys.__getitem__)[:size], dtype=np.int64))
 
 
 def long_tail_items(train_counts: np.ndarray, head_fraction: float = 0.2) -> np.ndarray:
