@@ -220,7 +220,7 @@ def evaluate_scorer(
     k: int = 10,
     *,
     exclude_history: bool,
-    batch_size: int = 1024,
+    batch_size: int = 0,
     population: int = 0,
 ) -> dict[str, float]:
     """Score users in batches, rank all items and return :func:`ranking_metrics`.
@@ -233,7 +233,8 @@ def evaluate_scorer(
       num_items: ``I``.
       k: cut-off.
       exclude_history: if True, a user's history items are removed from their ranking.
-      batch_size: users per ``score_fn`` call; peak memory is about ``batch_size * I`` floats.
+      batch_size: users per ``score_fn`` call; peak memory is a few times ``batch_size * I`` floats (the
+        scores, their copy and the selection masks). 0: :func:`score_batch_size` (1,024 up to 65,536 items).
       population: as in :func:`ranking_metrics` (these users a sample of ``population``).
 
     Only one ``[B, I]`` score block lives at a time; coverage/entropy use global item
@@ -244,8 +245,9 @@ def evaluate_scorer(
         raise ValueError(
             f"users [U], histories and targets must align; got {users.shape}, {len(histories)}, {len(targets)}"
         )
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive; got {batch_size}")
+    if batch_size < 0:
+        raise ValueError(f"batch_size must be positive (0: score_batch_size); got {batch_size}")
+    batch_size = batch_size or score_batch_size(num_items)
     acc = RankingAccumulator(num_items, k)
     keep = np.flatnonzero([len(t) > 0 for t in targets])
     acc.num_skipped = len(users) - len(keep)
@@ -258,6 +260,18 @@ def evaluate_scorer(
         ranked = top_k(scores, k, batch_hist if exclude_history else None)
         acc.update(ranked, [targets[i] for i in idx])
     return {**acc.result(), **(acc.confidence(population) if population else {})}
+
+
+#: scores of one ``evaluate_scorer`` block, at most (256 MiB of float32) when the batch size is not given
+SCORE_BLOCK: int = 2 ** 26
+
+
+def score_batch_size(num_items: int, most: int = 1024) -> int:
+    """Users per scored block: ``most``, fewer when ``most * num_items`` scores would pass ``SCORE_BLOCK``
+    (MovieLens-100K and Instacart: 1,024; 100,000 items: 671; 1M items: 67). A block's arrays (item-CF's float64
+    product, the float32 scores, :func:`top_k`'s copy, partition, int32 cumsum and masks) take roughly 25-30
+    bytes a score, estimated from the code: 1,024 users × 1M items would be about 28 GB, 67 users about 1.8 GB."""
+    return int(max(1, min(most, SCORE_BLOCK // max(num_items, 1))))
 
 
 def sample_rows(user_ids: Sequence[str], size: int, seed: int = 0) -> np.ndarray:

@@ -247,3 +247,12 @@ def test_confidence_half_widths_by_hand():
         acc.confidence(3)
     assert ranking_metrics(topk, targets, 6, k=2, population=8)["HR@2 ci95"] == ci["HR@2 ci95"]
     assert "HR@2 ci95" not in ranking_metrics(topk, targets, 6, k=2)
+
+
+def test_score_batch_size_keeps_a_block_within_its_budget():
+    from recsys.evaluation.metrics import SCORE_BLOCK, score_batch_size
+
+    assert score_batch_size(1_682) == score_batch_size(14_190) == 1024  # MovieLens, Instacart: as before
+    assert score_batch_size(100_000) == 671 and score_batch_size(1_000_000) == 67
+    assert score_batch_size(10 ** 9) == 1
+    assert all(score_batch_size(n) * n <= SCORE_BLOCK for n in (65_537, 100_000, 1_000_000))
