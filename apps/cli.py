@@ -63,6 +63,8 @@ def cmd_run(args, beam_args: list[str]) -> int:
     dual_head = {"epochs": args.dual_head_epochs} if args.dual_head_epochs else {}
     sequential = {"epochs": args.sequential_epochs} if args.sequential_epochs else {}
     graph = {"max_epochs": args.graph_epochs} if args.graph_epochs else {}
+    if args.eval_users:  # the graph trainer's model selection ranks the catalogue for its validation users too
+        graph["val_users"] = args.eval_users
     if args.sequential and args.no_semantic_ids:
         print("recsys run: error: --sequential needs the content space's item table (drop --no-semantic-ids)",
               file=sys.stderr)
@@ -415,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="required relative NDCG@10 lift over popularity on validation to push")
     run.add_argument("--eval-users", type=int, default=0,
                      help="the retrieval evaluators rank the whole catalogue for this many users of each split, drawn "
-                          "uniformly (the same in each), with 95%% confidence half-widths; default 0: every user")
+                          "uniformly (the same in each), with 95%% confidence half-widths, and the graph trainer selects "
+                          "its epoch and session shift on that many validation users; default 0: every user")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
     run.add_argument("--no-semantic-ids", action="store_true", help="skip the content space (embeddings, RQ-VAE)")
     run.add_argument("--item-embeddings", default="",
