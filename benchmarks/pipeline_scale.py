@@ -16,7 +16,8 @@ Runs ``recsys run --dataset synthetic --users U --items I --events E --no-cache`
 
 The time before the first component (the CLI generating the data once to check it is big enough to
 train) is the row ``(launcher: data check)``; after the last, ``(launcher: publish metrics)``. A failed
-run is recorded too (``returncode``, the running component, the tail of stderr). Writes
+run is recorded too (``returncode``, the running component, the tail of stderr), and so is one stopped by
+``--timeout`` (``stopped``; its running component is marked as not finished). Writes
 ``<results>/synthetic.scale_<label>.json`` and prints the table that docs/scale.md holds.
 ``--table FILE`` prints the table of a written JSON instead.
 """
@@ -93,6 +94,22 @@ class Timeline:
             row.setdefault("rss_start", rss)
 
 
+def stop_tree(pid: int) -> None:
+    """SIGTERM the run (``pid``, which this script started) and its descendants; SIGKILL what is left after 30 s."""
+    try:
+        procs = [psutil.Process(pid)] + psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=30)
+    for p in alive:
+        p.kill()
+
+
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -132,7 +149,12 @@ def run(args, extra: list[str]) -> dict:
     for r in readers:
         r.start()
     last_load = 0.0
+    stopped = ""
     while proc.poll() is None:
+        if args.timeout and time.time() - t0 > args.timeout and not stopped:
+            stopped = f"stopped by --timeout {args.timeout:g} s while {timeline.current} ran"
+            print(f"[pipeline_scale] {stopped}", flush=True)
+            stop_tree(proc.pid)
         rss = tree_rss(proc.pid)
         peak["rss"] = max(peak["rss"], rss)
         timeline.sample(rss)
@@ -153,7 +175,7 @@ def run(args, extra: list[str]) -> dict:
     return {
         "what": "recsys run on the synthetic generator (SYNTHETIC: for scale tests only, never for quality claims)",
         "label": args.label, "sizes": sizes, "command": " ".join(command[1:]), "extra_flags": extra,
-        "returncode": proc.returncode, "wall_seconds": round(end - t0, 1),
+        "returncode": proc.returncode, "stopped": stopped, "wall_seconds": round(end - t0, 1),
         "peak_rss_mb": round(peak["rss"] / 2**20), "cached_components": timeline.cached,
         "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
                     "load_before": load_before, "load_after": loadavg(),
@@ -170,7 +192,8 @@ def table(result: dict) -> str:
     s = result["sizes"]
     lines = [f"{s['users']:,} users / {s['items']:,} items / {s['events']:,} events "
              f"({' '.join(result['extra_flags']) or 'default flags'}): {result['wall_seconds']:,.0f} s, "
-             f"peak RSS {result['peak_rss_mb']:,} MB, returncode {result['returncode']}, "
+             f"peak RSS {result['peak_rss_mb']:,} MB, returncode {result['returncode']}"
+             f"{' (' + result['stopped'] + ')' if result.get('stopped') else ''}, "
              f"load avg mean {result['machine']['load_1min_samples']['mean']}",
              "",
              "| component | s | RSS at start, MB | peak RSS, MB |",
@@ -195,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default="", help="artifact root (default: /tmp/recsys-scale-<label>)")
     p.add_argument("--results", default=os.path.join(REPO, "docs", "results"))
     p.add_argument("--interval", type=float, default=1.0, help="RSS sampling period, s")
+    p.add_argument("--timeout", type=float, default=0,
+                   help="stop the run after this many seconds and record what finished (0: no limit)")
     p.add_argument("--log", default="", help="also write the run's stdout, timestamped, to this file")
     p.add_argument("--table", default="", help="print the table of this result JSON and stop")
     args = p.parse_args(argv)
