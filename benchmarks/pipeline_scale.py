@@ -77,6 +77,7 @@ class Timeline:
             if m:
                 if self.current == LAUNCH:
                     self.rows[LAUNCH]["end"] = now
+                self.rows.pop(PUBLISH, None)  # the gap between two components is no row
                 self._open(m.group(1), now, rss)
                 return
             m = _FINISHED.match(text)
@@ -118,7 +119,7 @@ def run(args, extra: list[str]) -> dict:
     sizes = {"users": args.users, "items": args.items, "events": args.events}
     command = [sys.executable, "-m", "apps.cli", "run", "--dataset", "synthetic", "--output", args.output,
                "--users", str(args.users), "--items", str(args.items), "--events", str(args.events),
-               "--no-cache", *extra]
+               *([] if args.resume else ["--no-cache"]), *extra]
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1",
                PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "clients", "python", "src")]))
     t0 = time.time()
@@ -188,6 +189,21 @@ def run(args, extra: list[str]) -> dict:
     }
 
 
+def merge(first: dict, second: dict) -> dict:
+    """``second`` (a ``--resume`` run, the cache on) completed by ``first``: each component's figures from the run
+    that executed it (``first`` where it finished there; the resumed run reuses those from the cache)."""
+    if first["sizes"] != second["sizes"] or first["extra_flags"] != second["extra_flags"]:
+        raise ValueError("--resume needs a result of the same sizes and flags")
+    done = [dict(c, run=1) for c in first["components"] if c["finished"] and c["component"] != PUBLISH]
+    names = {c["component"] for c in done} | {LAUNCH}  # (the resumed run's data check repeats the first's)
+    rows = done + [dict(c, run=2) for c in second["components"] if c["component"] not in names]
+    out = dict(second, components=rows, wall_seconds=round(first["wall_seconds"] + second["wall_seconds"], 1),
+               peak_rss_mb=max(first["peak_rss_mb"], second["peak_rss_mb"]))
+    out["runs"] = [{k: r[k] for k in ("command", "returncode", "wall_seconds", "peak_rss_mb", "machine", "when",
+                                      "stderr_tail")} | {"stopped": r.get("stopped", "")} for r in (first, second)]
+    return out
+
+
 def table(result: dict) -> str:
     s = result["sizes"]
     lines = [f"{s['users']:,} users / {s['items']:,} items / {s['events']:,} events "
@@ -221,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=0,
                    help="stop the run after this many seconds and record what finished (0: no limit)")
     p.add_argument("--log", default="", help="also write the run's stdout, timestamped, to this file")
+    p.add_argument("--resume", default="",
+                   help="a result JSON of the same sizes whose run stopped: run again on its --output with the cache "
+                        "on (what finished is reused) and keep its finished components' figures")
     p.add_argument("--table", default="", help="print the table of this result JSON and stop")
     args = p.parse_args(argv)
     if args.table:
@@ -232,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     args.label = args.label or f"{args.items}"
     args.output = os.path.abspath(args.output or f"/tmp/recsys-scale-{args.label}")
     result = run(args, extra)
+    if args.resume:
+        result = merge(json.load(open(args.resume)), result)
     os.makedirs(args.results, exist_ok=True)
     path = os.path.join(args.results, f"synthetic.scale_{args.label}.json")
     with open(path, "w") as f:

@@ -36,3 +36,20 @@ def test_table_marks_what_did_not_finish():
     assert "10 users / 20 items / 300 events (--epochs 1): 61 s, peak RSS 2,048 MB" in text
     assert "(stopped by --timeout 60 s)" in text
     assert "| A | 10 | 100 | 1,500 |" in text and "| B **(did not finish)** | 50 | 1,500 | 2,048 |" in text
+
+
+def test_a_resumed_run_keeps_the_first_runs_finished_components():
+    def comp(name, s, finished=True):
+        return {"component": name, "seconds": s, "finished": finished, "rss_start_mb": 1, "rss_peak_mb": 2}
+
+    base = {"sizes": {"users": 1, "items": 2, "events": 3}, "extra_flags": [], "command": "c", "machine": {},
+            "when": "t", "stderr_tail": ""}
+    first = dict(base, returncode=1, wall_seconds=100.0, peak_rss_mb=50,
+                 components=[comp(S.LAUNCH, 5), comp("A", 60), comp("B", 35, finished=False)])
+    second = dict(base, returncode=0, wall_seconds=40.0, peak_rss_mb=70,
+                  components=[comp(S.LAUNCH, 6), comp("A", 0), comp("B", 30), comp(S.PUBLISH, 4)])
+    out = S.merge(first, second)
+    assert [(c["component"], c["seconds"], c["run"]) for c in out["components"]] == [
+        (S.LAUNCH, 5, 1), ("A", 60, 1), ("B", 30, 2), (S.PUBLISH, 4, 2)]
+    assert out["wall_seconds"] == 140.0 and out["peak_rss_mb"] == 70 and out["returncode"] == 0
+    assert [r["returncode"] for r in out["runs"]] == [1, 0]
