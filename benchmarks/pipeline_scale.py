@@ -212,11 +212,12 @@ def table(result: dict) -> str:
              f"{' (' + result['stopped'] + ')' if result.get('stopped') else ''}, "
              f"load avg mean {result['machine']['load_1min_samples']['mean']}",
              "",
-             "| component | s | RSS at start, MB | peak RSS, MB |",
-             "|---|---:|---:|---:|"]
+             "| component | s | RSS at start, MB | peak RSS, MB |" + (" run |" if "runs" in result else ""),
+             "|---|---:|---:|---:|" + ("---:|" if "runs" in result else "")]
     for c in result["components"]:
         mark = "" if c["finished"] else " **(did not finish)**"
-        lines.append(f"| {c['component']}{mark} | {c['seconds']:,.0f} | {c['rss_start_mb']:,} | {c['rss_peak_mb']:,} |")
+        lines.append(f"| {c['component']}{mark} | {c['seconds']:,.0f} | {c['rss_start_mb']:,} | {c['rss_peak_mb']:,} |"
+                     + (f" {c['run']} |" if "runs" in result else ""))
     return "\n".join(lines)
 
 
