@@ -46,6 +46,12 @@ def cmd_run(args, beam_args: list[str]) -> int:
     t0 = time.time()
     print(f"[run] dataset {args.dataset}; artifacts under {layout.root}", flush=True)
     options = {"protocol": args.protocol} if args.protocol else {}
+    problem = _synthetic_options(args, options)
+    if not problem and args.eval_users < 0:
+        problem = f"--eval-users must be >= 0 (0 = every user); got {args.eval_users}"
+    if problem:
+        print(f"recsys run: error: {problem}", file=sys.stderr)
+        return 2
     data_path = os.path.abspath(args.data_path) if args.data_path else ""
     fingerprint = dataset_fingerprint(args.dataset, data_path or None, **options)
     two_tower = {}
@@ -57,6 +63,8 @@ def cmd_run(args, beam_args: list[str]) -> int:
     dual_head = {"epochs": args.dual_head_epochs} if args.dual_head_epochs else {}
     sequential = {"epochs": args.sequential_epochs} if args.sequential_epochs else {}
     graph = {"max_epochs": args.graph_epochs} if args.graph_epochs else {}
+    if args.eval_users:  # the graph trainer's model selection ranks the catalogue for its validation users too
+        graph["val_users"] = args.eval_users
     if args.sequential and args.no_semantic_ids:
         print("recsys run: error: --sequential needs the content space's item table (drop --no-semantic-ids)",
               file=sys.stderr)
@@ -73,7 +81,7 @@ def cmd_run(args, beam_args: list[str]) -> int:
     local_runner.run(
         layout, dataset=args.dataset, data_path=data_path, dataset_options=options,
         fingerprint=fingerprint, beam_pipeline_args=beam_args or list(DEFAULT_BEAM_ARGS),
-        max_users=args.max_users, two_tower=two_tower, min_lift=args.min_lift,
+        max_users=args.max_users, two_tower=two_tower, min_lift=args.min_lift, eval_users=args.eval_users,
         semantic_ids=not args.no_semantic_ids, rqvae=rqvae,
         dual_head=not (args.no_semantic_ids or args.no_dual_head), dual_head_config=dual_head,
         sequential=args.sequential and not args.no_semantic_ids, sequential_config=sequential,
@@ -92,6 +100,23 @@ def cmd_run(args, beam_args: list[str]) -> int:
 
     print(format_table(report["models"], f"{report['dataset']} — {report['protocol']}, full ranking over all items"))
     return 0
+
+
+#: ``recsys run`` flag -> the synthetic generator's option (``recsys.data.synthetic.generate``)
+SYNTHETIC_SIZE_FLAGS = {"users": "n_users", "items": "n_items", "events": "n_events", "seed": "seed"}
+
+
+def _synthetic_options(args, options: dict) -> str:
+    """Puts ``--users/--items/--events/--seed`` into ``options`` (``--dataset synthetic`` only); "" or the problem."""
+    given = {flag: getattr(args, flag) for flag in SYNTHETIC_SIZE_FLAGS if getattr(args, flag) is not None}
+    if given and args.dataset != "synthetic":
+        return (f"{', '.join('--' + f for f in given)} size the generated data of --dataset synthetic; "
+                f"--dataset {args.dataset} reads its own data")
+    for flag, value in given.items():
+        if value < (0 if flag == "seed" else 1):
+            return f"--{flag} must be {'>= 0' if flag == 'seed' else 'a positive integer'}; got {value}"
+        options[SYNTHETIC_SIZE_FLAGS[flag]] = value
+    return ""
 
 
 def _too_small(dataset: str, data_path: str, options: dict, max_users: int) -> str:
@@ -375,6 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-path", default="", help="directory of events/items files for --dataset files")
     run.add_argument("--protocol", choices=("leave_one_out", "leave_last_order_out"), default=None,
                      help="evaluation protocol of --dataset files (default leave_one_out)")
+    import inspect
+
+    from recsys.data import synthetic
+
+    generator = inspect.signature(synthetic.load).parameters
+    for flag, option in SYNTHETIC_SIZE_FLAGS.items():
+        run.add_argument(f"--{flag}", type=int, default=None,
+                         help=f"--dataset synthetic only: generated {flag} (default {generator[option].default:,})")
     run.add_argument("--max-users", type=int, default=0, help="keep only the first N users (a real-data slice)")
     run.add_argument("--epochs", type=int, default=0, help="two-tower epochs (default: the model's)")
     run.add_argument("--distribution-strategy", choices=DISTRIBUTION_STRATEGIES, default="none",
@@ -382,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "multiworker (the cluster in TF_CONFIG); default: one device")
     run.add_argument("--min-lift", type=float, default=0.0,
                      help="required relative NDCG@10 lift over popularity on validation to push")
+    run.add_argument("--eval-users", type=int, default=0,
+                     help="the retrieval evaluators rank the whole catalogue for this many users of each split, drawn "
+                          "uniformly (the same in each), with 95%% confidence half-widths, and the graph trainer selects "
+                          "its epoch and session shift on that many validation users; default 0: every user")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
     run.add_argument("--no-semantic-ids", action="store_true", help="skip the content space (embeddings, RQ-VAE)")
     run.add_argument("--item-embeddings", default="",

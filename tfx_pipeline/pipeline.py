@@ -100,6 +100,7 @@ def create_pipeline(
     max_exclude: int = 500,
     scann_target_recall: float = 0.95,
     min_lift: float = 0.0,
+    eval_users: int = 0,
     semantic_ids: bool = True,
     item_embeddings_path: str = "",
     rqvae: dict | None = None,
@@ -114,7 +115,15 @@ def create_pipeline(
     beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_ARGS,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
-    """Builds the retrieval pipeline for one dataset."""
+    """Builds the retrieval pipeline for one dataset.
+
+    ``eval_users`` > 0: the retrieval evaluators (spine, graph, dual head, sequence model) rank the whole
+    catalogue for that many users of each split, drawn uniformly (the same users in each), and state 95%
+    confidence half-widths (``export.evaluate.evaluate_split``); 0 (default): every user.
+    """
+    if eval_users < 0:
+        raise ValueError(f"eval_users must be >= 0 (0 = every user); got {eval_users}")
+    sampled = {"eval_users": eval_users} if eval_users else {}  # (unset: the evaluators' cache keys as before)
     example_gen = SequenceExampleGen(
         dataset=dataset, data_path=data_path, fingerprint=fingerprint,
         options_json=json.dumps(dataset_options or {}, sort_keys=True), max_history=max_history, max_users=max_users,
@@ -146,7 +155,7 @@ def create_pipeline(
         code_version=2)  # 2: recommend_vector and user_vector signatures
     evaluator = RetrievalEvaluator(
         examples=example_gen.outputs["examples"], bruteforce_model=index_builder.outputs["bruteforce_model"],
-        scann_model=index_builder.outputs["scann_model"], min_lift=min_lift)
+        scann_model=index_builder.outputs["scann_model"], min_lift=min_lift, **sampled)
     pushers = [
         _pusher(index_builder.outputs["scann_model"], evaluator.outputs["blessing"], serving_dir, RETRIEVAL,
                 "PushRetrieval"),
@@ -172,18 +181,20 @@ def create_pipeline(
         if graph:
             graph_components = _graph_space(example_gen, content_embedder, evaluator, serving_dir,
                                             dict(graph_config or {}), max_k=max_k, max_exclude=max_exclude,
-                                            target_recall=scann_target_recall, min_lift=min_lift)
+                                            target_recall=scann_target_recall, min_lift=min_lift, sampled=sampled)
             content_space += graph_components
         collaborative = []
         if dual_head:
             collaborative = _collaborative_space(
                 example_gen, transform, semantic_trainer, evaluator, serving_dir, dual_head_trainer_config(dual_head_config),
-                max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
+                max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift,
+                sampled=sampled)
         content_space += collaborative  # before the ranking space: its Pushers come first (tests' push table)
         if sequential:
             content_space += _sequence_space(
                 example_gen, transform, semantic_trainer, evaluator, serving_dir, dict(sequential_config or {}),
-                max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
+                max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift,
+                sampled=sampled)
         if graph and ranking:
             content_space += _ranking_space(
                 example_gen, schema_gen, content_embedder, semantic_trainer, index_builder,
@@ -217,7 +228,7 @@ def _pusher(model, blessing, serving_dir: str, name: str, component_id: str):
 
 def _dual_head_components(example_gen, transform, semantic_trainer, evaluator, config: dict, *, ids: tuple,
                           exporter_args: dict, evaluator_args: dict, max_k: int, max_exclude: int,
-                          target_recall: float, min_lift: float) -> list:
+                          target_recall: float, min_lift: float, sampled: dict) -> list:
     """[trainer, exporter, evaluator] of a ``DualHeadModel`` (``trainer/dual_head/``), with component ``ids``."""
     trainer = tfx.components.Trainer(
         run_fn="trainer.dual_head.run_fn",
@@ -234,17 +245,18 @@ def _dual_head_components(example_gen, transform, semantic_trainer, evaluator, c
     model_evaluator = DualHeadEvaluator(
         examples=example_gen.outputs["examples"], bruteforce_model=exporter.outputs["bruteforce_model"],
         scann_model=exporter.outputs["scann_model"], generative_model=exporter.outputs["generative_model"],
-        baseline_evaluation=evaluator.outputs["evaluation"], min_lift=min_lift, **evaluator_args).with_id(ids[2])
+        baseline_evaluation=evaluator.outputs["evaluation"], min_lift=min_lift, **evaluator_args, **sampled,
+    ).with_id(ids[2])
     return [trainer, exporter, model_evaluator]
 
 
 def _collaborative_space(example_gen, transform, semantic_trainer, evaluator, serving_dir: str, config: dict, *,
-                         max_k: int, max_exclude: int, target_recall: float, min_lift: float) -> list:
+                         max_k: int, max_exclude: int, target_recall: float, min_lift: float, sampled: dict) -> list:
     """Dual-head trainer → exporter → evaluator → three pushers."""
     trainer, exporter, dual_evaluator = _dual_head_components(
         example_gen, transform, semantic_trainer, evaluator, config,
         ids=("DualHeadTrainer", "DualHeadExporter", "DualHeadEvaluator"), exporter_args={}, evaluator_args={},
-        max_k=max_k, max_exclude=max_exclude, target_recall=target_recall, min_lift=min_lift)
+        max_k=max_k, max_exclude=max_exclude, target_recall=target_recall, min_lift=min_lift, sampled=sampled)
     retrieval_ok, generative_ok = dual_evaluator.outputs["retrieval_blessing"], dual_evaluator.outputs["generative_blessing"]
     return [trainer, exporter, dual_evaluator,
             _pusher(exporter.outputs["scann_model"], retrieval_ok, serving_dir, DUAL_RETRIEVAL, "PushDualRetrieval"),
@@ -289,14 +301,14 @@ SEQUENTIAL_DEFAULTS = {"epochs": 20}
 
 
 def _sequence_space(example_gen, transform, semantic_trainer, evaluator, serving_dir: str, config: dict, *,
-                    max_k: int, max_exclude: int, target_recall: float, min_lift: float) -> list:
+                    max_k: int, max_exclude: int, target_recall: float, min_lift: float, sampled: dict) -> list:
     """The SASRec-style model through the dual head's components: trainer → exporter → evaluator → two pushers."""
     trainer, exporter, seq_evaluator = _dual_head_components(
         example_gen, transform, semantic_trainer, evaluator, sequential_config(config),
         ids=("SequentialTrainer", "SequentialExporter", "SequentialEvaluator"),
         exporter_args={"model_name": SEQUENTIAL_RETRIEVAL, "generative": 0},
         evaluator_args={"student": SEQUENTIAL_RETRIEVAL},
-        max_k=max_k, max_exclude=max_exclude, target_recall=target_recall, min_lift=min_lift)
+        max_k=max_k, max_exclude=max_exclude, target_recall=target_recall, min_lift=min_lift, sampled=sampled)
     blessed = seq_evaluator.outputs["retrieval_blessing"]
     return [trainer, exporter, seq_evaluator,
             _pusher(exporter.outputs["scann_model"], blessed, serving_dir, SEQUENTIAL_RETRIEVAL,
@@ -306,7 +318,7 @@ def _sequence_space(example_gen, transform, semantic_trainer, evaluator, serving
 
 
 def _graph_space(example_gen, content_embedder, evaluator, serving_dir: str, config: dict, *, max_k: int,
-                 max_exclude: int, target_recall: float, min_lift: float) -> list:
+                 max_exclude: int, target_recall: float, min_lift: float, sampled: dict) -> list:
     """GraphBuilder (Beam) → graph Trainer → GraphExporter → GraphEvaluator → two pushers."""
     builder = GraphBuilder(examples=example_gen.outputs["examples"], neighbours=int(config.get("neighbours", 10)))
     trainer = GraphTrainer(examples=example_gen.outputs["examples"], graph=builder.outputs["graph"],
@@ -324,7 +336,7 @@ def _graph_space(example_gen, content_embedder, evaluator, serving_dir: str, con
     graph_evaluator = GraphEvaluator(
         examples=example_gen.outputs["examples"], bruteforce_model=exporter.outputs["bruteforce_model"],
         scann_model=exporter.outputs["scann_model"], baseline_evaluation=evaluator.outputs["evaluation"],
-        min_lift=min_lift)
+        min_lift=min_lift, **sampled)
     blessed = graph_evaluator.outputs["blessing"]
     return [builder, trainer, exporter, graph_evaluator,
             _pusher(exporter.outputs["scann_model"], blessed, serving_dir, GRAPH_RETRIEVAL, "PushGraphRetrieval"),

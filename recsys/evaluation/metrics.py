@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 #: Base of the logarithm used by ``entropy@k`` (bits).
 ENTROPY_LOG_BASE: float = 2.0
 
+#: two-sided 95% normal quantile, for the confidence half-widths of a user sample
+Z95: float = 1.959963984540054
+
 #: Metric name stems, in the canonical (report/table) order.
 METRIC_BASES: tuple[str, ...] = ("HR", "Recall", "NDCG", "coverage", "entropy")
 
@@ -151,6 +154,22 @@ class RankingAccumulator:
         """Users with non-empty targets seen so far."""
         return int(sum(len(a) for a in self._hr))
 
+    def confidence(self, population: int) -> dict[str, float]:
+        """95% confidence half-widths of the per-user means (HR, Recall, NDCG) when the users seen are a uniform
+        sample, without replacement, of ``population`` users: ``1.96 * s / sqrt(n) * sqrt((N - n) / (N - 1))``
+        (``s`` the sample standard deviation, ``n`` the users evaluated, ``N = population``; normal approximation
+        with the finite-population correction). Keys ``"<metric> ci95"``; coverage and entropy have none (they are
+        not means over users, and a sample's coverage is lower than the population's)."""
+        n = self.num_evaluated
+        if n < 2 or population < n:
+            raise ValueError(f"a confidence interval needs 2 <= users evaluated ({n}) <= population ({population})")
+        fpc = np.sqrt((population - n) / (population - 1)) if population > 1 else 0.0
+        out = {}
+        for base, parts in zip(METRIC_BASES, (self._hr, self._recall, self._ndcg)):
+            sd = float(np.std(np.concatenate(parts), ddof=1))
+            out[f"{base}@{self.k} ci95"] = float(Z95 * sd / np.sqrt(n) * fpc)
+        return out
+
     def result(self) -> dict[str, float]:
         """Return ``{HR@k, Recall@k, NDCG@k, coverage@k, entropy@k}`` (see module docstring)."""
         if self.num_evaluated == 0:
@@ -171,7 +190,7 @@ class RankingAccumulator:
 
 
 def ranking_metrics(
-    topk: np.ndarray, targets: Sequence[np.ndarray], num_items: int, k: int = 10
+    topk: np.ndarray, targets: Sequence[np.ndarray], num_items: int, k: int = 10, population: int = 0
 ) -> dict[str, float]:
     """Compute HR/Recall/NDCG/coverage/entropy at ``k`` for ``[U, >=k]`` top-k lists.
 
@@ -181,13 +200,15 @@ def ranking_metrics(
         empty array are skipped (a warning is logged; see :func:`count_skipped_users`).
       num_items: ``I``, the catalogue size (denominator of coverage).
       k: cut-off.
+      population: > 0 when these users are a uniform sample of ``population`` users (:func:`sample_rows`):
+        the result also holds the 95% confidence half-widths (:meth:`RankingAccumulator.confidence`).
 
     Returns:
       ``{"HR@k", "Recall@k", "NDCG@k", "coverage@k", "entropy@k"}`` as floats; entropy in bits.
     """
     acc = RankingAccumulator(num_items, k)
     acc.update(topk, targets)
-    return acc.result()
+    return {**acc.result(), **(acc.confidence(population) if population else {})}
 
 
 def evaluate_scorer(
@@ -199,7 +220,8 @@ def evaluate_scorer(
     k: int = 10,
     *,
     exclude_history: bool,
-    batch_size: int = 1024,
+    batch_size: int = 0,
+    population: int = 0,
 ) -> dict[str, float]:
     """Score users in batches, rank all items and return :func:`ranking_metrics`.
 
@@ -211,7 +233,9 @@ def evaluate_scorer(
       num_items: ``I``.
       k: cut-off.
       exclude_history: if True, a user's history items are removed from their ranking.
-      batch_size: users per ``score_fn`` call; peak memory is about ``batch_size * I`` floats.
+      batch_size: users per ``score_fn`` call; peak memory is a few times ``batch_size * I`` floats (the
+        scores, their copy and the selection masks). 0: :func:`score_batch_size` (1,024 up to 65,536 items).
+      population: as in :func:`ranking_metrics` (these users a sample of ``population``).
 
     Only one ``[B, I]`` score block lives at a time; coverage/entropy use global item
     counts, so the result equals the single-batch result.
@@ -221,8 +245,9 @@ def evaluate_scorer(
         raise ValueError(
             f"users [U], histories and targets must align; got {users.shape}, {len(histories)}, {len(targets)}"
         )
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive; got {batch_size}")
+    if batch_size < 0:
+        raise ValueError(f"batch_size must be positive (0: score_batch_size); got {batch_size}")
+    batch_size = batch_size or score_batch_size(num_items)
     acc = RankingAccumulator(num_items, k)
     keep = np.flatnonzero([len(t) > 0 for t in targets])
     acc.num_skipped = len(users) - len(keep)
@@ -234,7 +259,39 @@ def evaluate_scorer(
             raise ValueError(f"score_fn returned shape {scores.shape}; expected {(len(idx), num_items)}")
         ranked = top_k(scores, k, batch_hist if exclude_history else None)
         acc.update(ranked, [targets[i] for i in idx])
-    return acc.result()
+    return {**acc.result(), **(acc.confidence(population) if population else {})}
+
+
+#: scores of one ``evaluate_scorer`` block, at most (256 MiB of float32) when the batch size is not given
+SCORE_BLOCK: int = 2 ** 26
+
+
+def score_batch_size(num_items: int, most: int = 1024) -> int:
+    """Users per scored block: ``most``, fewer when ``most * num_items`` scores would pass ``SCORE_BLOCK``
+    (MovieLens-100K and Instacart: 1,024; 100,000 items: 671; 1M items: 67). A block's arrays (item-CF's float64
+    product, the float32 scores, :func:`top_k`'s copy, partition, int32 cumsum and masks) take roughly 25-30
+    bytes a score, estimated from the code: 1,024 users × 1M items would be about 28 GB, 67 users about 1.8 GB."""
+    return int(max(1, min(most, SCORE_BLOCK // max(num_items, 1))))
+
+
+def sample_rows(user_ids: Sequence[str], size: int, seed: int = 0) -> np.ndarray:
+    """Sorted row indices of ``size`` users drawn uniformly without replacement (all rows when ``size`` is 0 or
+    at least the number of rows).
+
+    The draw depends on the user ids and ``seed`` only, not on the rows' order or on which other users are
+    present: the ``size`` ids with the smallest ``blake2b(seed:id)`` digests (a seeded random permutation). So
+    every evaluator asked for the same ``size`` and ``seed`` on the same split measures the same users, and its
+    rows stay comparable (paired) with the others'.
+    """
+    import hashlib
+
+    n = len(user_ids)
+    if size < 0:
+        raise ValueError(f"sample size must be >= 0 (0 = every user); got {size}")
+    if size == 0 or size >= n:
+        return np.arange(n)
+    keys = [hashlib.blake2b(f"{seed}:{u}".encode(), digest_size=8).digest() for u in user_ids]
+    return np.sort(np.array(sorted(range(n), key=keys.__getitem__)[:size], dtype=np.int64))
 
 
 def long_tail_items(train_counts: np.ndarray, head_fraction: float = 0.2) -> np.ndarray:

@@ -74,3 +74,44 @@ def test_sequential_is_an_opt_in_switch_of_run(tmp_path, monkeypatch, capsys):
     assert cli.main(["run", "--dataset", "movielens-100k", "--output", str(tmp_path / "out"), "--sequential",
                      "--no-semantic-ids"]) == 2
     assert "--sequential needs the content space" in capsys.readouterr().err
+
+
+def test_synthetic_sizes_and_eval_users_reach_the_pipeline(tmp_path, monkeypatch, capsys):
+    """--users/--items/--events/--seed size --dataset synthetic (issue 14); --eval-users samples the evaluators."""
+    import json
+
+    from tfx_pipeline import local_runner
+
+    seen = {}
+
+    def fake_run(layout, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(local_runner, "run", fake_run)
+    try:
+        cli.main(["run", "--dataset", "synthetic", "--users", "300", "--items", "200", "--events", "6000",
+                  "--seed", "2", "--eval-users", "50", "--output", str(tmp_path)])
+    except SystemExit:
+        pass
+    assert seen["dataset_options"] == {"n_users": 300, "n_items": 200, "n_events": 6000, "seed": 2}
+    assert seen["eval_users"] == 50
+    assert seen["graph_config"] == {"val_users": 50}  # the graph trainer's model selection samples the same way
+    from recsys.data import dataset_fingerprint
+
+    assert seen["fingerprint"] == dataset_fingerprint("synthetic", None, n_users=300, n_items=200, n_events=6000,
+                                                      seed=2)
+    json.dumps(seen["dataset_options"])  # the example generator's options_json
+
+
+def test_bad_synthetic_sizes_stop_before_the_pipeline(tmp_path, capsys):
+    for flags, message in ((["--dataset", "movielens-100k", "--items", "5"],
+                            "--items size the generated data of --dataset synthetic"),
+                           (["--dataset", "synthetic", "--items", "0"], "--items must be a positive integer; got 0"),
+                           (["--dataset", "synthetic", "--events", "-3"], "--events must be a positive integer"),
+                           (["--dataset", "synthetic", "--seed", "-1"], "--seed must be >= 0"),
+                           (["--dataset", "synthetic", "--eval-users", "-1"], "--eval-users must be >= 0")):
+        assert cli.main(["run", *flags, "--output", str(tmp_path)]) == 2, flags
+        err = capsys.readouterr().err
+        assert err.startswith("recsys run: error: ") and message in err, (flags, err)
+    assert not os.path.exists(tmp_path / "pipelines")

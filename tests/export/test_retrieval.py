@@ -185,3 +185,41 @@ def test_scann_index_builds_are_identical_so_the_exported_index_is_the_tuned_one
     assert recall < 1.0  # approximate search (3 of 55 leaves): a random tree would show up as a difference
     np.testing.assert_array_equal(first[1].numpy(), second[1].numpy())
     np.testing.assert_array_equal(first[0].numpy(), second[0].numpy())
+
+
+def test_exact_top_k_in_blocks_equals_one_matmul():
+    """Issue 14: the exact search behind ScaNN's tuning runs in blocks of queries; the answer does not change."""
+    rng = np.random.default_rng(1)
+    q = tf.constant(rng.normal(size=(37, 8)).astype(np.float32))
+    cand = tf.constant(rng.normal(size=(50, 8)).astype(np.float32))
+    whole = tf.math.top_k(tf.matmul(q, cand, transpose_b=True), 10).indices.numpy()
+    for block in (1, 5, 36, 37, 1000):
+        assert np.array_equal(twins.exact_top_k(q, cand, 10, block=block), whole), block
+    assert twins.exact_top_k(q, cand, 80).shape == (37, 50)  # k clipped to the catalogue
+    assert max(1, twins.EXACT_SCORES // 1_000_000) == 268  # queries per block at 1M items (1 GiB of scores)
+
+
+def test_tuning_queries_are_all_up_to_the_limit_then_a_seeded_sample():
+    q = np.arange(30, dtype=np.float32).reshape(15, 2)
+    assert twins.tuning_queries(q, limit=15) is q
+    assert twins.MAX_TUNING_QUERIES >= 943 * 2  # MovieLens' users (and their anonymous twins) are all used
+    got = twins.tuning_queries(q, limit=4)
+    assert got.shape == (4, 2) and np.array_equal(got, twins.tuning_queries(q, limit=4))  # seeded
+    rows = got[:, 0] / 2
+    assert np.all(np.diff(rows) > 0) and set(rows.tolist()) <= set(range(15))  # distinct rows, in order
+
+
+def test_scann_tuning_re_scores_more_candidates_when_every_leaf_is_not_enough():
+    """Issue 14: nearly flat scores (random 64-d unit vectors) defeat the quantised scores, so every leaf searched
+    with the usual re-scoring misses the target; doubling the re-scored candidates (up to all: exact) reaches it."""
+    rng = np.random.default_rng(0)
+    unit = lambda x: (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    emb, queries = unit(rng.normal(size=(3000, 64))), unit(rng.normal(size=(200, 64)))
+    ids = np.array([str(i) for i in range(3000)], dtype=object)
+    tuning = twins.tune_scann(emb, ids, queries, target_recall=0.99, final_k=10)
+    first = [t for t in tuning.tried if "num_reordering_candidates" not in t]
+    assert len(first) == 7 and max(t["recall@10"] for t in first) < 0.99  # every leaf, 20 re-scored: not enough
+    assert tuning.params.num_leaves_to_search == tuning.params.num_leaves
+    assert 20 < tuning.params.num_reordering_candidates <= 3000 and tuning.recall_at_10 >= 0.99
+    rescored = [t["num_reordering_candidates"] for t in tuning.tried[7:]]
+    assert rescored[0] == 40 and all(b == min(3000, 2 * a) for a, b in zip(rescored, rescored[1:]))

@@ -47,6 +47,7 @@ def DualHeadEvaluator(  # noqa: N802
     generative_blessing: OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
     min_lift: Parameter[float] = 0.0,
     student: Parameter[str] = STUDENT,  # the served name of the retriever evaluated (and its rows' label)
+    eval_users: Parameter[int] = 0,  # > 0: the users sampled (the spine's RetrievalEvaluator must use the same)
 ) -> None:
     if student not in STUDENTS:
         raise ValueError(f"DualHeadEvaluator evaluates one of {STUDENTS}, got student={student!r}")
@@ -56,7 +57,8 @@ def DualHeadEvaluator(  # noqa: N802
     if fileio.exists(os.path.join(generative_dir, "saved_model.pb")):
         dirs[TEACHER] = generative_dir
     # the spine's two-tower (and baselines) beside the new models
-    out = evaluate_splits(examples, dirs, evaluation.uri, known=spine_rows(baseline_evaluation.uri))
+    out = evaluate_splits(examples, dirs, evaluation.uri, known=spine_rows(baseline_evaluation.uri),
+                          sample_users=eval_users)
     val = out["validation"]["models"]
     passed, failed = VERDICTS[student]
     Gate(student, GATE_MODEL, min_lift, passed=passed, failed=failed).apply(val, retrieval_blessing)

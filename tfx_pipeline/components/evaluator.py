@@ -34,8 +34,10 @@ def RetrievalEvaluator(  # noqa: N802
     evaluation: OutputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
     blessing: OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
     min_lift: Parameter[float] = 0.0,
+    eval_users: Parameter[int] = 0,
 ) -> None:
-    out = evaluate_splits(examples, model_dirs(bruteforce_model.uri, scann_model.uri), evaluation.uri)
+    out = evaluate_splits(examples, model_dirs(bruteforce_model.uri, scann_model.uri), evaluation.uri,
+                          sample_users=eval_users)
     Gate(GATE_MODEL, GATE_BASELINE, min_lift).apply(out["validation"]["models"], blessing)
 
 
@@ -46,12 +48,14 @@ def spine_rows(evaluation_uri: str) -> dict:
 
 
 def evaluate_splits(examples, dirs: dict[str, str], evaluation_uri: str, known: dict | None = None,
-                    user_models: tuple[str, ...] = ()) -> dict:
+                    user_models: tuple[str, ...] = (), sample_users: int = 0) -> dict:
     """Baselines + the SavedModels in ``dirs`` on validation and test; prints and writes ``METRICS_FILE``.
 
     ``known``: rows already measured by another evaluator ({label: {model: metrics}}), added beside ours;
     the baselines are then not measured again (the spine's are on the same splits, from the same
     training interactions). ``user_models``: models asked by user id (``export.evaluate.evaluate_split``).
+    ``sample_users`` > 0: that many users of each split, the same ones in every evaluator (``evaluate_split``; the
+    pipeline's ``eval_users``), with 95% confidence half-widths in the rows.
     """
     from export.evaluate import BASELINES, evaluate_split
     from recsys.evaluation import report
@@ -64,7 +68,7 @@ def evaluate_splits(examples, dirs: dict[str, str], evaluation_uri: str, known: 
     out = {}
     for split, label in ((F.EVAL, "validation"), (F.TEST, "test")):
         models = evaluate_split(examples.uri, split, protocol, dirs, user_models=user_models, baselines=baselines,
-                                training=training)
+                                training=training, sample_users=sample_users)
         shown = (known or {}).get(label, {})
         # the table's order as when every evaluator measured its baselines: baselines, ours, the rest shown
         models = {**{n: shown[n] for n in BASELINES if n in shown and n not in models}, **models}

@@ -28,9 +28,10 @@ def GraphEvaluator(  # noqa: N802
     evaluation: OutputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
     blessing: OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
     min_lift: Parameter[float] = 0.0,
+    eval_users: Parameter[int] = 0,  # > 0: the users sampled (the spine's RetrievalEvaluator must use the same)
 ) -> None:
     dirs = {MODEL: os.path.join(bruteforce_model.uri, N.SERVING_SUBDIR),
             f"{MODEL}_scann": os.path.join(scann_model.uri, N.SERVING_SUBDIR)}
     out = evaluate_splits(examples, dirs, evaluation.uri, user_models=tuple(dirs),
-                          known=spine_rows(baseline_evaluation.uri))
+                          known=spine_rows(baseline_evaluation.uri), sample_users=eval_users)
     Gate(MODEL, GATE_BASELINE, min_lift).apply(out["validation"]["models"], blessing)

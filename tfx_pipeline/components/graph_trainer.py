@@ -30,9 +30,12 @@ def GraphTrainer(  # noqa: N802
     vectors = G.catalogue_content(examples.uri, content.uri) if config.semantic_init else None
     data = G.load_graph(graph.uri, examples.uri, config.behaviours, config.neighbours, vectors)
     val = G.load_eval_rows(examples.uri, F.EVAL, data)
+    every = len(val.users)
+    val = G.sample_eval_rows(val, config.val_users)
     exclude = examples.get_string_custom_property("protocol") == N.LEAVE_ONE_OUT  # history mask (RecBole)
     print(f"[graph] training {config.variant} on {len(data.edge_user):,} edges ({', '.join(data.behaviours)}), "
-          f"{data.num_users:,} users, {data.num_items:,} items; {len(val.users):,} validation rows", flush=True)
+          f"{data.num_users:,} users, {data.num_items:,} items; {len(val.users):,} validation rows"
+          f"{f' (sampled of {every:,})' if len(val.users) < every else ''}", flush=True)
     result = G.train(data, val, config, exclude, log=lambda m: print(m, flush=True))
     G.save_trained(result, data, config, os.path.join(model.uri, N.SERVING_SUBDIR), {"exclude_history": exclude})
     print(f"[graph] best epoch {result.best_epoch}: validation NDCG@10 {result.best_val['NDCG@10']:.4f}, "

@@ -12,10 +12,10 @@ Modules (imports point down this list; none imports ``tfx_pipeline``):
 See ``docs/graph_retrieval.md`` for what is taken from which paper.
 """
 from trainer.graph.config import LIGHTGCN, ULTRAGCN, VARIANTS, GraphConfig
-from trainer.graph.data import EvalRows, GraphData, catalogue_content, load_eval_rows, load_graph
+from trainer.graph.data import EvalRows, GraphData, catalogue_content, load_eval_rows, load_graph, sample_eval_rows
 from trainer.graph.persist import TrainedGraph, load_trained, save_trained
 from trainer.graph.training import TrainResult, evaluate, session_vectors, train
 
 __all__ = ["LIGHTGCN", "ULTRAGCN", "VARIANTS", "GraphConfig", "EvalRows", "GraphData", "catalogue_content",
-           "load_eval_rows", "load_graph", "TrainedGraph", "load_trained", "save_trained", "TrainResult",
+           "load_eval_rows", "load_graph", "sample_eval_rows", "TrainedGraph", "load_trained", "save_trained", "TrainResult",
            "evaluate", "session_vectors", "train"]

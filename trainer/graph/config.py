@@ -71,6 +71,10 @@ class GraphConfig:
     select_window: int = 3  # epochs are compared by the mean validation NDCG@10 of the last this many evaluations
     eval_every: int = 1
     session_items: int = 5  # recent items the session-shift default is tuned with
+    # validation users that model selection ranks the catalogue for (every evaluated epoch and the 18 session-shift
+    # settings): 0 = every one; > 0 a uniform sample of that many (``data.sample_eval_rows``; issue 14: at 8,756
+    # users × 20,000 items the session grid alone took minutes, and it grows with users × items)
+    val_users: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -94,6 +98,8 @@ class GraphConfig:
             raise ValueError(f"GraphConfig.l2_scope must be one of {L2_SCOPES}, got {self.l2_scope!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"GraphConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.val_users < 0:
+            raise ValueError(f"GraphConfig.val_users must be >= 0 (0 = every validation user), got {self.val_users}")
         if self.learning_rate <= 0:
             raise ValueError(f"GraphConfig.learning_rate must be positive, got {self.learning_rate}")
 

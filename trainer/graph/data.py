@@ -125,6 +125,21 @@ def load_eval_rows(examples_uri: str, split: str, graph: GraphData) -> EvalRows:
                               dtype=object) for r in keep])
 
 
+def sample_eval_rows(rows: EvalRows, size: int, seed: int = 0) -> EvalRows:
+    """``rows`` of ``size`` users drawn uniformly without replacement (``recsys.evaluation.metrics.sample_rows``:
+    the draw depends on the user ids and ``seed`` only); ``rows`` itself when ``size`` is 0 or not below its
+    row count."""
+    from recsys.evaluation.metrics import sample_rows
+
+    keep = sample_rows(rows.user_ids, size, seed)
+    if len(keep) == len(rows.user_ids):
+        return rows
+    pick = keep.tolist()
+    return EvalRows(rows.users[keep], [rows.targets[r] for r in pick], [rows.histories[r] for r in pick],
+                    [rows.user_ids[r] for r in pick],
+                    None if rows.target_behaviours is None else [rows.target_behaviours[r] for r in pick])
+
+
 def catalogue_content(examples_uri: str, embeddings_uri: str) -> np.ndarray:
     """The ContentEmbedder's vectors [N, Dc] in catalogue order (every catalogue item must have one)."""
     catalog = examples_io.read_catalog(examples_uri)

@@ -199,3 +199,60 @@ def test_short_lists_leave_empty_slots_that_neither_hit_nor_count():
     assert got["coverage@3"] == 2 / 4  # items 0 and 1; the empty slots are no item
     with pytest.raises(ValueError, match="must lie in"):
         ranking_metrics(np.array([[0, -2, 1]]), [np.array([1])], num_items=4, k=3)
+
+
+# ----------------------------------------------------------------------------- user samples (issue 14)
+def test_sample_rows_is_all_rows_unless_asked_for_fewer():
+    from recsys.evaluation.metrics import sample_rows
+
+    ids = [f"u{i}" for i in range(7)]
+    assert sample_rows(ids, 0).tolist() == list(range(7))
+    assert sample_rows(ids, 7).tolist() == list(range(7))
+    assert sample_rows(ids, 50).tolist() == list(range(7))
+    with pytest.raises(ValueError, match=">= 0"):
+        sample_rows(ids, -1)
+
+
+def test_sample_rows_draws_the_same_users_whatever_their_order():
+    from recsys.evaluation.metrics import sample_rows
+
+    ids = [f"u{i}" for i in range(1000)]
+    pick = sample_rows(ids, 100, seed=3)
+    assert len(pick) == 100 and len(set(pick.tolist())) == 100 and pick.tolist() == sorted(pick.tolist())
+    chosen = {ids[i] for i in pick}
+    shuffled = list(np.random.default_rng(0).permutation(ids))
+    assert {shuffled[i] for i in sample_rows(shuffled, 100, seed=3)} == chosen  # order does not matter
+    assert {ids[i] for i in sample_rows(ids, 100, seed=4)} != chosen  # the seed does
+    # uniform: the 100 of 1,000 come from everywhere (the draw is not a prefix of the ids)
+    assert pick.min() < 100 and pick.max() > 900
+
+
+def test_confidence_half_widths_by_hand():
+    """HR per user [1, 0, 1, 0] of a population of 8: s = sqrt(1/3), n = 4, fpc = sqrt(4/7)."""
+    from recsys.evaluation.metrics import Z95, RankingAccumulator
+
+    topk = np.array([[0, 1], [2, 3], [0, 1], [3, 2]])  # user 2 hits at rank 2
+    targets = [a(0), a(4), a(1), a(5)]
+    acc = RankingAccumulator(6, k=2)
+    acc.update(topk, targets)
+    ci = acc.confidence(8)
+    assert set(ci) == {"HR@2 ci95", "Recall@2 ci95", "NDCG@2 ci95"}
+    assert ci["HR@2 ci95"] == pytest.approx(Z95 * math.sqrt(1 / 3) / 2 * math.sqrt(4 / 7), rel=1e-12)
+    assert ci["Recall@2 ci95"] == pytest.approx(ci["HR@2 ci95"], rel=1e-12)
+    # NDCG per user [1, 0, 1/log2(3), 0]
+    vals = np.array([1.0, 0.0, 1 / math.log2(3), 0.0])
+    assert ci["NDCG@2 ci95"] == pytest.approx(Z95 * vals.std(ddof=1) / 2 * math.sqrt(4 / 7), rel=1e-12)
+    assert acc.confidence(4)["HR@2 ci95"] == 0.0  # the whole population: no sampling error
+    with pytest.raises(ValueError, match="population"):
+        acc.confidence(3)
+    assert ranking_metrics(topk, targets, 6, k=2, population=8)["HR@2 ci95"] == ci["HR@2 ci95"]
+    assert "HR@2 ci95" not in ranking_metrics(topk, targets, 6, k=2)
+
+
+def test_score_batch_size_keeps_a_block_within_its_budget():
+    from recsys.evaluation.metrics import SCORE_BLOCK, score_batch_size
+
+    assert score_batch_size(1_682) == score_batch_size(14_190) == 1024  # MovieLens, Instacart: as before
+    assert score_batch_size(100_000) == 671 and score_batch_size(1_000_000) == 67
+    assert score_batch_size(10 ** 9) == 1
+    assert all(score_batch_size(n) * n <= SCORE_BLOCK for n in (65_537, 100_000, 1_000_000))

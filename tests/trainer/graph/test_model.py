@@ -159,3 +159,22 @@ def test_edge_weights_combine_behaviour_recency_and_repeat_counts():
     # edges, c has 2 (from u1 and u2)
     beta_u1_c = 1 / 2 * np.sqrt((2 + 1) / (2 + 1))
     assert np.isclose(e["pos_beta"][3], beta_u1_c)
+
+
+def test_val_users_samples_the_validation_rows_model_selection_ranks():
+    """Issue 14: GraphConfig.val_users > 0 keeps that many validation users (the same draw as the evaluators')."""
+    from recsys.evaluation.metrics import sample_rows
+    from trainer.graph.data import sample_eval_rows
+
+    ids = [f"u{i}" for i in range(20)]
+    rows = EvalRows(np.arange(20) * 2, [np.array([i]) for i in range(20)], [np.array([i, i + 1]) for i in range(20)],
+                    ids, [np.array(["purchase"], dtype=object) for _ in range(20)])
+    assert sample_eval_rows(rows, 0) is rows and sample_eval_rows(rows, 20) is rows
+    got = sample_eval_rows(rows, 5)
+    keep = sample_rows(ids, 5)
+    assert got.user_ids == [ids[i] for i in keep] and got.users.tolist() == (keep * 2).tolist()
+    assert [t.tolist() for t in got.targets] == [[i] for i in keep]
+    assert [h.tolist() for h in got.histories] == [[i, i + 1] for i in keep] and len(got.target_behaviours) == 5
+    assert GraphConfig().val_users == 0  # default: every validation user, as before
+    with pytest.raises(ValueError, match="val_users"):
+        GraphConfig(val_users=-1)
