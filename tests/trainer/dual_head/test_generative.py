@@ -35,3 +35,26 @@ def test_recent_memory_holds_the_latest_item_states():
         np.testing.assert_allclose(memory[r, -2:], want, rtol=1e-6)
     top, scores = model.beam_search(model.memory(states, mask), tf.ones([3, items.num_items], tf.bool), 4)
     assert top.shape == (3, 4) and np.all(np.isfinite(scores.numpy()))
+
+
+def test_exact_teacher_ranking_equals_a_beam_as_wide_as_the_catalogue():
+    """Scoring every item (no search) gives what beam search gives when nothing is pruned: the same items in
+    the same order with the same log-likelihoods; the history is masked, and a row with fewer allowed items
+    than k gets -1 slots, as beam search does."""
+    from trainer import dual_head as D
+
+    items = make_items()
+    data = make_data(items, rows=5)
+    full = data.full_history[:]
+    full[4] = np.arange(items.num_items - 3, dtype=np.int64)  # 3 items left for row 4 (k = 4)
+    data = D.SequenceData(data.history, data.order_rel, data.events, data.positives, full, data.users)
+    model = make_model(items)
+    k = 4
+    exact, exact_ll = D.generative_exact_topk(model, data, exclude_history=True, k=k, rows_per_batch=2)
+    beam, beam_ll = D.generative_topk(model, data, exclude_history=True, k=k, beam_width=items.num_items)
+    assert exact.shape == beam.shape == (5, k)
+    assert exact.tolist() == beam.tolist()
+    assert exact[4, 3] == -1 and (exact[4, :3] >= 0).all()
+    np.testing.assert_allclose(exact_ll[exact >= 0], beam_ll[beam >= 0], rtol=1e-4, atol=1e-5)
+    for r in range(5):
+        assert not set(exact[r][exact[r] >= 0].tolist()) & set(full[r].tolist())
