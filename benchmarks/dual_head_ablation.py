@@ -71,6 +71,12 @@ VARIANTS = {
     "C teacher-monitored with collaborative IDs": dict(monitor="teacher", collaborative_ids=0.5),
     "A + generative head (no KD)": dict(distill_weight=0.0, debias_targets=False, hard_negatives_category=0,
                                         hard_negatives_history=0),
+    # the pipeline's dual head (A + generative head) picked by its teacher's validation, and its random-ID control
+    "A + generative head, teacher-monitored": dict(distill_weight=0.0, debias_targets=False, hard_negatives_category=0,
+                                                   hard_negatives_history=0, monitor="teacher"),
+    "A + generative head, teacher-monitored, random IDs": dict(distill_weight=0.0, debias_targets=False,
+                                                               hard_negatives_category=0, hard_negatives_history=0,
+                                                               monitor="teacher", random_ids=True),
     "A + KD from the converged teacher": dict(generative_weight=0.0, debias_targets=False, hard_negatives_category=0,
                                               hard_negatives_history=0, distill_from="frozen",
                                               distill_warmup_epochs=0, teacher_from="C teacher-monitored"),
