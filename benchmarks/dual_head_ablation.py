@@ -30,6 +30,9 @@ Rows (each trained with validation early stopping, never looking at test):
   purity, perplexity) beside the text-only IDs';
 * ``A + generative head (no KD)``: the best student with a generative head trained beside it on the shared
   encoder, no distillation (a teacher for the campaign job without the student learning from it);
+* ``A + generative head teacher-monitored`` / ``... with random IDs``: the pipeline's dual head with its best epoch
+  chosen by the teacher's validation (its teacher trained to convergence), and the random-ID control of that
+  teacher;
 * ``A + KD from the converged teacher``: the best student (A) distilled from the first epoch on from a frozen,
   trained model's generative head (``distill_from="frozen"``): the saved ``C teacher-monitored`` of an earlier
   ``--save-models`` run, or the variant named by ``--teacher``;
@@ -72,9 +75,9 @@ VARIANTS = {
     "A + generative head (no KD)": dict(distill_weight=0.0, debias_targets=False, hard_negatives_category=0,
                                         hard_negatives_history=0),
     # the pipeline's dual head (A + generative head) picked by its teacher's validation, and its random-ID control
-    "A + generative head, teacher-monitored": dict(distill_weight=0.0, debias_targets=False, hard_negatives_category=0,
+    "A + generative head teacher-monitored": dict(distill_weight=0.0, debias_targets=False, hard_negatives_category=0,
                                                    hard_negatives_history=0, monitor="teacher"),
-    "A + generative head, teacher-monitored, random IDs": dict(distill_weight=0.0, debias_targets=False,
+    "A + generative head teacher-monitored with random IDs": dict(distill_weight=0.0, debias_targets=False,
                                                                hard_negatives_category=0, hard_negatives_history=0,
                                                                monitor="teacher", random_ids=True),
     "A + KD from the converged teacher": dict(generative_weight=0.0, debias_targets=False, hard_negatives_category=0,

@@ -49,3 +49,10 @@ def test_collaborative_ids_replace_only_the_codes_with_unique_tuples():
     assert report["collaborative_share"] == 0.5 and report["num_items"] == n and len(report["levels"]) == 2
     for name in ("item_ids", "content", "category", "train_count"):
         np.testing.assert_array_equal(getattr(got, name), getattr(items, name))
+
+
+def test_variant_names_survive_the_comma_separated_variants_option():
+    """``--variants`` splits on commas, so a name with a comma could never be asked for."""
+    from benchmarks.dual_head_ablation import VARIANTS
+
+    assert [name for name in VARIANTS if "," in name or name != name.strip()] == []
