@@ -7,8 +7,10 @@ What runs: ``transform.exposures.CandidateFn.process`` — the DoFn of ``Exposur
 unit of the synthetic generator's users, once with ``vectorised=False`` (the former path: each retriever's
 batched output turned into per-unit Python lists, then ``exposure_row`` and ``to_example`` unit by unit) and once
 with ``vectorised=True`` (the outputs stay arrays; merge, features, labels for the whole chunk in numpy,
-``exposure_examples``), on the same batches of 128 users (``BuildExposures``' batch size), alternating old and
-new ``--repeats`` times so a change of the shared machine's load hits both. The records of the two paths are
+``exposure_examples``), on the same batches of 128 users (``BuildExposures``' batch size): each batch goes
+through the old path, the new one and the retriever calls alone in turn (which goes first rotates), so a
+change of the shared machine's load, which moves within seconds, hits all three alike; ``--repeats`` passes
+over every batch, each reported with its ratios. The records of the two paths are
 compared (parsed and re-serialized deterministically: a protobuf map's order changes from message to message).
 
 The inputs are the pipeline's: the synthetic generator (``recsys.data.synthetic``, leave-one-out, as ``recsys
@@ -165,27 +167,29 @@ def main(argv=None) -> int:
     finally:
         tf.saved_model.load = real_load
 
-    def run(vectorised: bool) -> tuple[float, list]:
-        start = time.perf_counter()
-        out = [o for b in batches for o in fns[vectorised].process(b)]
-        return time.perf_counter() - start, out
+    def chunks_of(fn, b):
+        """The chunks ``CandidateFn.process`` hands the retrievers for batch ``b`` (split, units)."""
+        by_split: dict = {}
+        for _, rows in b:
+            for u in X.units_of_user(list(rows)):
+                by_split.setdefault(u.split, []).append(u)
+        return [(split, us[s:s + fn._batch_size]) for split, us in by_split.items()
+                for s in range(0, len(us), fn._batch_size)]
 
-    def retrievers_only() -> float:
-        fn = fns[True]
+    def timed(kind: str, b) -> float:
         start = time.perf_counter()
-        for b in batches:
-            by_split: dict = {}
-            for _, rows in b:
-                for u in X.units_of_user(list(rows)):
-                    by_split.setdefault(u.split, []).append(u)
-            for split, us in by_split.items():
-                for s in range(0, len(us), fn._batch_size):
-                    fn._ask_retrievers(us[s:s + fn._batch_size], fn._sets[split])
+        if kind == "retrievers_only":
+            fn = fns[True]
+            for split, chunk in chunks_of(fn, b):
+                fn._ask_retrievers(chunk, fn._sets[split])
+        else:
+            for _ in fns[kind == "vectorised"].process(b):
+                pass
         return time.perf_counter() - start
 
-    # warm-up: traces every tf.function shape once, and the equality check
-    _, old_out = run(False)
-    _, new_out = run(True)
+    # warm-up (traces every tf.function shape once) and the equality check
+    old_out = [o for b in batches for o in fns[False].process(b)]
+    new_out = [o for b in batches for o in fns[True].process(b)]
 
     def canonical(o):
         return (o.tag, o.value if o.tag == "stats" else
@@ -197,36 +201,42 @@ def main(argv=None) -> int:
     del old_out, new_out
     print(f"[exposure_speed] {records:,} records, {candidates:.1f} candidates per unit; "
           f"records identical: {identical}", flush=True)
+    # each batch of 128 users through the three in turn (the first of them alternating), so that the shared
+    # machine's load, which moves within seconds, hits all three alike; per repeat the sums over batches
+    kinds = ("per_unit", "vectorised", "retrievers_only")
     timings = []
     for rep in range(args.repeats):
-        for vectorised in (False, True):
-            before = _load()
-            seconds, _ = run(vectorised)
-            timings.append({"repeat": rep, "path": "vectorised" if vectorised else "per_unit",
-                            "seconds": round(seconds, 3), "load_before": before, "load_after": _load()})
-            print(f"[exposure_speed] repeat {rep}: {timings[-1]['path']:<10} {seconds:8.2f} s "
-                  f"({records / seconds:,.0f} units/s), load {before[0]}", flush=True)
         before = _load()
-        seconds = retrievers_only()
-        timings.append({"repeat": rep, "path": "retrievers_only", "seconds": round(seconds, 3),
+        sums = dict.fromkeys(kinds, 0.0)
+        for i, b in enumerate(batches):
+            for kind in kinds[i % 3:] + kinds[:i % 3]:
+                sums[kind] += timed(kind, b)
+        timings.append({"repeat": rep, **{k: round(v, 3) for k, v in sums.items()},
+                        "ratio": round(sums["per_unit"] / sums["vectorised"], 2),
+                        "ratio_beyond_retrievers": round((sums["per_unit"] - sums["retrievers_only"])
+                                                         / max(sums["vectorised"] - sums["retrievers_only"], 1e-9), 2),
                         "load_before": before, "load_after": _load()})
-        print(f"[exposure_speed] repeat {rep}: retrievers {seconds:8.2f} s", flush=True)
+        t = timings[-1]
+        print(f"[exposure_speed] repeat {rep}: per-unit {t['per_unit']:7.2f} s, vectorised {t['vectorised']:6.2f} s, "
+              f"retrievers {t['retrievers_only']:5.2f} s: x{t['ratio']} (x{t['ratio_beyond_retrievers']} beyond the "
+              f"retrievers), load {before[0]}-{t['load_after'][0]}", flush=True)
 
-    def median(path):
-        return statistics.median(t["seconds"] for t in timings if t["path"] == path)
+    def median(key):
+        return statistics.median(t[key] for t in timings)
 
     old, new, retr = median("per_unit"), median("vectorised"), median("retrievers_only")
     summary = {
         "per_unit_s": old, "vectorised_s": new, "retrievers_s": retr,
-        "ratio": round(old / new, 2),
-        "ratio_beyond_retrievers": round((old - retr) / max(new - retr, 1e-9), 2),
+        "ratio_median": round(median("ratio"), 2), "ratio_range": [min(t["ratio"] for t in timings),
+                                                         max(t["ratio"] for t in timings)],
+        "ratio_beyond_retrievers_median": round(median("ratio_beyond_retrievers"), 2),
         "per_unit_us_per_unit_beyond_retrievers": round(1e6 * (old - retr) / records, 1),
         "vectorised_us_per_unit_beyond_retrievers": round(1e6 * (new - retr) / records, 1),
     }
-    print(f"[exposure_speed] medians of {args.repeats}: per-unit {old:.2f} s, vectorised {new:.2f} s "
-          f"(x{summary['ratio']}), of which the retrievers {retr:.2f} s; beyond the retrievers "
-          f"{old - retr:.2f} s -> {new - retr:.2f} s (x{summary['ratio_beyond_retrievers']}, "
-          f"{summary['per_unit_us_per_unit_beyond_retrievers']:.0f} -> "
+    print(f"[exposure_speed] medians of {args.repeats}: per-unit {old:.2f} s, vectorised {new:.2f} s, of which the "
+          f"retrievers {retr:.2f} s; ratio x{summary['ratio_median']} (range {summary['ratio_range'][0]}-"
+          f"{summary['ratio_range'][1]}), beyond the retrievers x{summary['ratio_beyond_retrievers_median']} "
+          f"({summary['per_unit_us_per_unit_beyond_retrievers']:.0f} -> "
           f"{summary['vectorised_us_per_unit_beyond_retrievers']:.0f} us per unit)", flush=True)
     result = {
         "command": "python benchmarks/exposure_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
