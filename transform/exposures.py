@@ -265,7 +265,7 @@ class SourceEntries:
 
     unit: np.ndarray    # int64 [E]
     rank: np.ndarray    # int64 [E]
-    ids: np.ndarray     # 'S' [E] utf-8 item ids
+    ids: np.ndarray     # 'S' [E] utf-8 item ids (numpy's 'S' drops trailing NUL bytes: no item id ends in one)
     scores: np.ndarray  # float64 [E]
 
     @classmethod
