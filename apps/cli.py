@@ -63,8 +63,10 @@ def cmd_run(args, beam_args: list[str]) -> int:
     dual_head = {"epochs": args.dual_head_epochs} if args.dual_head_epochs else {}
     sequential = {"epochs": args.sequential_epochs} if args.sequential_epochs else {}
     graph = {"max_epochs": args.graph_epochs} if args.graph_epochs else {}
-    if args.eval_users:  # the graph trainer's model selection ranks the catalogue for its validation users too
+    if args.eval_users:  # the trainers' model selection ranks the catalogue for their validation users too
         graph["val_users"] = args.eval_users
+        dual_head["val_users"] = args.eval_users
+        sequential["val_users"] = args.eval_users
     if args.sequential and args.no_semantic_ids:
         print("recsys run: error: --sequential needs the content space's item table (drop --no-semantic-ids)",
               file=sys.stderr)
@@ -418,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-users", type=int, default=0,
                      help="the retrieval evaluators rank the whole catalogue for this many users of each split, drawn "
                           "uniformly (the same in each), with 95%% confidence half-widths, and the graph trainer selects "
-                          "its epoch and session shift on that many validation users; default 0: every user")
+                          "its epoch and session shift, the dual-head and sequence trainers their epoch, on that many "
+                          "validation users; default 0: every user")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
     run.add_argument("--no-semantic-ids", action="store_true", help="skip the content space (embeddings, RQ-VAE)")
     run.add_argument("--item-embeddings", default="",

@@ -272,7 +272,16 @@ def dual_head_trainer_config(values: dict | None = None) -> dict:
 
     from trainer.dual_head.config import DualHeadConfig
 
-    return asdict(DualHeadConfig.from_dict(dict(DUAL_HEAD_DEFAULTS, **(values or {}))))
+    return _cache_stable(asdict(DualHeadConfig.from_dict(dict(DUAL_HEAD_DEFAULTS, **(values or {})))))
+
+
+def _cache_stable(config: dict) -> dict:
+    """``config`` without ``val_users`` when it is 0 (every validation user): the field came after the runs
+    already cached, and a trainer's custom config is part of its cache key, so a run without a sample keeps
+    its key (the trainer reads the missing field as its default, 0)."""
+    if not config.get("val_users"):
+        config.pop("val_users", None)
+    return config
 
 
 #: the pipeline's dual head beyond ``DualHeadConfig``'s defaults (the design's full model, the ablation's C): the
@@ -292,7 +301,7 @@ def sequential_config(values: dict | None = None) -> dict:
 
     from trainer.dual_head.config import sasrec_config
 
-    return asdict(sasrec_config(dict(SEQUENTIAL_DEFAULTS, **(values or {}))))
+    return _cache_stable(asdict(sasrec_config(dict(SEQUENTIAL_DEFAULTS, **(values or {})))))
 
 
 #: the pipeline's sequence model beyond the SASRec preset: trained until validation NDCG@10 stops

@@ -97,6 +97,8 @@ def test_synthetic_sizes_and_eval_users_reach_the_pipeline(tmp_path, monkeypatch
     assert seen["dataset_options"] == {"n_users": 300, "n_items": 200, "n_events": 6000, "seed": 2}
     assert seen["eval_users"] == 50
     assert seen["graph_config"] == {"val_users": 50}  # the graph trainer's model selection samples the same way
+    assert seen["dual_head_config"] == {"val_users": 50}  # and the dual head's and the sequence model's epochs
+    assert seen["sequential_config"] == {"val_users": 50}
     from recsys.data import dataset_fingerprint
 
     assert seen["fingerprint"] == dataset_fingerprint("synthetic", None, n_users=300, n_items=200, n_events=6000,

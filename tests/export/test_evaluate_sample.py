@@ -16,3 +16,33 @@ def test_select_rows_keeps_every_field_of_the_chosen_rows():
     assert got.target_timestamps.tolist() == [20, 40] and got.target_order_pos.tolist() == [6, 8]
     assert got.history_order_pos == [[1], [3]] and got.target_event_types == [["cart"], ["purchase"]]
     assert got.history_event_types == [["y"], ["w"]]
+
+
+def test_every_model_of_an_evaluator_is_asked_for_the_sampled_users_only(monkeypatch):
+    """The DualHeadEvaluator's beam search (its ``generative`` SavedModel) runs on the ``--eval-users`` sample like
+    every other model: ``evaluate_split`` narrows the rows before any model is asked (issue 14)."""
+    from recsys.evaluation import metrics
+    from transform import examples_io
+
+    users = [f"u{k}" for k in range(30)]
+    rows = SequenceRows(user_ids=users, histories=[["a"]] * 30, targets=[["b"]] * 30,
+                        target_timestamps=np.arange(30), history_order_pos=[[0]] * 30,
+                        target_order_pos=np.ones(30, np.int64), target_event_types=[["purchase"]] * 30,
+                        history_event_types=[["click"]] * 30)
+    catalog = examples_io.Catalog(np.array(["a", "b"], dtype=object), np.array(["c", "c"], dtype=object),
+                                  np.zeros(2, np.int64), np.array(["", ""], dtype=object), np.full(2, np.nan))
+    monkeypatch.setattr(examples_io, "read_catalog", lambda uri: catalog)
+    monkeypatch.setattr(examples_io, "read_rows", lambda uri, split: rows)
+    asked = {}
+
+    def topk(model_dir, histories, masked, pos, k, order_pos=None, user_ids=None):
+        asked.setdefault(model_dir, []).append(len(histories))
+        return np.zeros((len(histories), k), np.int64)
+
+    monkeypatch.setattr(evaluate, "saved_model_topk", topk)
+    out = evaluate.evaluate_split("uri", "eval", evaluate.LEAVE_ONE_OUT,
+                                  {"dual_retrieval": "/s", "generative": "/g"}, baselines=False, sample_users=7,
+                                  progress=lambda m: None)
+    assert asked == {"/s": [7, 7], "/g": [7, 7]}  # masked and unmasked, 7 of the 30 users each time
+    assert out["generative"]["users evaluated"] == 7 and out["generative"]["users in split"] == 30
+    assert len(metrics.sample_rows(users, 7)) == 7

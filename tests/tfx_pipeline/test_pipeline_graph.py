@@ -103,3 +103,22 @@ def test_the_dual_head_trains_with_the_pipeline_defaults_under_the_callers_setti
     assert {k: default[k] for k in DUAL_HEAD_DEFAULTS} == DUAL_HEAD_DEFAULTS and default["generative_weight"] > 0
     with pytest.raises(ValueError, match="Unknown dual-head hyperparameters"):
         _build(dual_head_config={"epoch": 3})
+
+
+def test_dual_head_val_users_reaches_the_trainers_and_is_absent_by_default():
+    """Issue 14: ``val_users`` (``recsys run --eval-users``) reaches the dual-head and sequence trainers' configs;
+    unset, the configs have no such key, so runs without a sample keep their cache keys."""
+    import json
+
+    def configs(pipeline):
+        return {c.id: json.loads(c.exec_properties["custom_config"])["dual_head"] for c in pipeline.components
+                if c.id in ("DualHeadTrainer", "SequentialTrainer", "PrefixDualHeadTrainer")}
+
+    plain = configs(_build(sequential=True, ranking_config={"student": "served"}))
+    assert set(plain) == {"DualHeadTrainer", "SequentialTrainer", "PrefixDualHeadTrainer"}
+    assert not any("val_users" in c for c in plain.values())
+    sampled = configs(_build(sequential=True, ranking_config={"student": "served"},
+                             dual_head_config={"val_users": 30}, sequential_config={"val_users": 30}))
+    assert {k: c["val_users"] for k, c in sampled.items()} == {"DualHeadTrainer": 30, "SequentialTrainer": 30,
+                                                               "PrefixDualHeadTrainer": 30}
+    assert {k: {f: v for f, v in c.items() if f != "val_users"} for k, c in sampled.items()} == plain

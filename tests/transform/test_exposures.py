@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from recsys import features as F
+from recsys import names as N
 from transform import exposures as X
 
 
@@ -103,3 +104,224 @@ def test_the_student_source_is_on_for_both_sets_or_neither():
         X.CandidateFn(prefix, served, {}, exclude_history=True)
     X.CandidateFn(prefix, X.RetrieverSet("tt", "g", {}, student_dir="student"), {}, exclude_history=True)
     assert "student" in X.SOURCES and X.DEFAULT_TOP_N["student"] == 100
+
+
+# --- the vectorised batch path (issue 14): the same records as the per-unit path, to the byte ----------------------
+
+def _canonical(example: bytes) -> bytes:
+    """The message's deterministic bytes (features in key order): a protobuf map serializes in an order that
+    changes from message to message, so two equal rows of the per-unit path need not have equal bytes."""
+    import tensorflow as tf
+
+    return tf.train.Example.FromString(example).SerializeToString(deterministic=True)
+
+
+def _per_unit(units, counts, category, max_actions=X.MAX_ACTIONS):
+    """The former path: ``exposure_row`` + ``to_example`` unit by unit (canonical bytes)."""
+    return [(_canonical(X._to_example(row)), stats) for row, stats in
+            (X.exposure_row(u, counts, category, max_actions) for u in units)]
+
+
+def _vectorised(units, counts, category, max_actions=X.MAX_ACTIONS):
+    return X.exposure_examples(units, X.unit_sources(units), X.ItemLookup(counts, category), max_actions)
+
+
+def _parsed(example: bytes) -> dict:
+    import tensorflow as tf
+
+    out = {}
+    for name, f in tf.train.Example.FromString(example).features.feature.items():
+        kind = f.WhichOneof("kind")
+        out[name] = list(getattr(f, kind).value)
+    return out
+
+
+def test_vectorised_rows_of_the_by_hand_example():
+    """The by-hand figures of ``test_exposure_row_features_and_labels`` from the vectorised path."""
+    hist = [X.Action(0, "a", "purchase"), X.Action(1, "b", "click"), X.Action(1, "a", "purchase")]
+    unit = X.Unit("u", F.EVAL, hist, targets=["a", "z"], target_behaviour=["purchase", "click"], order_pos=3,
+                  timestamp=7, candidates={"graph": (["z", "a"], [0.5, 0.25]), "repeat": (["a"], [math.log1p(2)])},
+                  user_vector=np.array([1.0, 2.0], np.float32))
+    [(example, stats)] = _vectorised([unit], {"a": 4, "z": 0}, {"a": "c1", "b": "c1", "z": "c2"})
+    row = _parsed(example)
+    assert row[X.CANDIDATE_ITEM_ID.name] == [b"z", b"a"]
+    assert row[X.LABEL_CLICK.name] == [1, 1] and row[X.LABEL_CONVERSION.name] == [0, 1]
+    f = np.array(row[X.CANDIDATE_FEATURES.name]).reshape(2, -1)
+    col = {n: i for i, n in enumerate(X.FEATURE_NAMES)}
+    assert f[1, col["graph_in"]] == 1 and f[1, col["graph_score"]] == 0.25 and f[1, col["graph_rrank"]] == 0.5
+    assert f[0, col["graph_rrank"]] == 1.0 and f[0, col["graph_score"]] == 0.5
+    assert f[1, col["repeat_rrank"]] == 1.0 and f[0, col["repeat_in"]] == 0
+    assert f[1, col["repeat_count_log"]] == np.float32(math.log1p(2)) and f[0, col["repeat_count_log"]] == 0
+    assert f[1, col["repeat_recency"]] == 0.5 and f[0, col["repeat_recency"]] == 0  # last bought at order 1, unit at 3
+    assert f[1, col["repeat_share"]] == 1.0  # in both of the 2 orders
+    assert f[1, col["popularity_log"]] == np.float32(math.log1p(4)) and f[0, col["popularity_log"]] == 0
+    assert f[1, col["category_affinity"]] == 1.0 and f[0, col["category_affinity"]] == 0
+    assert f[0, col["history_len_log"]] == np.float32(math.log1p(3))
+    assert row[X.ACTION_GAP.name] == [3, 2, 2] and row[X.USER_VECTOR.name] == [1.0, 2.0]
+    assert stats == {"split": F.EVAL, "candidates": 2, "targets": 2, "positives": 2, "any_positive": 1}
+    assert [example] == [e for e, _ in _per_unit([unit], {"a": 4, "z": 0}, {"a": "c1", "b": "c1", "z": "c2"})]
+
+
+def _edge_units():
+    """Units with what the per-unit path handles quietly: a source listing an item twice (the later entry's
+    features, the earlier rank in the merge), "" ids, items without a category or a count, non-ASCII ids, an
+    empty history, a unit without candidates, repeated and duplicate targets, no user vector."""
+    h = [X.Action(0, "a", "click"), X.Action(0, "b", "purchase"), X.Action(2, "a", "purchase"),
+         X.Action(2, "상품", "purchase"), X.Action(5, "q", "cart"), X.Action(5, "a", "click")]
+    return [
+        X.Unit("u1", F.TRAIN, h, ["a", "x", "a"], ["click", "purchase", "purchase"], 7, 70,
+               {"graph": (["x", "a", "", "x", "상품"], [0.9, 0.8, 0.0, 0.7, 0.6]),
+                "two_tower": (["b", "x", "new"], [2.0, 1.5, 1.25]),
+                "student": (["q"], [-0.5]), "repeat": (["a", "b"], [math.log1p(3), math.log1p(1)]),
+                "popularity": (["p1", "p2", "x"], [math.log1p(9), math.log1p(7), math.log1p(5)])},
+               np.array([0.5, -1.0, 3.0], np.float32)),
+        X.Unit("u2", F.EVAL, [], ["n"], ["click"], 0, 5,
+               {"graph": (["n", "p1"], [0.1, 0.05]), "popularity": (["p1", "p2"], [math.log1p(9), math.log1p(7)])}),
+        X.Unit("u3", F.TEST, h[:2], ["zz"], ["purchase"], 1, 9, {}, np.zeros(3, np.float32)),
+        X.Unit("u4", F.TEST, h, ["상품"], ["purchase"], 6, 60,
+               {"two_tower": (["상품", "b"], [0.3, 0.2]), "popularity": (["p2"], [math.log1p(7)])}),
+        # gaps and times of several varint bytes, a negative timestamp
+        X.Unit("u5", F.TRAIN, h + [X.Action(300, "b", "click")], ["a"], ["purchase"], 2 ** 20, -1_700_000_000,
+               {"graph": (["a", "b"], [1e-30, -3.5e12])}, np.array([np.inf, -0.0, 1e-40], np.float32)),
+    ]
+
+
+@pytest.mark.parametrize("max_actions", [X.MAX_ACTIONS, 3])
+def test_vectorised_rows_equal_the_per_unit_rows_on_edge_cases(max_actions):
+    counts = {"a": 3, "b": 1, "x": 5, "p1": 9, "p2": 7, "상품": 2}
+    category = {"a": "c1", "b": "c2", "x": "c1", "p1": "c3", "상품": "c2", "q": ""}
+    old = _per_unit(_edge_units(), counts, category, max_actions)
+    new = _vectorised(_edge_units(), counts, category, max_actions)
+    assert [s for _, s in new] == [s for _, s in old]
+    assert [_parsed(e) for e, _ in new] == [_parsed(e) for e, _ in old]
+    assert [e for e, _ in new] == [e for e, _ in old]  # the serialized bytes too (deterministic order)
+
+
+def test_vectorised_rows_equal_the_per_unit_rows_on_random_units():
+    rng = np.random.default_rng(3)
+    catalogue = [f"i{k}" for k in range(40)]
+    counts = {i: int(rng.integers(0, 20)) for i in catalogue[:30]}
+    category = {i: f"c{rng.integers(0, 4)}" for i in catalogue[5:]}
+    units = []
+    for u in range(60):
+        n_hist = int(rng.integers(0, 25))
+        pos = np.sort(rng.integers(0, 8, n_hist)).tolist()
+        hist = [X.Action(p, catalogue[rng.integers(0, 40)], str(rng.choice(["click", "purchase", "cart"])))
+                for p in pos]
+        cands = {}
+        for s in X.SOURCES:
+            if rng.random() < 0.8:
+                ids = [catalogue[k] for k in rng.choice(40, int(rng.integers(0, 15)), replace=False)]
+                cands[s] = (ids, rng.normal(size=len(ids)).astype(np.float32).astype(float).tolist())
+        targets = [catalogue[k] for k in rng.integers(0, 40, int(rng.integers(1, 4)))]
+        units.append(X.Unit(f"u{u}", F.TRAIN, hist, targets, [str(rng.choice(["click", "purchase"])) for _ in targets],
+                            (pos[-1] if pos else 0) + int(rng.integers(0, 3)), u, cands,
+                            rng.normal(size=4).astype(np.float32)))
+    for max_actions in (X.MAX_ACTIONS, 5):
+        old = _per_unit(units, counts, category, max_actions)
+        new = _vectorised(units, counts, category, max_actions)
+        assert [s for _, s in new] == [s for _, s in old]
+        assert [e for e, _ in new] == [e for e, _ in old]
+
+
+class _Signature:
+    def __init__(self, fn):
+        self._fn = fn
+
+    def __call__(self, **kwargs):
+        return self._fn(**{k: v.numpy() for k, v in kwargs.items()})
+
+
+class _StubRetriever:
+    """A retriever SavedModel's signatures over a fixed score table: top-k with exclusions, "" where fewer than k
+    items are left (as the brute-force twins answer)."""
+
+    def __init__(self, seed: int, items: list[str]):
+        import tensorflow as tf
+
+        rng = np.random.default_rng(seed)
+        self.items = np.array([i.encode() for i in items], dtype=object)
+        self.table = rng.normal(size=(64, len(items))).astype(np.float32)
+        self.vectors = rng.normal(size=(64, 3)).astype(np.float32)
+
+        def top(keys, k, exclude):
+            ids, scores = [], []
+            for key, kk, ex in zip(keys, k, exclude):
+                s = self.table[key % 64].copy()
+                s[np.isin(self.items, list(ex))] = -np.inf
+                order = [c for c in np.argsort(-s, kind="stable")[:kk] if np.isfinite(s[c])]
+                pad = kk - len(order)
+                ids.append([self.items[c] for c in order] + [b""] * pad)
+                scores.append([s[c] for c in order] + [0.0] * pad)
+            return {N.ITEM_IDS: tf.constant(np.array(ids, dtype=object).astype(bytes)),
+                    N.SCORES: tf.constant(np.array(scores, np.float32))}
+
+        def key_of_history(h):
+            return np.array([sum(len(x) for x in row) + 7 * sum(1 for x in row if x) for row in h])
+
+        def key_of_user(u):
+            return np.array([sum(u_) for u_ in (x for x in u)])
+
+        self.signatures = {
+            N.SERVING_DEFAULT: _Signature(lambda history, k, exclude: top(key_of_history(history), k, exclude)),
+            N.RECOMMEND_ORDERS: _Signature(lambda history, order_pos, k, exclude:
+                                           top(key_of_history(history) + order_pos.sum(axis=1), k, exclude)),
+            N.RECOMMEND_USER: _Signature(lambda user_id, k, exclude: top(key_of_user(user_id), k, exclude)),
+            N.USER_VECTOR: _Signature(lambda user_id: {
+                N.EMBEDDING: tf.constant(self.vectors[key_of_user(user_id) % 64])}),
+        }
+
+
+@pytest.mark.parametrize("exclude_history", [True, False])
+def test_candidate_fn_vectorised_equals_the_per_unit_path(monkeypatch, exclude_history):
+    """``CandidateFn`` end to end (stub retrievers, several chunks, every source): the same records, in order."""
+    import tensorflow as tf
+    from transform.ranking_window import WINDOW
+
+    items = [f"i{k}" for k in range(25)] + ["상품"]
+    stubs = {}
+
+    def load(path):
+        return stubs.setdefault(path, _StubRetriever(len(stubs) + 1, items))
+
+    monkeypatch.setattr(tf.saved_model, "load", load)
+    rng = np.random.default_rng(0)
+    batch = []
+    for u in range(9):
+        timeline = [(items[rng.integers(0, len(items))], p) for p in range(12) for _ in range(int(rng.integers(1, 3)))]
+        rows = []
+        for split, cut in ((F.TRAIN, 4), (WINDOW, 6), (WINDOW, 9), (F.EVAL, len(timeline) - 2),
+                           (F.TEST, len(timeline) - 1)):
+            r = _row(timeline[cut][1], timeline[max(0, cut - 5) if split == WINDOW else 0:cut], [timeline[cut][0]],
+                     [str(rng.choice(["click", "purchase"]))])
+            r[F.USER_ID.name] = f"user{u}"
+            rows.append((split, r))
+        batch.append((f"user{u}", rows))
+    counts = {i: int(rng.integers(0, 9)) for i in items[:20]}
+    category = {i: f"c{k % 3}" for k, i in enumerate(items)}
+    out = {}
+    for vectorised in (False, True):
+        fn = X.CandidateFn(X.RetrieverSet("p_tt", "p_g", counts, "p_s"), X.RetrieverSet("tt", "g", counts, "s"),
+                           category, exclude_history=exclude_history, batch_size=4, vectorised=vectorised,
+                           top_n={"two_tower": 6, "graph": 7, "student": 5, "repeat": 4, "popularity": 5})
+        fn.setup()
+        out[vectorised] = [(o.tag, _canonical(o.value) if o.tag != "stats" else o.value) for o in fn.process(batch)]
+    assert len(out[True]) == 2 * 9 * 4  # 4 ranked units per user, each a row and its statistics
+    assert out[True] == out[False]
+    fn = X.CandidateFn(X.RetrieverSet("p_tt", "p_g", counts), X.RetrieverSet("tt", "g", counts), category,
+                       exclude_history=exclude_history, batch_size=4)
+    fn.setup()
+    assert [o.value for o in fn.process(batch) if o.tag != "stats"] == \
+        [o.value for o in fn.process(batch) if o.tag != "stats"]  # the vectorised path's bytes are reproducible
+
+
+def test_varints_are_protobufs():
+    import tensorflow as tf
+
+    values = np.array([0, 1, 127, 128, 300, 16383, 16384, 2 ** 35, 2 ** 63 - 1, -1, -300, -(2 ** 63)], np.int64)
+    blob, off = X._varints(values)
+    assert [blob[off[i]:off[i + 1]] for i in range(len(values))] == [X._varint(int(v)) for v in values]
+    packed = tf.train.Int64List(value=values.tolist()).SerializeToString()
+    assert packed == b"\n" + X._varint(len(blob)) + blob
+    assert X._varints(np.array([0, 1, 5], np.int64)) == (bytes([0, 1, 5]), [0, 1, 2, 3])
+    assert X._varints(np.zeros(0, np.int64)) == (b"", [0])

@@ -50,7 +50,7 @@ T code positions, N items, D model width, C candidates.
 """
 from trainer.dual_head.config import EVENT_TYPES, SASREC, VARIANTS, DualHeadConfig, sasrec_config
 from trainer.dual_head.data import (ItemSpace, SequenceData, exclude_history_for, load_item_space,
-                                    load_sequences, most_frequent_event, relative_orders)
+                                    load_sequences, most_frequent_event, relative_orders, sample_users)
 from trainer.dual_head.evaluation import (catalogue_vectors, evaluate, generative_exact_topk, generative_topk,
                                           metrics_with_missing, retrieval_topk, user_vectors)
 from trainer.dual_head.generative import GenerativeHead
@@ -67,8 +67,9 @@ from trainer.dual_head.training import Trainer, TrainResult, train
 __all__ = [
     "EVENT_TYPES", "SASREC", "VARIANTS", "DualHeadConfig", "sasrec_config",
     "ItemSpace", "SequenceData", "exclude_history_for", "load_item_space", "load_sequences", "most_frequent_event",
-    "relative_orders",
-    "catalogue_vectors", "evaluate", "generative_exact_topk", "generative_topk", "metrics_with_missing", "retrieval_topk", "user_vectors",
+    "relative_orders", "sample_users",
+    "catalogue_vectors", "evaluate", "generative_exact_topk", "generative_topk", "metrics_with_missing",
+    "retrieval_topk", "user_vectors",
     "GenerativeHead", "ITEM_BLOCKS", "FreeIdItems", "ItemBlock", "ItemTables", "SemanticIdItems",
     "TransformerBlock", "distillation_kl", "listmle", "multi_positive_infonce", "DualHeadModel",
     "TRAIN_INFO", "WEIGHTS", "WeightsMismatchError", "load_trained", "restore_weights", "save_trained",

@@ -51,6 +51,7 @@ class DualHeadConfig:
     early_stopping_patience: int = 2
     monitor: str = "student"        # the head whose validation NDCG@10 picks the best epoch: MONITORS
     validate_teacher: bool = False  # also score the teacher on validation every epoch (beam search; logged)
+    val_users: int = 0              # > 0: per-epoch validation on that many users, drawn as the evaluators draw
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -59,7 +60,7 @@ class DualHeadConfig:
             if getattr(self, f) <= 0:
                 raise ValueError(f"DualHeadConfig.{f} must be positive, got {getattr(self, f)}")
         for f in ("hard_negatives_category", "hard_negatives_history", "decoder_layers", "distill_warmup_epochs",
-                  "memory_recent"):
+                  "memory_recent", "val_users"):
             if getattr(self, f) < 0:
                 raise ValueError(f"DualHeadConfig.{f} must be >= 0, got {getattr(self, f)}")
         for f in ("generative_weight", "distill_weight", "listwise_weight"):

@@ -85,6 +85,16 @@ class SequenceData:
                             [self.users[i] for i in keep])
 
 
+def sample_users(data: SequenceData, size: int, seed: int = 0) -> SequenceData:
+    """``data``'s rows of ``size`` users drawn uniformly without replacement (``recsys.evaluation.metrics.
+    sample_rows``: the ``size`` users of the smallest ``blake2b(seed:id)``, the draw of the evaluators'
+    ``--eval-users`` and of ``GraphConfig.val_users``); ``data`` itself when ``size`` is 0 or not below its rows."""
+    from recsys.evaluation.metrics import sample_rows
+
+    keep = sample_rows(data.users, size, seed)
+    return data if len(keep) == len(data.users) else data.rows(keep.tolist())
+
+
 def relative_orders(order_pos: np.ndarray, target_pos: int, max_orders: int) -> np.ndarray:
     """Order positions → orders before the target, clipped to [1, max_orders - 1].
 

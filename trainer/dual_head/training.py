@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import tensorflow as tf
 
 from trainer.dual_head.config import DualHeadConfig
-from trainer.dual_head.data import ItemSpace, SequenceData
+from trainer.dual_head.data import ItemSpace, SequenceData, sample_users
 from trainer.dual_head.evaluation import evaluate
 from trainer.dual_head.losses import distillation_kl, listmle
 from trainer.dual_head.model import DualHeadModel
@@ -124,14 +124,19 @@ def train(train_data: SequenceData, val_data: SequenceData, items: ItemSpace, co
 
     Every epoch logs the student's validation HR@10/NDCG@10 (``val_*``) and, when ``config.teacher_per_epoch``,
     the teacher's by constrained beam search (``val_teacher_*``). ``teacher``: the frozen model that teaches
-    when ``config.distill_from == "frozen"`` (``Trainer``).
+    when ``config.distill_from == "frozen"`` (``Trainer``). ``config.val_users`` > 0: that validation (and so the
+    choice of the best epoch) is on that many users of ``val_data`` (``sample_users``, seed 0: the users the
+    evaluators' ``--eval-users`` sample); 0 (default): every validation row.
     """
+    every = len(val_data.history)
+    val_data = sample_users(val_data, config.val_users)
     tf.keras.utils.set_random_seed(config.seed)
     sampler = PairSampler(train_data, items, config)
     model = DualHeadModel(items, config)
     trainer = Trainer(model, config, teacher=teacher)
     print(f"[{label}] {len(sampler.pair_target):,} training pairs from {len(train_data.history):,} rows, "
-          f"{items.num_items:,} items, code sizes {model.sizes}, validation rows {len(val_data.history):,}", flush=True)
+          f"{items.num_items:,} items, code sizes {model.sizes}, validation rows {len(val_data.history):,}"
+          f"{f' (sampled of {every:,})' if len(val_data.history) < every else ''}", flush=True)
     start = time.time()
     log, best, best_weights, best_epoch, stale = [], -1.0, None, 0, 0
     for epoch in range(1, config.epochs + 1):

@@ -71,8 +71,116 @@ class ExposureSet:
 
 
 def read_exposures(exposures_uri: str, split: str, positions: dict[str, int], max_actions: int,
-                   max_candidates: int = 0) -> ExposureSet:
-    """One split of the exposures artifact; ``positions`` maps item id → catalogue index."""
+                   max_candidates: int = 0, batch_size: int = 1024) -> ExposureSet:
+    """One split of the exposures artifact; ``positions`` maps item id → catalogue index.
+
+    Parsed with ``tf.io.parse_example`` in batches of ``batch_size`` records, ids mapped to catalogue
+    positions by a TF hash table, kept per batch as flat numpy arrays (no python object per value), then
+    written into the padded arrays batch by batch, each batch freed once written. The arrays are
+    ``read_exposures_lists``' (the former reader, kept for the tests and ``benchmarks/ranker_read_memory.py``),
+    element for element; the peak memory is about the padded arrays plus the flat values, where the former
+    reader held every value as a python object first.
+    """
+    import tensorflow as tf
+
+    files = examples_io.split_files(exposures_uri, split)
+    spec = F.feature_spec(X.EXPOSURE_FEATURES)
+    pad = len(positions)
+    width = len(X.FEATURE_NAMES)
+    ids = list(positions)
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(ids if ids else [""], tf.string),
+        tf.constant([positions[i] for i in ids] if ids else [pad], tf.int64)), default_value=pad)
+    types = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(list(ACTION_TYPES)), tf.range(len(ACTION_TYPES), dtype=tf.int64)), default_value=-1)
+
+    def ragged(sp: tf.SparseTensor, rows: int, values=None) -> tuple[np.ndarray, np.ndarray]:
+        """(flat values, row lengths) of a VarLenFeature's sparse tensor (values in row order)."""
+        lengths = np.bincount(sp.indices[:, 0].numpy(), minlength=rows).astype(np.int64)
+        return (sp.values if values is None else values).numpy(), lengths
+
+    batches = []
+    for raw in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size):
+        p = tf.io.parse_example(raw, spec)
+        rows = int(tf.shape(raw)[0])
+        cand = p[X.CANDIDATE_ITEM_ID.name]
+        act = p[X.ACTION_ITEM_ID.name]
+        atype = p[X.ACTION_TYPE.name]
+        b = {"rows": rows, "user_ids": p[F.USER_ID.name].numpy().tolist(),
+             "request_time": p[F.TARGET_TIMESTAMP.name].numpy().astype(np.int64),
+             "items": ragged(cand, rows, table.lookup(cand.values)),
+             "features": ragged(p[X.CANDIDATE_FEATURES.name], rows),
+             "click": ragged(p[X.LABEL_CLICK.name], rows), "conversion": ragged(p[X.LABEL_CONVERSION.name], rows),
+             "actions": ragged(act, rows, table.lookup(act.values)),
+             "action_type": ragged(atype, rows, types.lookup(atype.values)),
+             "action_gap": ragged(p[X.ACTION_GAP.name], rows),
+             "user_vector": ragged(p[X.USER_VECTOR.name], rows),
+             "targets": ragged(p[F.TARGET_ITEM_ID.name], rows, table.lookup(p[F.TARGET_ITEM_ID.name].values))}
+        batches.append(b)
+    u = sum(b["rows"] for b in batches)
+    n = max([int(b["items"][1].max()) for b in batches if b["rows"]] + [1])
+    if max_candidates:
+        n = min(n, max_candidates)
+    d = max([int(b["user_vector"][1].max()) for b in batches if b["rows"]] + [0])
+    items = np.full((u, n), pad, np.int32)
+    feats = np.zeros((u, n, width), np.float32)
+    click = np.zeros((u, n), np.float32)
+    conv = np.zeros((u, n), np.float32)
+    actions = np.full((u, max_actions), pad, np.int32)
+    atype = np.zeros((u, max_actions), np.int32)
+    agap = np.zeros((u, max_actions), np.int32)
+    uvec = np.zeros((u, d), np.float32)
+    user_ids, targets, request_time = [], [], []
+    start = 0
+    while batches:
+        b = batches.pop(0)
+        rows = b["rows"]
+        r, c, keep = _cells(b["items"][1], start, n)
+        items[r, c] = b["items"][0][keep]
+        click[r, c] = b["click"][0][keep]
+        conv[r, c] = b["conversion"][0][keep]
+        f_values, f_lengths = b["features"]
+        fr, fc, fkeep = _cells(f_lengths // width, start, n)
+        feats[fr, fc] = f_values.reshape(-1, width)[fkeep]
+        for name, out in (("actions", actions), ("action_type", atype), ("action_gap", agap)):
+            values, lengths = b[name]
+            ar, ac, akeep = _cells(lengths, start, max_actions, right=True)
+            if name == "action_type" and (values[akeep] < 0).any():  # the former reader's KeyError
+                raise KeyError(f"an action type of the exposures is none of {ACTION_TYPES}")
+            out[ar, ac] = values[akeep]
+        vr, vc, vkeep = _cells(b["user_vector"][1], start, d)
+        uvec[vr, vc] = b["user_vector"][0][vkeep]
+        t_values, t_lengths = b["targets"]
+        known = t_values != pad
+        t_rows = np.repeat(np.arange(rows), t_lengths)
+        targets.extend(np.split(t_values[known].astype(np.int64),
+                                np.cumsum(np.bincount(t_rows[known], minlength=rows))[:-1]))
+        user_ids.extend(v.decode("utf-8") for v in b["user_ids"])
+        request_time.append(b["request_time"])
+        start += rows
+    return ExposureSet(user_ids, items, feats, click, conv, items != pad, actions, atype, agap, uvec, targets,
+                       np.concatenate(request_time + [np.zeros(0, np.int64)]))
+
+
+def _cells(lengths: np.ndarray, start: int, width: int, right: bool = False):
+    """(rows, columns, kept) of a flat ragged batch's values in a ``[*, width]`` array from row ``start``:
+    the first ``width`` values of each row from column 0, or with ``right`` the last ``width`` right-aligned
+    (its last value in the last column)."""
+    rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    pos = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # within row
+    if right:
+        col = pos - lengths[rows] + width
+        keep = col >= 0
+    else:
+        col = pos
+        keep = col < width
+    return rows[keep] + start, col[keep], keep
+
+
+def read_exposures_lists(exposures_uri: str, split: str, positions: dict[str, int], max_actions: int,
+                         max_candidates: int = 0) -> ExposureSet:
+    """The former reader (every value a python object first, then the padded arrays), kept as the reference of
+    ``read_exposures``' equality test and the before of ``benchmarks/ranker_read_memory.py``."""
     cols = examples_io.read_examples(examples_io.split_files(exposures_uri, split),
                                      F.feature_spec(X.EXPOSURE_FEATURES))
     pad = len(positions)

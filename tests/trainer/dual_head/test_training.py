@@ -178,3 +178,37 @@ def test_a_frozen_teacher_is_checked():
         D.DualHeadConfig(distill_from="other")
     with pytest.raises(ValueError, match="needs distill_weight > 0"):
         D.DualHeadConfig(distill_from="frozen", distill_weight=0.0)
+
+
+def test_val_users_validates_each_epoch_on_the_evaluators_sample(monkeypatch):
+    """Issue 14: DualHeadConfig.val_users > 0 keeps that many validation users, the draw of the evaluators'
+    --eval-users (metrics.sample_rows, seed 0); 0 (default) keeps every row."""
+    from recsys.evaluation.metrics import sample_rows
+    from trainer.dual_head import training
+
+    items = make_items()
+    val = make_data(items, rows=10, seed=2)
+    sub = D.sample_users(val, 4)
+    keep = sample_rows(val.users, 4, 0)
+    assert sub.users == [val.users[i] for i in keep] and len(sub.users) == 4
+    assert np.array_equal(sub.history, val.history[keep]) and np.array_equal(sub.order_rel, val.order_rel[keep])
+    assert all(np.array_equal(a, val.positives[i]) for a, i in zip(sub.positives, keep))
+    assert D.sample_users(val, 0) is val and D.sample_users(val, 10) is val and D.sample_users(val, 99) is val
+    seen = []
+    real = training.evaluate
+
+    def spy(model, data, *args, **kwargs):
+        seen.append(list(data.users))
+        return real(model, data, *args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", spy)
+    config = D.DualHeadConfig(**dict(SMALL, epochs=2, early_stopping_patience=5, val_users=4))
+    D.train(make_data(items, rows=40), val, items, config, exclude_history=False, label="test")
+    assert seen == [sub.users, sub.users]  # every epoch on the same 4 users
+    seen.clear()
+    D.train(make_data(items, rows=40), val, items, D.DualHeadConfig(**dict(SMALL, epochs=1)), exclude_history=False,
+            label="test")
+    assert seen == [val.users]
+    assert D.DualHeadConfig().val_users == 0
+    with pytest.raises(ValueError, match="val_users"):
+        D.DualHeadConfig(val_users=-1)
