@@ -122,14 +122,7 @@ def read_exposures(exposures_uri: str, split: str, positions: dict[str, int], ma
     if max_candidates:
         n = min(n, max_candidates)
     d = max([int(b["user_vector"][1].max()) for b in batches if b["rows"]] + [0])
-    items = np.full((u, n), pad, np.int32)
-    feats = np.zeros((u, n, width), np.float32)
-    click = np.zeros((u, n), np.float32)
-    conv = np.zeros((u, n), np.float32)
-    actions = np.full((u, max_actions), pad, np.int32)
-    atype = np.zeros((u, max_actions), np.int32)
-    agap = np.zeros((u, max_actions), np.int32)
-    uvec = np.zeros((u, d), np.float32)
+    items, feats, click, conv, actions, atype, agap, uvec = _padded(u, n, width, max_actions, d, pad)
     user_ids, targets, request_time = [], [], []
     start = 0
     while batches:
@@ -162,6 +155,15 @@ def read_exposures(exposures_uri: str, split: str, positions: dict[str, int], ma
                        np.concatenate(request_time + [np.zeros(0, np.int64)]))
 
 
+def _padded(units: int, n: int, width: int, max_actions: int, d: int, pad: int) -> tuple:
+    """The readers' empty padded arrays: items, features, click, conversion [units, n(, width)], actions,
+    action types, action gaps [units, max_actions], user vectors [units, d]; item slots hold ``pad``."""
+    return (np.full((units, n), pad, np.int32), np.zeros((units, n, width), np.float32),
+            np.zeros((units, n), np.float32), np.zeros((units, n), np.float32),
+            np.full((units, max_actions), pad, np.int32), np.zeros((units, max_actions), np.int32),
+            np.zeros((units, max_actions), np.int32), np.zeros((units, d), np.float32))
+
+
 def _cells(lengths: np.ndarray, start: int, width: int, right: bool = False):
     """(rows, columns, kept) of a flat ragged batch's values in a ``[*, width]`` array from row ``start``:
     the first ``width`` values of each row from column 0, or with ``right`` the last ``width`` right-aligned
@@ -190,16 +192,9 @@ def read_exposures_lists(exposures_uri: str, split: str, positions: dict[str, in
     n = max([len(c) for c in cand] + [1])
     if max_candidates:
         n = min(n, max_candidates)
-    items = np.full((u, n), pad, np.int32)
-    feats = np.zeros((u, n, width), np.float32)
-    click = np.zeros((u, n), np.float32)
-    conv = np.zeros((u, n), np.float32)
-    actions = np.full((u, max_actions), pad, np.int32)
-    atype = np.zeros((u, max_actions), np.int32)
-    agap = np.zeros((u, max_actions), np.int32)
     dims = {len(v) for v in cols[X.USER_VECTOR.name]}
     d = max(dims) if dims else 0
-    uvec = np.zeros((u, d), np.float32)
+    items, feats, click, conv, actions, atype, agap, uvec = _padded(u, n, width, max_actions, d, pad)
     type_index = {t: i for i, t in enumerate(ACTION_TYPES)}
     for r in range(u):
         c = cand[r][:n]
