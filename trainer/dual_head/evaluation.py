@@ -42,7 +42,9 @@ def generative_topk(model: DualHeadModel, data: SequenceData, exclude_history: b
     n = model.num_items
     batch = int(max(8, min(256, 4_000_000 // (width * n))))
     items_out, scores_out = [], []
-    search = tf.function(lambda h, o, e, allowed: _search(model, h, o, e, allowed, width), reduce_retracing=True)
+    # no AutoGraph: the search's loops run over static code positions (see ``Trainer.train_step``)
+    search = tf.function(lambda h, o, e, allowed: _search(model, h, o, e, allowed, width), reduce_retracing=True,
+                         autograph=False)
     for s in range(0, len(data.history), batch):
         allowed = np.ones((min(batch, len(data.history) - s), n), bool)
         if exclude_history:
@@ -67,7 +69,7 @@ def generative_exact_topk(model: DualHeadModel, data: SequenceData, exclude_hist
     batch = rows_per_batch or int(max(1, min(256, 200_000 // n)))
     every = tf.range(n)
     score = tf.function(lambda h, o, e, cands: model.generative_head.shared_code_log_likelihood(
-        model.memory(*model.encode(h, o, e)), cands), reduce_retracing=True)
+        model.memory(*model.encode(h, o, e)), cands), reduce_retracing=True, autograph=False)
     items_out, scores_out = [], []
     for s in range(0, len(data.history), batch):
         rows = min(batch, len(data.history) - s)

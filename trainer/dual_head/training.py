@@ -92,11 +92,18 @@ class Trainer:
                    "distill_listwise": cfg.distill_weight * cfg.listwise_weight}
         return tf.add_n([weights[k] * v for k, v in losses.items()])
 
-    def train_step(self, batch: dict, distill: bool = True) -> dict:
-        """One optimiser step; ``distill`` (python bool) selects one of two traced graphs."""
+    def train_step(self, batch: dict, distill: bool = True, autograph: bool = False) -> dict:
+        """One optimiser step; ``distill`` (python bool) selects one of two traced graphs.
+
+        Traced without AutoGraph: the step has no control flow on tensors (every loop and branch is over Python
+        values), and AutoGraph's source conversion was most of the first step's cost (20 s against 93 s under
+        load, the same losses to the bit: ``benchmarks/dual_head_trace_cost.py``). ``autograph=True`` keeps the
+        converted trace (the benchmark's baseline); the flag is read when a graph is first traced.
+        """
         fn = self._steps.get(distill)
         if fn is None:
-            fn = self._steps[distill] = tf.function(lambda b: self._step(b, distill), reduce_retracing=True)
+            fn = self._steps[distill] = tf.function(lambda b: self._step(b, distill), reduce_retracing=True,
+                                                    autograph=autograph)
         return fn(batch)
 
     def _step(self, batch, distill: bool):
