@@ -57,7 +57,7 @@ def test_mirrored_on_two_cpu_devices_gives_the_single_device_losses_and_weights(
     assert one["losses"][-1] < one["losses"][0]  # it trained
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
     for a, b in zip(one["weights"], two["weights"]):
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-5)  # float32 sums in another order
 
 
 def test_gather_replicas_is_the_identity_on_one_device():
@@ -175,4 +175,4 @@ def test_multiworker_with_two_local_worker_processes_gives_the_single_device_los
         assert (one["replicas"], got["replicas"]) == (1, 2)
         np.testing.assert_allclose(got["losses"], one["losses"], rtol=1e-5)
         for a, b in zip(one["weights"], got["weights"]):
-            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-5)  # float32 sums in another order
