@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from export import retrieval as export
 from recsys import names as N
+from trainer.base import frozen_table
 from trainer.dual_head import EVENT_TYPES, DualHeadModel, ItemSpace
 
 GENERATIVE = "generative"
@@ -105,9 +106,9 @@ class StoredHistories(tf.Module):
             pos[i, :n] = p[len(p) - n:]
             events[i, :n] = [x.encode() for x in e[len(e) - n:]]
         self.lookup = export.string_table(users, default=len(users))
-        self.ids = tf.constant(ids.astype(bytes))
-        self.order_pos = tf.constant(pos)
-        self.events = tf.constant(events.astype(bytes))
+        self.ids = frozen_table(ids.astype(bytes))
+        self.order_pos = frozen_table(pos)
+        self.events = frozen_table(events.astype(bytes))
 
     def __call__(self, user_id):
         row = self.lookup.lookup(user_id)
@@ -121,6 +122,7 @@ class UserEncoder(tf.Module):
         super().__init__()
         self.model = model
         self.inputs = inputs
+        self.item_tables = list(model.item_tables.variables())  # the model's Keras weights leave them out
 
     def __call__(self, history, order_pos=None, events=None):
         items, rel, ev = self.inputs(history, order_pos, events)
@@ -211,9 +213,10 @@ class GenerativeModule(tf.Module):
             raise ValueError("this model was trained without a generative head")
         self.model = model
         self.inputs = inputs
+        self.item_tables = list(model.item_tables.variables())  # the model's Keras weights leave them out
         self.beam_width = beam_width
         self.max_k = min(beam_width, items.num_items)
-        self.catalog_ids = tf.constant([i.encode() for i in items.item_ids.tolist()], tf.string)
+        self.catalog_ids = frozen_table([i.encode() for i in items.item_ids.tolist()], tf.string)
         self.catalog_table = export.string_table(items.item_ids.tolist(), default=-1)
         self.stored = StoredHistories(users, histories, order_pos, event_types, inputs.max_history)
 

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from export import retrieval as export
 from recsys import names as N
+from trainer.base import frozen_table
 
 
 class HistoryMean(tf.Module):
@@ -36,7 +37,7 @@ class HistoryMean(tf.Module):
         n, d = item_vectors.shape
         table = np.zeros((n + 2, d), np.float32)
         table[:n] = item_vectors
-        self.table = tf.constant(table)
+        self.table = frozen_table(table)
         self.num_items = n
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="history")])
@@ -56,12 +57,12 @@ class GraphRetrievalModule(export.RetrievalModule):
         super().__init__(HistoryMean(query_vectors), item_ids.tolist(), item_ids, item_vectors, [], [], **kwargs)
         users = np.asarray(user_vectors, np.float32)
         mean_user = users.mean(axis=0, keepdims=True) if len(users) else np.zeros((1, item_vectors.shape[1]), np.float32)
-        self.graph_users = tf.constant(np.concatenate([users, mean_user]))         # last row: unknown user
+        self.graph_users = frozen_table(np.concatenate([users, mean_user]))         # last row: unknown user
         self.graph_user_table = export.string_table([str(u) for u in np.asarray(user_ids).tolist()],
                                                     default=len(users))
-        self.query_vectors = tf.constant(np.asarray(query_vectors, np.float32))
+        self.query_vectors = frozen_table(np.asarray(query_vectors, np.float32))
         self.item_lookup = export.string_table(item_ids.tolist(), default=-1)
-        self.content_map = tf.constant(np.asarray(content_map, np.float32))
+        self.content_map = frozen_table(np.asarray(content_map, np.float32))
         self.content_scale = float(content_scale)
         self.default_session_weight = tf.constant(float(default_session_weight), tf.float32)
 

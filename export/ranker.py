@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from export.retrieval import string_table
 from recsys import names as N
+from trainer.base import frozen_table
 from trainer.ranker.data import ACTION_TYPES
 from trainer.ranker.model import final_score
 from transform.exposures import SOURCE_FEATURES, SOURCES
@@ -50,11 +51,11 @@ class RankerModule(tf.Module):
         self.num_items = len(item_ids)
         self.item_table = string_table(item_ids, default=self.num_items)
         self.item_category = self.model.item_category                       # [I + 1] (last = unknown)
-        self.popularity = tf.constant(np.append(np.asarray(trained.popularity, np.float32), 0.0).astype(np.float32))
+        self.popularity = frozen_table(np.append(np.asarray(trained.popularity, np.float32), 0.0).astype(np.float32))
         unknown = np.asarray(unknown_user_vector, np.float32).reshape(1, -1)
         vectors = np.concatenate([np.asarray(user_vectors, np.float32).reshape(len(user_ids), unknown.shape[1]),
                                   unknown])
-        self.user_vectors = tf.constant(vectors)
+        self.user_vectors = frozen_table(vectors)
         self.user_table = string_table([str(u) for u in user_ids], default=len(user_ids))
         self.type_table = string_table(list(ACTION_TYPES[1:]), default=0)     # unknown behaviour → click
 

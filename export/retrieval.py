@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from recsys import names as N
+from trainer.base import frozen_table
 
 SCANN = "scann"
 BRUTE_FORCE = "brute_force"
@@ -94,7 +95,7 @@ class RetrievalModule(tf.Module):
         self.pad = len(item_vocab) + 1
         self.item_table = string_table(item_vocab, default=len(item_vocab))
         self.catalog_table = string_table(catalog_ids, default=-1)
-        self.catalog_ids = tf.constant(catalog_ids.astype(object).astype(bytes))
+        self.catalog_ids = frozen_table(catalog_ids.astype(object).astype(bytes))
         self.catalog_embeddings = tf.Variable(catalog_embeddings.astype(np.float32), trainable=False)
         self.user_table = string_table(user_ids, default=len(user_ids))
         width = max([len(h) for h in user_histories] + [1])
@@ -102,7 +103,7 @@ class RetrievalModule(tf.Module):
         for i, h in enumerate(user_histories):
             tail = [x.encode() for x in h[-max_history:]]
             hist[i, : len(tail)] = tail
-        self.user_histories = tf.constant(hist.astype(bytes))
+        self.user_histories = frozen_table(hist.astype(bytes))
         if index == SCANN:
             p = scann_params or default_scann_params(len(catalog_ids), self.max_k + max_exclude)
             self.scann = scann_layer(catalog_embeddings, catalog_ids, min(self.max_k + max_exclude, len(catalog_ids)), p)

@@ -280,3 +280,30 @@ def fresh_process(tmp_path):
         return run_in_fresh_process(code, tmp_path, timeout)
 
     return run
+
+
+#: ``saved_model.pb`` bytes one more user (or item) may add to a served model: its id ("user123456") in a lookup
+#: table's keys, with the proto's per-string overhead. A user's 30-item history is at least 90 bytes, a 32-d
+#: float vector 128: exporters keep those in the SavedModel's variables (``trainer.base.frozen_table``), since
+#: protocol buffers stop at 2 GB (issue 14).
+PB_BYTES_PER_ID = 24
+
+
+@pytest.fixture
+def pb_growth(tmp_path):
+    """``pb_growth(build, save)``: ``saved_model.pb`` bytes per unit of ``n`` between ``build(10)`` and
+    ``build(1010)``, each saved by ``save(module, path)``; ``pb_growth.limit`` is ``PB_BYTES_PER_ID``."""
+    def growth(build, save, few: int = 10, many: int = 1010) -> float:
+        sizes = []
+        for n in (few, many):
+            path = str(tmp_path / f"pb_growth_{len(os.listdir(tmp_path))}_{n}")
+            save(build(n), path)
+            sizes.append(os.path.getsize(os.path.join(path, "saved_model.pb")))
+        growth.measured.append((sizes[1] - sizes[0]) / (many - few))
+        print("saved_model.pb bytes per unit", growth.measured[-1])
+        return growth.measured[-1]
+
+    growth.limit = PB_BYTES_PER_ID
+    growth.measured = []
+    growth.users = lambda n: [f"user{i:06d}" for i in range(n)]
+    return growth

@@ -103,6 +103,25 @@ def transformed_spec() -> dict:
     }
 
 
+#: the name every ``frozen_table`` variable carries (``is_frozen_table``)
+FROZEN_TABLE = "frozen_table"
+
+
+def frozen_table(value, dtype=None) -> tf.Variable:
+    """An array a model reads and never trains (catalogue and user tables), as a non-trainable variable.
+
+    A ``tf.constant`` captured by a served function is written into ``saved_model.pb`` (once per function
+    that captures it), and protocol buffers stop at 2 GB; a variable is written to the SavedModel's
+    ``variables/`` files, which have no such limit. Tables that grow with the users or the items are held
+    this way so that a SavedModel's graph does not grow with them (issue 14: 500,000 users' histories).
+    """
+    return tf.Variable(tf.constant(value, dtype), trainable=False, name=FROZEN_TABLE)
+
+
+def is_frozen_table(variable) -> bool:
+    return FROZEN_TABLE in variable.name
+
+
 def pad_histories(histories: list[np.ndarray], max_history: int, pad: int) -> np.ndarray:
     """Keeps the last ``max_history`` items of each history, right-padded with ``pad``."""
     out = np.full((len(histories), max_history), pad, dtype=np.int32)

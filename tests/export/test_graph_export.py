@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from export import retrieval as export
 from export.graph import GraphRetrievalModule
-from export.twins import export_twins
+from export.twins import export_twins, save
 from recsys import names as N
 from trainer.warmup import read_warmup, user_requests
 
@@ -107,3 +107,19 @@ for d in ("bf", "scann"):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     sigs = sorted(N.SIGNATURES[N.GRAPH_RETRIEVAL])
     assert out == [f"bf {sigs} ['b', 'e']", f"scann {sigs} ['b', 'e']"]
+
+
+def test_user_and_item_vectors_stay_out_of_the_saved_graph(pb_growth):
+    dim = 32
+
+    def build(users, items=20):
+        rng = np.random.default_rng(0)
+        ids = np.array([f"i{j}" for j in range(items)], dtype=object)
+        vec = rng.normal(size=(items, dim)).astype(np.float32)
+        return GraphRetrievalModule(np.array(pb_growth.users(users), dtype=object),
+                                    rng.normal(size=(users, dim)).astype(np.float32), ids, vec, vec,
+                                    np.eye(3, dim, dtype=np.float32), 0.5, 0.5, index=export.BRUTE_FORCE, max_k=10,
+                                    max_exclude=10, max_history=2)
+    assert pb_growth(build, save) < pb_growth.limit
+    # an item adds its id to three tables (vocabulary, catalogue, lookup), not its 2 x 32 floats (256 bytes)
+    assert pb_growth(lambda n: build(10, items=n), save) < 3 * pb_growth.limit

@@ -131,3 +131,12 @@ def test_served_scores_follow_the_request_time_through_item_age():
     assert not np.allclose(at[40 * DAY], at[4000 * DAY])  # known ages moved the scores
     unknown = [j for j, i in enumerate(merged) if CREATED.get(i, -1) == -1]  # "c", "zz": no creation time
     np.testing.assert_allclose(at[40 * DAY][unknown], at[4000 * DAY][unknown], rtol=1e-6)
+
+
+def test_user_vectors_stay_out_of_the_saved_graph(pb_growth):
+    trained = _trained()
+
+    def build(n):
+        return RankerModule(trained, pb_growth.users(n), np.random.default_rng(0).normal(size=(n, 2)).astype(np.float32),
+                            np.zeros(2, np.float32))
+    assert pb_growth(build, save) < pb_growth.limit

@@ -223,3 +223,12 @@ def test_scann_tuning_re_scores_more_candidates_when_every_leaf_is_not_enough():
     assert 20 < tuning.params.num_reordering_candidates <= 3000 and tuning.recall_at_10 >= 0.99
     rescored = [t["num_reordering_candidates"] for t in tuning.tried[7:]]
     assert rescored[0] == 40 and all(b == min(3000, 2 * a) for a, b in zip(rescored, rescored[1:]))
+
+
+def test_stored_histories_and_catalogue_ids_stay_out_of_the_saved_graph(pb_growth):
+    def build(n):
+        rng = np.random.default_rng(0)
+        histories = [[str(x) for x in rng.choice(VOCAB, 30)] for _ in range(n)]
+        return export.RetrievalModule(FakeTowers(), VOCAB, CATALOG, ITEM_EMB, pb_growth.users(n), histories,
+                                      index=export.BRUTE_FORCE, max_k=4, max_exclude=2, max_history=30)
+    assert pb_growth(build, twins.save) < pb_growth.limit

@@ -6,20 +6,21 @@ import tensorflow as tf
 
 from trainer.constrained_beam import constrained_beam_search
 from trainer.dual_head.config import DualHeadConfig
+from trainer.dual_head.items import ItemTables
 from trainer.dual_head.layers import TransformerBlock
 
 
 class GenerativeHead(tf.keras.layers.Layer):
-    """Writes the next purchase's Semantic ID code by code; ``codes`` int32 [N+2, T] (catalogue first).
+    """Writes the next purchase's Semantic ID code by code; ``tables.codes`` int32 [N+2, T] (catalogue first).
 
     Its methods are called directly (no ``call``): ``memory`` → ``decode`` /
     ``code_log_likelihood`` / ``beam_search``.
     """
 
-    def __init__(self, codes: tf.Tensor, num_items: int, sizes: tuple, config: DualHeadConfig, **kwargs):
+    def __init__(self, tables: ItemTables, num_items: int, sizes: tuple, config: DualHeadConfig, **kwargs):
         super().__init__(**kwargs)
         d = config.d_model
-        self.codes, self.num_items, self.sizes, self.config = codes, num_items, tuple(sizes), config
+        self.item_tables, self.num_items, self.sizes, self.config = tables, num_items, tuple(sizes), config
         self.memory_queries = self.add_weight(name="memory_queries", shape=(config.memory_tokens, d),
                                               initializer=tf.keras.initializers.RandomNormal(stddev=0.02))
         self.memory_attention = tf.keras.layers.MultiHeadAttention(config.num_heads, d // config.num_heads)
@@ -30,6 +31,10 @@ class GenerativeHead(tf.keras.layers.Layer):
                         for _ in range(config.decoder_layers)]
         self.decoder_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
         self.code_heads = [tf.keras.layers.Dense(k) for k in self.sizes]
+
+    @property
+    def codes(self):
+        return self.item_tables.codes
 
     def memory(self, states, mask):
         """The decoder's context [B, M + R, D]: attention-pooled summaries of the history, then the

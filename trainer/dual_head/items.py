@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from trainer.base import frozen_table
 from trainer.dual_head.config import DualHeadConfig
 from trainer.dual_head.data import ItemSpace
 from trainer.dual_head.losses import multi_positive_infonce
@@ -29,10 +30,15 @@ from trainer.dual_head.losses import multi_positive_infonce
 
 @dataclass(frozen=True)
 class ItemTables:
-    """Constant per-item tensors over N + 2 rows (catalogue, OOV, PAD), shared by the model and its item block.
+    """Constant per-item tables over N + 2 rows (catalogue, OOV, PAD), shared by the model and its item block.
 
     codes int32 [N+2, T]; content float32 [N+2, Dc] (L2-normalised rows, zero for OOV/PAD);
     known float32 [N+2] (1 = seen in training: has an ID residual).
+
+    They are non-trainable variables (``trainer.base.frozen_table``: out of ``saved_model.pb``, which stops at
+    2 GB; content alone is items x 213 floats on Instacart), held in this dataclass, which Keras does not track:
+    they are not model weights, so checkpoints and ``get_weights`` leave them out (they are rebuilt from the
+    item space). A SavedModel serving the model must track ``variables()`` itself (``export.dual_head``).
     """
 
     num_items: int
@@ -50,7 +56,10 @@ class ItemTables:
         content[: items.num_items] = items.content / np.maximum(norms, 1e-8)
         known = np.zeros(n_rows, np.float32)
         known[: items.num_items] = (items.train_count > 0).astype(np.float32)
-        return cls(items.num_items, tf.constant(codes), tf.constant(content), tf.constant(known))
+        return cls(items.num_items, frozen_table(codes), frozen_table(content), frozen_table(known))
+
+    def variables(self) -> tuple:
+        return self.codes, self.content, self.known
 
     @property
     def rows(self) -> int:

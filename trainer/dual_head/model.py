@@ -36,7 +36,7 @@ class DualHeadModel(tf.keras.Model):
         self.sizes = level_sizes(items.codes)
         self.content_dim = items.content.shape[1]
         tables = ItemTables.from_space(items)
-        self.codes, self.content, self.known = tables.codes, tables.content, tables.known
+        self.item_tables = tables  # not tracked: not weights (see ItemTables)
         d = config.d_model
         block = ITEM_BLOCKS[item_block or config.variant] if not isinstance(item_block, type) else item_block
         self.item_block: ItemBlock = block(tables, self.sizes, config)
@@ -49,8 +49,20 @@ class DualHeadModel(tf.keras.Model):
         self.encoder_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
         self.user_mlp = tf.keras.Sequential([tf.keras.layers.Dense(2 * d, activation="gelu"), tf.keras.layers.Dense(d)])
         self.generative = config.has_generative_head
-        self.generative_head = (GenerativeHead(tables.codes, items.num_items, self.sizes, config)
+        self.generative_head = (GenerativeHead(tables, items.num_items, self.sizes, config)
                                 if self.generative else None)
+
+    @property
+    def codes(self):
+        return self.item_tables.codes
+
+    @property
+    def content(self):
+        return self.item_tables.content
+
+    @property
+    def known(self):
+        return self.item_tables.known
 
     # -- Keras serialisation ------------------------------------------------------------
     def get_config(self) -> dict:

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from trainer.base import frozen_table
 from trainer.ranker.config import CROSS, PARALLEL, RankerConfig
 from trainer.ranker.data import ACTION_TYPES, MISSING_CREATED_AT, ItemTables
 
@@ -127,21 +128,21 @@ class Ranker(tf.keras.Model):
         num_items = items.content.shape[0] - 1
         reg = tf.keras.regularizers.l2(config.l2) if config.l2 else None
         self.id_embedding = tf.keras.layers.Embedding(num_items + 1, config.id_dim, embeddings_regularizer=reg)
-        self.content = tf.constant(items.content, tf.float32)
-        self.item_category = tf.constant(items.category, tf.int32)
+        self.content = frozen_table(items.content, tf.float32)
+        self.item_category = frozen_table(items.category, tf.int32)
         self.content_proj = tf.keras.layers.Dense(config.content_dim)
         self.category_embedding = tf.keras.layers.Embedding(items.num_categories + 1, config.category_dim)
-        self.created_at = tf.constant(items.created_at, tf.int64)
+        self.created_at = frozen_table(items.created_at, tf.int64)
         levels = items.codes.shape[1]
         # one table for every level: level l's code c (or unknown = code_size) is row l * (code_size + 1) + c
-        self.codes = tf.constant(items.codes + np.arange(levels, dtype=np.int32) * (items.code_size + 1), tf.int32)
+        self.codes = frozen_table(items.codes + np.arange(levels, dtype=np.int32) * (items.code_size + 1), tf.int32)
         self.code_embedding = (tf.keras.layers.Embedding(levels * (items.code_size + 1), config.code_dim)
                                if config.semantic_ids and levels else None)
         # brand and price only where the catalogue has them: absent, the model is exactly the one without
-        self.item_brand = tf.constant(items.brand, tf.int32) if items.brand is not None else None
+        self.item_brand = frozen_table(items.brand, tf.int32) if items.brand is not None else None
         self.brand_embedding = (tf.keras.layers.Embedding(items.num_brands + 1, config.brand_dim)
                                 if config.brand and items.brand is not None else None)
-        self.price = tf.constant(items.price, tf.float32) if items.price is not None else None
+        self.price = frozen_table(items.price, tf.float32) if items.price is not None else None
         self.use_price = bool(config.price and items.price is not None)
         self.mean = tf.constant(feature_mean, tf.float32)
         self.std = tf.constant(np.maximum(feature_std, 1e-6), tf.float32)

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from trainer.base import is_frozen_table
 from trainer.ranker import metrics as M
 from trainer.ranker.config import RankerConfig
 from trainer.ranker.data import ExposureSet, ItemTables, sample_training
@@ -123,10 +124,11 @@ def train(train_set: ExposureSet, val_set: ExposureSet, config: RankerConfig, it
             f"{time.time() - t0:.1f}s")
         if ndcg > best[0]:
             best = (ndcg, epoch, power, val[power])
-            best_weights = [w.numpy().copy() for w in model.weights]
+            trained_weights = [w for w in model.weights if not is_frozen_table(w)]  # the item tables never change
+            best_weights = [w.numpy().copy() for w in trained_weights]
         elif epoch - best[1] >= config.patience:
             break
     if best_weights is not None:
-        for w, v in zip(model.weights, best_weights):
+        for w, v in zip(trained_weights, best_weights):
             w.assign(v)
     return TrainResult(model, best[1], best[2], best[3], history, train_time / max(epoch, 1), time.time() - start)
