@@ -1,7 +1,9 @@
-"""RankerTrainer's input: peak memory and time of reading the exposures, the former reader against the new one.
+"""RankerTrainer's input: peak memory and time of reading the exposures, the former reader against the new one,
+or the exposures held in memory against the same exposures streamed.
 
     TF_USE_LEGACY_KERAS=1 python benchmarks/ranker_read_memory.py --users 4000 --items 20000 --events 80000 \
         --output docs/results/ranker_read_memory.json
+    TF_USE_LEGACY_KERAS=1 python benchmarks/ranker_read_memory.py --readers new,stream --train-epochs 2 ...
 
 Writes a ``train`` split of exposures the way ``ExposureBuilder`` does (``CandidateFn`` over the synthetic
 generator's ranked units with the in-process retriever stand-ins of ``benchmarks/exposure_speed.py``; the records
@@ -10,8 +12,13 @@ processes, one reader per process (a process's peak RSS never comes down), alter
 
 * ``read_exposures_lists``: the former reader (``examples_io.read_examples``: every value a python object
   first, then the padded arrays);
-* ``read_exposures``: batched ``tf.io.parse_example`` into flat numpy arrays, written into the padded arrays
-  batch by batch.
+* ``read_exposures`` (``new``): batched ``tf.io.parse_example`` into flat numpy arrays, written into the padded
+  arrays batch by batch;
+* ``stream``: ``ExposureStream``, what ``RankerTrainer`` uses above ``RankerConfig.stream_above_mb``: its
+  construction (one counting pass, the features' moments) is the "read", and training reads the records again
+  each epoch through a shuffle buffer (``RankerConfig.shuffle_buffer``), never holding every unit.
+
+``--readers`` picks the two compared (default ``old,new``).
 
 Each child reports its RSS before the read (after importing TensorFlow), its peak RSS (``ru_maxrss``) and the
 read's seconds; the figure that matters is peak minus before. With ``--train-epochs N`` each timed child then
@@ -121,17 +128,22 @@ def child(root: str, reader: str, actions: int, compare: bool, train_epochs: int
         positions = json.load(f)
     before = _rss_mb()
     start = time.perf_counter()
-    fn = D.read_exposures if reader == "new" else D.read_exposures_lists
-    data = fn(root, "train", positions, actions)
+    from trainer.ranker import RankerConfig
+
+    config = RankerConfig(semantic_ids=False, actions=actions, max_epochs=max(train_epochs, 1))
+    fn = D.read_exposures_lists if reader == "old" else D.read_exposures
+    if reader == "stream":
+        data = D.ExposureStream(root, "train", positions, actions, config.batch_size, config.shuffle_buffer, config.seed)
+    else:
+        data = fn(root, "train", positions, actions)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     trained = {}
     if train_epochs:  # what RankerTrainer does next: the validation units, then training (its peak includes the read)
-        from trainer.ranker import RankerConfig, train
+        from trainer.ranker import train
 
         val = fn(root, "eval", positions, actions)
         t0 = time.perf_counter()
-        config = RankerConfig(semantic_ids=False, actions=actions, max_epochs=train_epochs)
         result = train(data, val, config, item_tables(root), log=lambda m: None)
         trained = {"train_seconds": round(time.perf_counter() - t0, 1), "validation_units": len(val),
                    "trainer_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -139,9 +151,9 @@ def child(root: str, reader: str, actions: int, compare: bool, train_epochs: int
         trained["trainer_mb"] = trained["trainer_peak_mb"] - round(before)
     out = {"reader": reader, "seconds": round(seconds, 2), "rss_before_mb": round(before), "peak_mb": round(peak),
            "read_mb": round(peak - before), "units": len(data), **trained,
-           "arrays_mb": round(sum(getattr(data, k).nbytes for k in ("items", "features", "click", "conversion",
-                                                                      "mask", "actions", "action_type",
-                                                                      "action_gap", "user_vector")) / 2 ** 20)}
+           "arrays_mb": 0 if reader == "stream" else round(sum(getattr(data, k).nbytes for k in (
+               "items", "features", "click", "conversion", "mask", "actions", "action_type", "action_gap",
+               "user_vector")) / 2 ** 20)}
     if compare:
         import numpy as np
 
@@ -164,6 +176,7 @@ def main(argv=None) -> int:
     ap.add_argument("--train-epochs", type=int, default=0,
                     help="> 0: each child then reads the validation units and trains the ranker (RankerConfig "
                          "defaults, no Semantic IDs) this many epochs, as RankerTrainer does; its peak is reported too")
+    ap.add_argument("--readers", default="old,new", help="the two readers compared: old, new, stream")
     ap.add_argument("--workdir", default="", help="where the exposures are written (default: a temporary dir)")
     ap.add_argument("--output", default="")
     ap.add_argument("--child", nargs=2, metavar=("ROOT", "READER"), help=argparse.SUPPRESS)
@@ -196,7 +209,8 @@ def main(argv=None) -> int:
             return result
 
         check = run("new", compare=True)
-        timings = [run(reader) for _ in range(args.repeats) for reader in ("old", "new")]
+        first, second = args.readers.split(",")
+        timings = [run(reader) for _ in range(args.repeats) for reader in (first, second)]
     finally:
         if not args.workdir:
             shutil.rmtree(root, ignore_errors=True)
@@ -204,27 +218,29 @@ def main(argv=None) -> int:
     def median(reader, key):
         return statistics.median(t[key] for t in timings if t["reader"] == reader)
 
-    summary = {"old_read_mb": median("old", "read_mb"), "new_read_mb": median("new", "read_mb"),
-               "old_seconds": median("old", "seconds"), "new_seconds": median("new", "seconds"),
+    # keys "<first>_read_mb" etc. ("old_"/"new_" with the default readers, as the first runs wrote them)
+    summary = {f"{first}_read_mb": median(first, "read_mb"), f"{second}_read_mb": median(second, "read_mb"),
+               f"{first}_seconds": median(first, "seconds"), f"{second}_seconds": median(second, "seconds"),
                "arrays_mb": check["arrays_mb"]}
-    summary["memory_ratio"] = round(summary["old_read_mb"] / max(summary["new_read_mb"], 1), 2)
+    summary["memory_ratio"] = round(summary[f"{first}_read_mb"] / max(summary[f"{second}_read_mb"], 1), 2)
     if args.train_epochs:
-        summary.update(old_trainer_mb=median("old", "trainer_mb"), new_trainer_mb=median("new", "trainer_mb"),
-                       old_validation_ndcg=median("old", "validation_ndcg"),
-                       new_validation_ndcg=median("new", "validation_ndcg"))
-    summary["time_ratio"] = round(summary["old_seconds"] / max(summary["new_seconds"], 1e-9), 2)
-    print(f"[ranker_read] medians of {args.repeats}: the read's RSS growth {summary['old_read_mb']:,} MB -> "
-          f"{summary['new_read_mb']:,} MB (x{summary['memory_ratio']} less; the padded arrays themselves "
-          f"{summary['arrays_mb']:,} MB), {summary['old_seconds']} s -> {summary['new_seconds']} s "
-          f"(x{summary['time_ratio']})", flush=True)
+        summary.update({f"{r}_{k}": median(r, k) for r in (first, second)
+                        for k in ("trainer_mb", "validation_ndcg", "train_seconds")})
+    summary["time_ratio"] = round(summary[f"{first}_seconds"] / max(summary[f"{second}_seconds"], 1e-9), 2)
+    print(f"[ranker_read] medians of {args.repeats}: the read's RSS growth {summary[f'{first}_read_mb']:,} MB "
+          f"({first}) -> {summary[f'{second}_read_mb']:,} MB ({second}) (x{summary['memory_ratio']} less; the padded "
+          f"arrays themselves {summary['arrays_mb']:,} MB), {summary[f'{first}_seconds']} s -> "
+          f"{summary[f'{second}_seconds']} s (x{summary['time_ratio']})", flush=True)
     if args.train_epochs:
+        same = " (the same arrays, so the same model)" if {first, second} == {"old", "new"} else ""
         print(f"[ranker_read] with {args.train_epochs} training epoch(s): the process's growth "
-              f"{summary['old_trainer_mb']:,} MB -> {summary['new_trainer_mb']:,} MB; validation NDCG@10 "
-              f"{summary['old_validation_ndcg']} / {summary['new_validation_ndcg']} (the same arrays, so the same model)",
-              flush=True)
+              f"{summary[f'{first}_trainer_mb']:,} MB -> {summary[f'{second}_trainer_mb']:,} MB, training "
+              f"{summary[f'{first}_train_seconds']} s -> {summary[f'{second}_train_seconds']} s; validation NDCG@10 "
+              f"{summary[f'{first}_validation_ndcg']} / {summary[f'{second}_validation_ndcg']}{same}", flush=True)
     result = {"command": "python benchmarks/ranker_read_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "users": args.users, "items": args.items, "events": args.events, "seed": args.seed,
-              "actions": args.actions, **sizes, "identical": check.get("identical"), "summary": summary,
+              "actions": args.actions, "readers": [first, second], **sizes, "identical": check.get("identical"),
+              "summary": summary,
               "runs": [check] + timings}
     if args.output:
         with open(args.output, "w") as f:

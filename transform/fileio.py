@@ -40,6 +40,11 @@ def isdir(path: str) -> bool:
     return _gfile().isdir(path)
 
 
+def size(path: str) -> int:
+    """Bytes of a file."""
+    return int(_gfile().stat(path).length)
+
+
 def makedirs(path: str) -> None:
     """``os.makedirs(path, exist_ok=True)``."""
     _gfile().makedirs(path)

@@ -27,3 +27,15 @@ def test_ranker_read_memory_child_compares_the_readers(tmp_path, capsys, monkeyp
     assert result["identical"] is True and result["units"] == sizes["units"]
     with pytest.raises(SystemExit):
         R.main(["--help"])
+
+
+def test_ranker_read_memory_child_streams_and_trains(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend("benchmarks")
+    from benchmarks import ranker_read_memory as R
+
+    sizes = R.write_exposures(str(tmp_path / "exposures"), 30, 300, 600, 0)
+    R.child(str(tmp_path / "exposures"), "stream", 10, compare=False, train_epochs=1)
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("RESULT "))
+    result = json.loads(line[7:])
+    assert result["reader"] == "stream" and result["units"] == sizes["units"] and result["arrays_mb"] == 0
+    assert 0 <= result["validation_ndcg"] <= 1 and result["train_seconds"] > 0

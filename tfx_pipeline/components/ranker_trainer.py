@@ -30,16 +30,16 @@ def RankerTrainer(  # noqa: N802
 
     config = R.RankerConfig.from_dict(json.loads(config_json))
     tables = R.catalogue_tables(examples.uri, content.uri, content_space_paths(semantic_ids.uri)[0])
-    train_set = R.read_exposures(exposures.uri, "train", tables.positions, config.actions)
+    train_set, about = R.training_exposures(exposures.uri, tables.positions, config)
     val_set = R.read_exposures(exposures.uri, "eval", tables.positions, config.actions)
-    print(f"[ranker] training on {len(train_set):,} window units ({int(train_set.mask.sum()):,} exposures, "
-          f"{int(train_set.click.sum()):,} clicks); {len(val_set):,} validation units", flush=True)
+    print(f"[ranker] training on {about['units']:,} window units ({about['exposures']:,} exposures, "
+          f"{about['clicks']:,} clicks), {about['how']}; {len(val_set):,} validation units", flush=True)
     result = R.train(train_set, val_set, config, tables.items, log=lambda m: print(m, flush=True))
     info = {"best_epoch": result.best_epoch, "epochs": len(result.history), "wall_s": round(result.wall_s, 1),
             "seconds_per_epoch": round(result.seconds_per_epoch, 2), "validation": result.best_val,
             "history": result.history}
     R.save_trained(result.model, config, tables.item_ids, tables.popularity, tables.categories, tables.items,
-                   result.cvr_power, train_set.user_vector.shape[1], info,
+                   result.cvr_power, about["user_dim"], info,
                    os.path.join(model.uri, N.SERVING_SUBDIR))
     print(f"[ranker] best epoch {result.best_epoch} of {len(result.history)}: validation NDCG@10 "
           f"{result.best_val['NDCG@10']:.4f} (cvr power {result.cvr_power}), {result.wall_s:.0f} s", flush=True)

@@ -29,6 +29,10 @@ class RankerConfig:
     * ``negatives``: negatives sampled per training unit each epoch (every positive is kept).
     * ESMM: losses BCE(click, pCTR) + BCE(conversion, pCTR x pCVR); the served score is
       pCTR x pCVR ** ``cvr_power`` with the power chosen on validation from ``cvr_powers``.
+    * ``stream_above_mb``: ``RankerTrainer`` reads the training exposures as a stream
+      (``data.ExposureStream``: a ``shuffle_buffer``-unit shuffle buffer instead of a permutation of all
+      units) when the train split's records exceed this many MB on disk (gzip; the padded arrays in memory
+      are about 12x that); below it (MovieLens, Instacart) every unit is held in memory. 0 = always stream.
     """
 
     interaction: str = CROSS
@@ -63,6 +67,8 @@ class RankerConfig:
     patience: int = 4
     cvr_powers: tuple[float, ...] = (0.0, 0.5, 1.0)
     seed: int = 0
+    stream_above_mb: float = 512.0
+    shuffle_buffer: int = 4096
 
     def __post_init__(self) -> None:
         if self.interaction not in INTERACTIONS:
@@ -71,12 +77,12 @@ class RankerConfig:
             raise ValueError(f"RankerConfig.structure must be {STACKED!r} or {PARALLEL!r}, got {self.structure!r}")
         for f in ("cross_layers", "id_dim", "content_dim", "category_dim", "user_dim", "code_dim", "brand_dim", "actions", "transact_dim",
                   "transact_heads", "transact_layers", "last_tokens", "fm_dim", "negatives", "batch_size",
-                  "max_epochs", "patience"):
+                  "max_epochs", "patience", "shuffle_buffer"):
             if getattr(self, f) <= 0:
                 raise ValueError(f"RankerConfig.{f} must be positive, got {getattr(self, f)}")
         if self.last_tokens > self.actions:
             raise ValueError(f"RankerConfig.last_tokens ({self.last_tokens}) exceeds actions ({self.actions})")
-        for f in ("projection_dim", "time_window", "l2"):
+        for f in ("projection_dim", "time_window", "l2", "stream_above_mb"):
             if getattr(self, f) < 0:
                 raise ValueError(f"RankerConfig.{f} must be >= 0, got {getattr(self, f)}")
         if not 0.0 <= self.dropout < 1.0:

@@ -70,58 +70,59 @@ class ExposureSet:
                            [self.targets[r] for r in rows], self.request_time[rows])
 
 
-def read_exposures(exposures_uri: str, split: str, positions: dict[str, int], max_actions: int,
-                   max_candidates: int = 0, batch_size: int = 1024) -> ExposureSet:
-    """One split of the exposures artifact; ``positions`` maps item id → catalogue index.
+class _Parser:
+    """Parses a batch of serialized exposure records into flat numpy arrays (no python object per value):
+    ids to catalogue positions by a TF hash table (unknown ids → ``pad`` = ``len(positions)``)."""
 
-    Parsed with ``tf.io.parse_example`` in batches of ``batch_size`` records, ids mapped to catalogue
-    positions by a TF hash table, kept per batch as flat numpy arrays (no python object per value), then
-    written into the padded arrays batch by batch, each batch freed once written. The arrays are
-    ``read_exposures_lists``' (the former reader, kept for the tests and ``benchmarks/ranker_read_memory.py``),
-    element for element; the peak memory is about the padded arrays plus the flat values, where the former
-    reader held every value as a python object first.
-    """
-    import tensorflow as tf
+    def __init__(self, positions: dict[str, int]):
+        import tensorflow as tf
 
-    files = examples_io.split_files(exposures_uri, split)
-    spec = F.feature_spec(X.EXPOSURE_FEATURES)
-    pad = len(positions)
-    width = len(X.FEATURE_NAMES)
-    ids = list(positions)
-    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-        tf.constant(ids if ids else [""], tf.string),
-        tf.constant([positions[i] for i in ids] if ids else [pad], tf.int64)), default_value=pad)
-    types = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-        tf.constant(list(ACTION_TYPES)), tf.range(len(ACTION_TYPES), dtype=tf.int64)), default_value=-1)
+        self.spec = F.feature_spec(X.EXPOSURE_FEATURES)
+        self.pad = len(positions)
+        self.width = len(X.FEATURE_NAMES)
+        ids = list(positions)
+        self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(ids if ids else [""], tf.string),
+            tf.constant([positions[i] for i in ids] if ids else [self.pad], tf.int64)), default_value=self.pad)
+        self.types = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(ACTION_TYPES)), tf.range(len(ACTION_TYPES), dtype=tf.int64)), default_value=-1)
 
-    def ragged(sp: tf.SparseTensor, rows: int, values=None) -> tuple[np.ndarray, np.ndarray]:
-        """(flat values, row lengths) of a VarLenFeature's sparse tensor (values in row order)."""
-        lengths = np.bincount(sp.indices[:, 0].numpy(), minlength=rows).astype(np.int64)
-        return (sp.values if values is None else values).numpy(), lengths
+    def __call__(self, raw) -> dict:
+        import tensorflow as tf
 
-    batches = []
-    for raw in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size):
-        p = tf.io.parse_example(raw, spec)
+        def ragged(sp: tf.SparseTensor, rows: int, values=None) -> tuple[np.ndarray, np.ndarray]:
+            """(flat values, row lengths) of a VarLenFeature's sparse tensor (values in row order)."""
+            lengths = np.bincount(sp.indices[:, 0].numpy(), minlength=rows).astype(np.int64)
+            return (sp.values if values is None else values).numpy(), lengths
+
+        p = tf.io.parse_example(raw, self.spec)
         rows = int(tf.shape(raw)[0])
         cand = p[X.CANDIDATE_ITEM_ID.name]
         act = p[X.ACTION_ITEM_ID.name]
         atype = p[X.ACTION_TYPE.name]
-        b = {"rows": rows, "user_ids": p[F.USER_ID.name].numpy().tolist(),
-             "request_time": p[F.TARGET_TIMESTAMP.name].numpy().astype(np.int64),
-             "items": ragged(cand, rows, table.lookup(cand.values)),
-             "features": ragged(p[X.CANDIDATE_FEATURES.name], rows),
-             "click": ragged(p[X.LABEL_CLICK.name], rows), "conversion": ragged(p[X.LABEL_CONVERSION.name], rows),
-             "actions": ragged(act, rows, table.lookup(act.values)),
-             "action_type": ragged(atype, rows, types.lookup(atype.values)),
-             "action_gap": ragged(p[X.ACTION_GAP.name], rows),
-             "user_vector": ragged(p[X.USER_VECTOR.name], rows),
-             "targets": ragged(p[F.TARGET_ITEM_ID.name], rows, table.lookup(p[F.TARGET_ITEM_ID.name].values))}
-        batches.append(b)
+        target = p[F.TARGET_ITEM_ID.name]
+        return {"rows": rows, "user_ids": p[F.USER_ID.name].numpy().tolist(),
+                "request_time": p[F.TARGET_TIMESTAMP.name].numpy().astype(np.int64),
+                "items": ragged(cand, rows, self.table.lookup(cand.values)),
+                "features": ragged(p[X.CANDIDATE_FEATURES.name], rows),
+                "click": ragged(p[X.LABEL_CLICK.name], rows),
+                "conversion": ragged(p[X.LABEL_CONVERSION.name], rows),
+                "actions": ragged(act, rows, self.table.lookup(act.values)),
+                "action_type": ragged(atype, rows, self.types.lookup(atype.values)),
+                "action_gap": ragged(p[X.ACTION_GAP.name], rows),
+                "user_vector": ragged(p[X.USER_VECTOR.name], rows),
+                "targets": ragged(target, rows, self.table.lookup(target.values))}
+
+
+def _assemble(batches: list[dict], pad: int, width: int, max_actions: int, max_candidates: int = 0,
+              user_dim: int | None = None) -> ExposureSet:
+    """Parsed batches (``_Parser``) → one ExposureSet; each batch is freed once written. Candidates are padded to
+    the longest unit's (at most ``max_candidates``), user vectors to the longest (or ``user_dim``)."""
     u = sum(b["rows"] for b in batches)
     n = max([int(b["items"][1].max()) for b in batches if b["rows"]] + [1])
     if max_candidates:
         n = min(n, max_candidates)
-    d = max([int(b["user_vector"][1].max()) for b in batches if b["rows"]] + [0])
+    d = max([int(b["user_vector"][1].max()) for b in batches if b["rows"]] + [0]) if user_dim is None else user_dim
     items, feats, click, conv, actions, atype, agap, uvec = _padded(u, n, width, max_actions, d, pad)
     user_ids, targets, request_time = [], [], []
     start = 0
@@ -153,6 +154,108 @@ def read_exposures(exposures_uri: str, split: str, positions: dict[str, int], ma
         start += rows
     return ExposureSet(user_ids, items, feats, click, conv, items != pad, actions, atype, agap, uvec, targets,
                        np.concatenate(request_time + [np.zeros(0, np.int64)]))
+
+
+def read_exposures(exposures_uri: str, split: str, positions: dict[str, int], max_actions: int,
+                   max_candidates: int = 0, batch_size: int = 1024) -> ExposureSet:
+    """One split of the exposures artifact; ``positions`` maps item id → catalogue index.
+
+    Parsed with ``tf.io.parse_example`` in batches of ``batch_size`` records, ids mapped to catalogue
+    positions by a TF hash table, kept per batch as flat numpy arrays (no python object per value), then
+    written into the padded arrays batch by batch, each batch freed once written. The arrays are
+    ``read_exposures_lists``' (the former reader, kept for the tests and ``benchmarks/ranker_read_memory.py``),
+    element for element; the peak memory is about the padded arrays plus the flat values, where the former
+    reader held every value as a python object first. Too large for memory: ``ExposureStream``.
+    """
+    import tensorflow as tf
+
+    parse = _Parser(positions)
+    files = examples_io.split_files(exposures_uri, split)
+    batches = [parse(raw) for raw in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)]
+    return _assemble(batches, parse.pad, parse.width, max_actions, max_candidates)
+
+
+def split_bytes(exposures_uri: str, split: str) -> int:
+    """Bytes on disk (compressed) of one split of the exposures artifact."""
+    from transform import fileio
+
+    return sum(fileio.size(f) for f in examples_io.split_files(exposures_uri, split))
+
+
+class ExposureStream:
+    """One split of the exposures artifact, read from its records batch by batch each epoch instead of held in
+    memory (``read_exposures`` holds every unit × candidate × feature; at a 1M-item catalogue's units that is
+    tens of GB).
+
+    ``batches(epoch)`` yields ExposureSets of ``batch_units`` units: the files in a seeded order, the records
+    through a ``shuffle_buffer``-unit shuffle buffer (seeded by ``seed`` and the epoch: the same epoch gives the
+    same order), each batch padded to its longest unit's candidates. A full permutation needs every unit at
+    once; a buffer mixes within ``shuffle_buffer`` consecutive records, which the ExposureBuilder writes in no
+    particular user order. On construction one pass counts the units, exposures and clicks and accumulates the
+    features' moments over the real exposures (float64 sums; ``moments()`` equals
+    ``training.feature_moments`` on the whole split to float32 rounding), so nothing is held but the sums.
+    Memory: the shuffle buffer's serialized records plus one batch.
+    """
+
+    def __init__(self, exposures_uri: str, split: str, positions: dict[str, int], max_actions: int,
+                 batch_units: int, shuffle_buffer: int = 4096, seed: int = 0, max_candidates: int = 0,
+                 read_batch: int = 1024):
+        import tensorflow as tf
+
+        self.files = examples_io.split_files(exposures_uri, split)
+        self.parse = _Parser(positions)
+        self.max_actions, self.max_candidates = max_actions, max_candidates
+        self.batch_units, self.shuffle_buffer, self.seed = batch_units, shuffle_buffer, seed
+        self.units = self.exposures = self.clicks = self.user_dim = 0
+        total = total_sq = None
+        for raw in tf.data.TFRecordDataset(self.files, compression_type="GZIP").batch(read_batch):
+            b = self.parse(raw)
+            if b["rows"]:
+                self.user_dim = max(self.user_dim, int(b["user_vector"][1].max()))
+            part = _assemble([b], self.parse.pad, self.parse.width, max_actions, max_candidates)
+            x = part.features[part.mask].astype(np.float64)
+            total = x.sum(axis=0) if total is None else total + x.sum(axis=0)
+            total_sq = (x * x).sum(axis=0) if total_sq is None else total_sq + (x * x).sum(axis=0)
+            self.units += len(part)
+            self.exposures += int(part.mask.sum())
+            self.clicks += int(part.click[part.mask].sum())
+        if not self.exposures:
+            raise ValueError(f"{exposures_uri} split {split!r} holds no exposure of a catalogue item")
+        self._mean = total / self.exposures
+        self._std = np.sqrt(np.maximum(total_sq / self.exposures - self._mean ** 2, 0.0))
+
+    def __len__(self) -> int:
+        return self.units
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._mean.astype(np.float32), self._std.astype(np.float32)
+
+    def batches(self, epoch: int):
+        import tensorflow as tf
+
+        rng = np.random.default_rng([self.seed, epoch])
+        files = [self.files[i] for i in rng.permutation(len(self.files))]
+        ds = tf.data.TFRecordDataset(files, compression_type="GZIP").shuffle(
+            self.shuffle_buffer, seed=int(rng.integers(2 ** 31)), reshuffle_each_iteration=False)
+        for raw in ds.batch(self.batch_units):
+            yield _assemble([self.parse(raw)], self.parse.pad, self.parse.width, self.max_actions,
+                            self.max_candidates, user_dim=self.user_dim)
+
+
+def training_exposures(exposures_uri: str, positions: dict[str, int], config) -> tuple:
+    """(the train split, held or streamed as ``config.stream_above_mb`` says, and what it holds: units, exposures,
+    clicks, user_dim, on_disk_mb, how) for ``RankerTrainer``; ``config`` is a ``RankerConfig``."""
+    on_disk = split_bytes(exposures_uri, "train") / 2 ** 20
+    if on_disk > config.stream_above_mb:  # too large to hold: the records are read again each epoch
+        data = ExposureStream(exposures_uri, "train", positions, config.actions, config.batch_size,
+                              config.shuffle_buffer, config.seed)
+        about = {"units": len(data), "exposures": data.exposures, "clicks": data.clicks, "user_dim": data.user_dim,
+                 "how": f"streamed ({on_disk:.1f} MB of records > stream_above_mb {config.stream_above_mb:g})"}
+    else:
+        data = read_exposures(exposures_uri, "train", positions, config.actions)
+        about = {"units": len(data), "exposures": int(data.mask.sum()), "clicks": int(data.click.sum()),
+                 "user_dim": int(data.user_vector.shape[1]), "how": "in memory"}
+    return data, dict(about, on_disk_mb=round(on_disk, 3), streamed=isinstance(data, ExposureStream))
 
 
 def _padded(units: int, n: int, width: int, max_actions: int, d: int, pad: int) -> tuple:

@@ -17,7 +17,7 @@ import tensorflow as tf
 from trainer.base import is_frozen_table
 from trainer.ranker import metrics as M
 from trainer.ranker.config import RankerConfig
-from trainer.ranker.data import ExposureSet, ItemTables, sample_training
+from trainer.ranker.data import ExposureSet, ExposureStream, ItemTables, sample_training
 from trainer.ranker.model import Ranker, esmm_loss
 
 INPUTS = ("items", "features", "actions", "action_type", "action_gap", "user_vector", "request_time")
@@ -75,16 +75,31 @@ def evaluate(model: Ranker, data: ExposureSet, num_items: int, cvr_powers, k: in
     return out
 
 
-def train(train_set: ExposureSet, val_set: ExposureSet, config: RankerConfig, items: ItemTables,
+def _epoch_batches(train_set: ExposureSet | ExposureStream, epoch: int, config: RankerConfig,
+                   rng: np.random.Generator, pad: int):
+    """One epoch's training batches: each unit's positives and ``config.negatives`` fresh negatives, in
+    batches of ``config.batch_size`` units (in memory: a permutation of every unit; a stream: its order)."""
+    if isinstance(train_set, ExposureStream):
+        for batch in train_set.batches(epoch):
+            yield sample_training(batch, config.negatives, rng, pad=pad)
+        return
+    sampled = sample_training(train_set, config.negatives, rng, pad=pad)
+    order = rng.permutation(len(sampled))
+    for s in range(0, len(order), config.batch_size):
+        yield sampled.take(order[s:s + config.batch_size])
+
+
+def train(train_set: ExposureSet | ExposureStream, val_set: ExposureSet, config: RankerConfig, items: ItemTables,
           log: Callable[[str], None] = print) -> TrainResult:
-    """Trains to the best validation NDCG@10 (patience ``config.patience`` epochs)."""
+    """Trains to the best validation NDCG@10 (patience ``config.patience`` epochs), on exposures held in memory
+    or read as a stream each epoch (``data.ExposureStream``)."""
     if config.semantic_ids and items.codes.shape[1] == 0:
         raise ValueError("RankerConfig.semantic_ids is on but the item tables hold no Semantic-ID codes "
                          "(give catalogue_tables the content space's table, or set semantic_ids=False)")
     tf.keras.utils.set_random_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     num_items = items.content.shape[0] - 1
-    mean, std = feature_moments(train_set)
+    mean, std = train_set.moments() if isinstance(train_set, ExposureStream) else feature_moments(train_set)
     model = Ranker(config, items, mean, std)
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
 
@@ -105,14 +120,11 @@ def train(train_set: ExposureSet, val_set: ExposureSet, config: RankerConfig, it
     epoch = 0
     for epoch in range(1, config.max_epochs + 1):
         t0 = time.time()
-        sampled = sample_training(train_set, config.negatives, rng, pad=num_items)
-        order = rng.permutation(len(sampled))
         losses = []
-        for s in range(0, len(order), config.batch_size):
-            rows = order[s:s + config.batch_size]
-            x = {k: tf.constant(v) for k, v in inputs_of(sampled, rows).items()}
-            losses.append(float(step(x, tf.constant(sampled.click[rows]), tf.constant(sampled.conversion[rows]),
-                                     tf.constant(sampled.mask[rows]))))
+        for batch in _epoch_batches(train_set, epoch, config, rng, num_items):
+            x = {k: tf.constant(v) for k, v in inputs_of(batch).items()}
+            losses.append(float(step(x, tf.constant(batch.click), tf.constant(batch.conversion),
+                                     tf.constant(batch.mask))))
         train_time += time.time() - t0
         val = evaluate(model, val_set, num_items, config.cvr_powers)
         power = max(val, key=lambda p: (val[p]["NDCG@10"], -p))

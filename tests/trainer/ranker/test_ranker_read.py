@@ -66,3 +66,111 @@ def test_read_exposures_refuses_an_unknown_action_type(tmp_path):
     for reader in (D.read_exposures, D.read_exposures_lists):
         with pytest.raises(KeyError):
             reader(str(tmp_path), "train", {"a": 0}, 5)
+
+
+def _written_split(tmp_path, count=37, files=1):
+    rng = np.random.default_rng(0)
+    catalogue = np.array([f"i{k}" for k in range(40)] + ["unknown1"])
+    units = _units(rng, catalogue, count)
+    counts = {str(i): int(rng.integers(0, 9)) for i in catalogue[:40]}
+    rows = X.exposure_examples(units, X.unit_sources(units), X.ItemLookup(counts, {}), X.MAX_ACTIONS)
+    examples = [e for e, _ in rows]
+    import tensorflow as tf
+
+    (tmp_path / "Split-train").mkdir(parents=True)
+    for f in range(files):
+        with tf.io.TFRecordWriter(str(tmp_path / "Split-train" / f"data-{f:05d}.gz"), options="GZIP") as w:
+            for e in examples[f::files]:
+                w.write(e)
+    return {str(i): k for k, i in enumerate(catalogue[:40])}
+
+
+def _unit_rows(s: D.ExposureSet) -> dict:
+    """unit (user, request time) → its arrays with the padding cut off (comparable across paddings)."""
+    out = {}
+    for r in range(len(s)):
+        m = s.mask[r]
+        out[(s.user_ids[r], int(s.request_time[r]))] = (
+            s.items[r][m].tolist(), s.features[r][m].tolist(), s.click[r][m].tolist(), s.conversion[r][m].tolist(),
+            s.actions[r].tolist(), s.action_type[r].tolist(), s.action_gap[r].tolist(), s.user_vector[r].tolist(),
+            s.targets[r].tolist())
+    return out
+
+
+def test_the_stream_yields_every_unit_once_per_epoch_in_a_seeded_shuffled_order(tmp_path):
+    positions = _written_split(tmp_path, files=3)
+    whole = D.read_exposures(str(tmp_path), "train", positions, 20)
+    stream = D.ExposureStream(str(tmp_path), "train", positions, 20, batch_units=8, shuffle_buffer=16, seed=3)
+    assert (len(stream), stream.exposures, stream.clicks) == (37, int(whole.mask.sum()), int(whole.click.sum()))
+    assert stream.user_dim == whole.user_vector.shape[1] == 3
+    orders = []
+    for epoch in (1, 1, 2):
+        batches = list(stream.batches(epoch))
+        assert [len(b) for b in batches] == [8, 8, 8, 8, 5]
+        assert all(b.user_vector.shape[1] == 3 for b in batches)  # every batch the same user width
+        got = {}
+        for b in batches:
+            got.update(_unit_rows(b))
+        assert got == _unit_rows(whole)  # the same units, exactly, whatever a batch's padding
+        orders.append([u for b in batches for u in b.user_ids])
+    assert orders[0] == orders[1] and orders[0] != orders[2]  # an epoch's order is fixed by (seed, epoch)
+    assert orders[0] != whole.user_ids  # shuffled
+
+
+def test_the_streams_feature_moments_equal_the_in_memory_ones(tmp_path):
+    from trainer.ranker.training import feature_moments
+
+    positions = _written_split(tmp_path)
+    mean, std = D.ExposureStream(str(tmp_path), "train", positions, 20, batch_units=8).moments()
+    want_mean, want_std = feature_moments(D.read_exposures(str(tmp_path), "train", positions, 20))
+    assert mean.dtype == std.dtype == np.float32
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std, want_std, rtol=1e-5, atol=1e-6)
+
+
+def test_split_bytes_is_the_splits_size_on_disk(tmp_path):
+    import os
+
+    _written_split(tmp_path, files=2)
+    files = sorted((tmp_path / "Split-train").iterdir())
+    assert D.split_bytes(str(tmp_path), "train") == sum(os.path.getsize(f) for f in files) > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_training_runs_on_the_exposures_in_memory_or_streamed(tmp_path, stream):
+    from trainer.ranker import RankerConfig, train
+
+    positions = _written_split(tmp_path, count=60, files=2)
+    n = len(positions)
+    rng = np.random.default_rng(1)
+    items = D.ItemTables(np.vstack([rng.normal(size=(n, 4)), np.zeros((1, 4))]).astype(np.float32),
+                         np.array([k % 3 for k in range(n)] + [3], np.int32), 3, np.zeros((n + 1, 0), np.int32), 0,
+                         np.full(n + 1, D.MISSING_CREATED_AT, np.int64))
+    config = RankerConfig(semantic_ids=False, id_dim=4, content_dim=4, category_dim=2, user_dim=3, deep_units=(8,),
+                          negatives=5, batch_size=16, max_epochs=3, patience=3)
+    train_set = (D.ExposureStream(str(tmp_path), "train", positions, config.actions, config.batch_size, 32)
+                 if stream else D.read_exposures(str(tmp_path), "train", positions, config.actions))
+    val_set = D.read_exposures(str(tmp_path), "train", positions, config.actions)
+    result = train(train_set, val_set, config, items, log=lambda m: None)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert all(np.isfinite(h["loss"]) for h in result.history)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]  # it learns
+    assert round(result.best_val["NDCG@10"], 5) == max(h["NDCG@10"] for h in result.history)
+
+
+def test_the_trainer_streams_a_split_larger_than_stream_above_mb(tmp_path):
+    from trainer.ranker import RankerConfig
+
+    positions = _written_split(tmp_path)
+    mb = D.split_bytes(str(tmp_path), "train") / 2 ** 20
+    held, about = D.training_exposures(str(tmp_path), positions, RankerConfig(stream_above_mb=mb))
+    assert isinstance(held, D.ExposureSet) and about["how"] == "in memory" and not about["streamed"]
+    streamed, about_s = D.training_exposures(str(tmp_path), positions, RankerConfig(stream_above_mb=mb * 0.99))
+    assert isinstance(streamed, D.ExposureStream) and about_s["streamed"]
+    assert {k: about[k] for k in ("units", "exposures", "clicks", "user_dim")} == \
+        {k: about_s[k] for k in ("units", "exposures", "clicks", "user_dim")} == \
+        {"units": 37, "exposures": int(held.mask.sum()), "clicks": int(held.click.sum()), "user_dim": 3}
+    with pytest.raises(ValueError, match="stream_above_mb"):
+        RankerConfig(stream_above_mb=-1)
+    with pytest.raises(ValueError, match="shuffle_buffer"):
+        RankerConfig(shuffle_buffer=0)
