@@ -21,9 +21,10 @@ from transform import exposures as X
 UNION = "candidates (retriever order)"
 
 
-def read_requests(exposures_uri: str, split: str) -> dict:
-    """The split's exposure rows as raw columns (strings decoded)."""
-    cols = examples_io.read_examples(examples_io.split_files(exposures_uri, split), F.feature_spec(X.EXPOSURE_FEATURES))
+def read_requests(exposures_uri: str, split: str, users: frozenset[str] | None = None) -> dict:
+    """The split's exposure rows (or those of ``users``) as raw columns (strings decoded)."""
+    cols = examples_io.read_examples(examples_io.split_files(exposures_uri, split), F.feature_spec(X.EXPOSURE_FEATURES),
+                                     users=users)
     dec = examples_io._decode
     return {
         "user_ids": dec(cols[F.USER_ID.name]),
@@ -93,9 +94,17 @@ def _dense(req: dict, values: list[np.ndarray], positions: dict[str, int]):
 
 
 def evaluate_exposures(exposures_uri: str, split: str, positions: dict[str, int], ranker_dir: str | None,
-                       k: int = 10, progress: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
-    """Rows: each source's own order, the union in retriever order, and the ranker (when ``ranker_dir``)."""
-    req = read_requests(exposures_uri, split)
+                       k: int = 10, progress: Callable[[str], None] = print, sample_users: int = 0,
+                       sample_seed: int = 0) -> dict[str, dict[str, float]]:
+    """Rows: each source's own order, the union in retriever order, and the ranker (when ``ranker_dir``).
+
+    ``sample_users`` > 0: only the units of that many users, drawn as the retrieval evaluators'
+    ``--eval-users`` draws them (``examples_io.sampled_users``); every row then says ``users evaluated`` and
+    ``users in split`` (no confidence half-widths here: these metrics are not kept per user)."""
+    files = examples_io.split_files(exposures_uri, split)
+    users = examples_io.sampled_users(files, sample_users, sample_seed)
+    population = len(examples_io.user_ids(files)) if users is not None else 0
+    req = read_requests(exposures_uri, split, users)
     num_items = len(positions)
     targets = [np.array([positions[t] for t in ts if t in positions], np.int64) for ts in req["targets"]]
     items, mask, feats, _ = _dense(req, [np.zeros(len(c)) for c in req["candidates"]], positions)
@@ -116,5 +125,9 @@ def evaluate_exposures(exposures_uri: str, split: str, positions: dict[str, int]
         metrics.update(M.exposure_metrics(req["user_ids"], mask, click, conv, np.where(mask, pctr, 0),
                                           np.where(mask, pctcvr, 0)))
         rows[N.RANKER] = metrics
-    progress(f"[evaluate] {split}: ranker and candidate orders on {len(targets):,} units")
+    if users is not None:
+        for row in rows.values():
+            row.update({"users evaluated": len(req["user_ids"]), "users in split": population})
+    progress(f"[evaluate] {split}: ranker and candidate orders on {len(targets):,} units"
+             + (f" (a sample of {len(req['user_ids']):,} of {population:,})" if users is not None else ""))
     return rows

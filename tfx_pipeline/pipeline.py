@@ -119,7 +119,9 @@ def create_pipeline(
 
     ``eval_users`` > 0: the retrieval evaluators (spine, graph, dual head, sequence model) rank the whole
     catalogue for that many users of each split, drawn uniformly (the same users in each), and state 95%
-    confidence half-widths (``export.evaluate.evaluate_split``); 0 (default): every user.
+    confidence half-widths (``export.evaluate.evaluate_split``); the RankerEvaluator ranks the candidates of
+    the same users, and the ranker validates each epoch on them (``RankerConfig.val_users``); 0 (default):
+    every user.
     """
     if eval_users < 0:
         raise ValueError(f"eval_users must be >= 0 (0 = every user); got {eval_users}")
@@ -201,7 +203,8 @@ def create_pipeline(
                 graph_components[2], evaluator, serving_dir, dict(graph_config or {}),
                 dict(ranking_config or {}), two_tower=dict(two_tower or {}, max_history=max_history),
                 dual=(dual_head_trainer_config(dual_head_config), collaborative[1], collaborative[2]) if dual_head else None,
-                max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift)
+                max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall, min_lift=min_lift,
+                sampled=sampled)
     elif dual_head or graph or sequential:
         raise ValueError("the dual-head, sequence and graph models need the content space (semantic_ids=True)")
     if ranking and not (semantic_ids and graph):
@@ -356,9 +359,15 @@ def _graph_space(example_gen, content_embedder, evaluator, serving_dir: str, con
 STUDENT_MODES = ("served", "always", "never")
 
 
+def _ranker_config(model: dict, sampled: dict) -> dict:
+    """The ranker's config overrides, with ``val_users`` = ``--eval-users`` when that is set (and only then, so a
+    run without a sample keeps RankerTrainer's cache key)."""
+    return dict(model, val_users=sampled["eval_users"]) if sampled.get("eval_users") else dict(model)
+
+
 def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, index_builder, graph_exporter,
                    evaluator, serving_dir: str, graph_config: dict, config: dict, *, two_tower: dict, dual,
-                   max_k: int, max_exclude: int, target_recall: float, min_lift: float) -> list:
+                   max_k: int, max_exclude: int, target_recall: float, min_lift: float, sampled: dict) -> list:
     """RankingWindow → prefix retrievers (two-tower, graph[, dual head]) → ExposureBuilder → ranker → pusher.
 
     The prefix retrievers are the served retrievers' components run again on the
@@ -428,13 +437,15 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
     ranker_trainer = RankerTrainer(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],
                                    content=content_embedder.outputs["embeddings"],
                                    semantic_ids=semantic_trainer.outputs["model"],
-                                   config_json=json.dumps(config.get("model", {}), sort_keys=True),
+                                   config_json=json.dumps(_ranker_config(config.get("model", {}), sampled),
+                                                          sort_keys=True),
                                    code_version=5)  # 2: lr 3e-4; 3: no TransAct; 4: Semantic IDs, item age; 5: brand, price
     exporter = RankerExporter(examples=example_gen.outputs["examples"], model=ranker_trainer.outputs["model"],
                               graph=graph_exporter.outputs["bruteforce_model"], code_version=2)  # 2: request_time
     ranker_evaluator = RankerEvaluator(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],
                                        ranker=exporter.outputs["ranker"],
-                                       baseline_evaluation=evaluator.outputs["evaluation"], min_lift=min_lift)
+                                       baseline_evaluation=evaluator.outputs["evaluation"], min_lift=min_lift,
+                                       **sampled)
     blessed = ranker_evaluator.outputs["blessing"]
     pushes = [_pusher(exporter.outputs["ranker"], blessed, serving_dir, RANKER, "PushRanker")]
     if student == "always":

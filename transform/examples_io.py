@@ -25,11 +25,55 @@ def split_files(uri_or_pattern: str | list[str], split: str | None = None) -> li
     return files
 
 
-def read_examples(files: list[str], spec: dict, batch_size: int = 4096) -> dict[str, list]:
-    """All examples of ``files`` as python/numpy columns (dense → ndarray, varlen → list of arrays)."""
+def record_dataset(files: list[str], users: frozenset[str] | None = None, key: str = F.USER_ID.name):
+    """The gzip TFRecords of ``files``; with ``users``, only the records whose ``key`` (one string) is one of them
+    (filtered inside tf.data: the others are never parsed beyond that feature)."""
     import tensorflow as tf
 
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if users is None:
+        return ds
+    keys = sorted(users) or ["\x00"]  # TF tables cannot be empty: one key no real id can take
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(keys, tf.string), tf.ones([len(keys)], tf.int64) if users else tf.zeros([1], tf.int64)),
+        default_value=0)
+    spec = {key: tf.io.FixedLenFeature([], tf.string)}
+    return ds.filter(lambda record: table.lookup(tf.io.parse_single_example(record, spec)[key]) > 0)
+
+
+def user_ids(files: list[str], key: str = F.USER_ID.name, batch_size: int = 4096) -> list[str]:
+    """The ``key`` string of every record of ``files``, in file order (only that feature is parsed)."""
+    import tensorflow as tf
+
+    spec = {key: tf.io.FixedLenFeature([], tf.string)}
+    out: list[str] = []
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size):
+        out.extend(v.decode("utf-8") for v in tf.io.parse_example(batch, spec)[key].numpy().tolist())
+    return out
+
+
+def sampled_users(files: list[str], size: int, seed: int = 0, key: str = F.USER_ID.name) -> frozenset[str] | None:
+    """``size`` users of ``files`` drawn as the evaluators' ``--eval-users`` draws them
+    (``recsys.evaluation.metrics.sample_rows``: the same users for the same split, size and seed); None (every
+    user) when ``size`` is 0 or not below the number of records."""
+    from recsys.evaluation.metrics import sample_rows
+
+    if size < 0:
+        raise ValueError(f"sample size must be >= 0 (0 = every user); got {size}")
+    if not size:
+        return None
+    ids = user_ids(files, key)
+    keep = sample_rows(ids, size, seed)
+    return None if len(keep) == len(ids) else frozenset(ids[i] for i in keep.tolist())
+
+
+def read_examples(files: list[str], spec: dict, batch_size: int = 4096,
+                  users: frozenset[str] | None = None) -> dict[str, list]:
+    """All examples of ``files`` (or those of ``users``: ``record_dataset``) as python/numpy columns (dense →
+    ndarray, varlen → list of arrays)."""
+    import tensorflow as tf
+
+    ds = record_dataset(files, users).batch(batch_size)
     cols: dict[str, list] = {k: [] for k in spec}
     for batch in ds:
         parsed = tf.io.parse_example(batch, spec)

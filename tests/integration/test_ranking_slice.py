@@ -107,3 +107,21 @@ def test_ranker_rows_and_gate(ml_slice):
         # each source's own top-10 among the candidates is the retriever's full-ranking top-10
         assert models["two_tower (candidates)"]["NDCG@10"] == pytest.approx(models["two_tower"]["NDCG@10"], abs=1e-9)
     assert gate_baseline(rows["validation"]["models"]).endswith("(candidates)")
+
+
+def test_ranked_evaluation_on_a_user_sample(ml_slice):
+    """``eval_users``: the RankerEvaluator ranks the units of the sampled users only and says how many."""
+    from export.ranker_evaluate import evaluate_exposures
+    from transform import examples_io
+
+    exposures = ml_slice.uri("ExposureBuilder", "exposures")
+    positions = examples_io.read_catalog(ml_slice.uri("SequenceExampleGen", "examples")).positions()
+    ranker_dir = os.path.join(ml_slice.uri("RankerExporter", "ranker"), N.SERVING_SUBDIR)
+    population = len(examples_io.user_ids(examples_io.split_files(exposures, "eval")))
+    rows = evaluate_exposures(exposures, "eval", positions, ranker_dir, sample_users=12, progress=lambda m: None)
+    assert {(r["users evaluated"], r["users in split"]) for r in rows.values()} == {(12, population)}
+    assert all(0 <= r["NDCG@10"] <= 1 for r in rows.values()) and "ranker" in rows
+    whole = evaluate_exposures(exposures, "eval", positions, None, progress=lambda m: None)
+    everyone = evaluate_exposures(exposures, "eval", positions, None, sample_users=population, progress=lambda m: None)
+    assert everyone == whole  # a sample of everyone is everyone
+    assert not any("users evaluated" in r for r in whole.values())

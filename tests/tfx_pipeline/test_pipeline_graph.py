@@ -122,3 +122,17 @@ def test_dual_head_val_users_reaches_the_trainers_and_is_absent_by_default():
     assert {k: c["val_users"] for k, c in sampled.items()} == {"DualHeadTrainer": 30, "SequentialTrainer": 30,
                                                                "PrefixDualHeadTrainer": 30}
     assert {k: {f: v for f, v in c.items() if f != "val_users"} for k, c in sampled.items()} == plain
+
+
+def test_eval_users_reaches_the_ranker_trainer_and_evaluator_and_is_absent_by_default():
+    """Issue 14: ``eval_users`` samples the ranker's per-epoch validation (``val_users``) and the RankerEvaluator's
+    units; unset, neither has the key, so runs without a sample keep their cache keys."""
+    import json
+
+    plain = _build(ranking_config={"model": {"negatives": 20}})
+    sampled = _build(ranking_config={"model": {"negatives": 20}}, eval_users=500)
+    assert json.loads(_component(plain, "RankerTrainer").exec_properties["config_json"]) == {"negatives": 20}
+    assert json.loads(_component(sampled, "RankerTrainer").exec_properties["config_json"]) == {
+        "negatives": 20, "val_users": 500}
+    assert "eval_users" not in _component(plain, "RankerEvaluator").exec_properties
+    assert _component(sampled, "RankerEvaluator").exec_properties["eval_users"] == 500

@@ -26,6 +26,7 @@ def RankerEvaluator(  # noqa: N802
     evaluation: OutputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
     blessing: OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
     min_lift: Parameter[float] = 0.0,
+    eval_users: Parameter[int] = 0,
 ) -> None:
     from export.ranker_evaluate import evaluate_exposures
     from transform import examples_io, fileio
@@ -39,7 +40,8 @@ def RankerEvaluator(  # noqa: N802
     out = {}
     for split, label in ((F.EVAL, "validation"), (F.TEST, "test")):
         rows = {f"{name} (candidates)" if name in SOURCES else name: values
-                for name, values in evaluate_exposures(exposures.uri, split, positions, ranker_dir).items()}
+                for name, values in evaluate_exposures(exposures.uri, split, positions, ranker_dir,
+                                                       sample_users=eval_users).items()}
         for name, values in known.get(label, {}).items():
             rows.setdefault(name, values)
         out[label] = {"dataset": dataset, "protocol": f"{protocol} ({label} split)", "models": rows}

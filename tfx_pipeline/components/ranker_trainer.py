@@ -31,9 +31,13 @@ def RankerTrainer(  # noqa: N802
     config = R.RankerConfig.from_dict(json.loads(config_json))
     tables = R.catalogue_tables(examples.uri, content.uri, content_space_paths(semantic_ids.uri)[0])
     train_set, about = R.training_exposures(exposures.uri, tables.positions, config)
-    val_set = R.read_exposures(exposures.uri, "eval", tables.positions, config.actions)
+    from transform import examples_io
+
+    val_users = examples_io.sampled_users(examples_io.split_files(exposures.uri, "eval"), config.val_users)
+    val_set = R.read_exposures(exposures.uri, "eval", tables.positions, config.actions, users=val_users)
     print(f"[ranker] training on {about['units']:,} window units ({about['exposures']:,} exposures, "
-          f"{about['clicks']:,} clicks), {about['how']}; {len(val_set):,} validation units", flush=True)
+          f"{about['clicks']:,} clicks), {about['how']}; {len(val_set):,} validation units"
+          + (f" (a sample of {config.val_users:,} users)" if val_users is not None else ""), flush=True)
     result = R.train(train_set, val_set, config, tables.items, log=lambda m: print(m, flush=True))
     info = {"best_epoch": result.best_epoch, "epochs": len(result.history), "wall_s": round(result.wall_s, 1),
             "seconds_per_epoch": round(result.seconds_per_epoch, 2), "validation": result.best_val,

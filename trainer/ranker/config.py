@@ -33,6 +33,8 @@ class RankerConfig:
       (``data.ExposureStream``: a ``shuffle_buffer``-unit shuffle buffer instead of a permutation of all
       units) when the train split's records exceed this many MB on disk (gzip; the padded arrays in memory
       are about 12x that); below it (MovieLens, Instacart) every unit is held in memory. 0 = always stream.
+    * ``val_users``: > 0 validates each epoch (and so picks the best one) on the units of that many users
+      drawn as the evaluators' ``--eval-users`` draws them (``examples_io.sampled_users``); 0 = every unit.
     """
 
     interaction: str = CROSS
@@ -69,6 +71,7 @@ class RankerConfig:
     seed: int = 0
     stream_above_mb: float = 512.0
     shuffle_buffer: int = 4096
+    val_users: int = 0
 
     def __post_init__(self) -> None:
         if self.interaction not in INTERACTIONS:
@@ -82,7 +85,7 @@ class RankerConfig:
                 raise ValueError(f"RankerConfig.{f} must be positive, got {getattr(self, f)}")
         if self.last_tokens > self.actions:
             raise ValueError(f"RankerConfig.last_tokens ({self.last_tokens}) exceeds actions ({self.actions})")
-        for f in ("projection_dim", "time_window", "l2", "stream_above_mb"):
+        for f in ("projection_dim", "time_window", "l2", "stream_above_mb", "val_users"):
             if getattr(self, f) < 0:
                 raise ValueError(f"RankerConfig.{f} must be >= 0, got {getattr(self, f)}")
         if not 0.0 <= self.dropout < 1.0:

@@ -157,7 +157,7 @@ def _assemble(batches: list[dict], pad: int, width: int, max_actions: int, max_c
 
 
 def read_exposures(exposures_uri: str, split: str, positions: dict[str, int], max_actions: int,
-                   max_candidates: int = 0, batch_size: int = 1024) -> ExposureSet:
+                   max_candidates: int = 0, batch_size: int = 1024, users: frozenset[str] | None = None) -> ExposureSet:
     """One split of the exposures artifact; ``positions`` maps item id → catalogue index.
 
     Parsed with ``tf.io.parse_example`` in batches of ``batch_size`` records, ids mapped to catalogue
@@ -165,13 +165,12 @@ def read_exposures(exposures_uri: str, split: str, positions: dict[str, int], ma
     written into the padded arrays batch by batch, each batch freed once written. The arrays are
     ``read_exposures_lists``' (the former reader, kept for the tests and ``benchmarks/ranker_read_memory.py``),
     element for element; the peak memory is about the padded arrays plus the flat values, where the former
-    reader held every value as a python object first. Too large for memory: ``ExposureStream``.
+    reader held every value as a python object first. Too large for memory: ``ExposureStream``. With ``users``
+    (``examples_io.sampled_users``), only their units.
     """
-    import tensorflow as tf
-
     parse = _Parser(positions)
     files = examples_io.split_files(exposures_uri, split)
-    batches = [parse(raw) for raw in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)]
+    batches = [parse(raw) for raw in examples_io.record_dataset(files, users).batch(batch_size)]
     return _assemble(batches, parse.pad, parse.width, max_actions, max_candidates)
 
 

@@ -174,3 +174,24 @@ def test_the_trainer_streams_a_split_larger_than_stream_above_mb(tmp_path):
         RankerConfig(stream_above_mb=-1)
     with pytest.raises(ValueError, match="shuffle_buffer"):
         RankerConfig(shuffle_buffer=0)
+
+
+def test_a_user_sample_reads_exactly_those_users_units(tmp_path):
+    from recsys.evaluation.metrics import sample_rows
+    from transform import examples_io
+
+    positions = _written_split(tmp_path, files=2)
+    files = examples_io.split_files(str(tmp_path), "train")
+    everyone = D.read_exposures(str(tmp_path), "train", positions, 20)
+    ids = examples_io.user_ids(files)
+    assert sorted(ids) == sorted(everyone.user_ids)
+    users = examples_io.sampled_users(files, 10)
+    assert users == {ids[i] for i in sample_rows(ids, 10)} and len(users) == 10
+    some = D.read_exposures(str(tmp_path), "train", positions, 20, users=users)
+    assert sorted(some.user_ids) == sorted(users)
+    whole = _unit_rows(everyone)
+    assert _unit_rows(some) == {k: v for k, v in whole.items() if k[0] in users}
+    assert examples_io.sampled_users(files, 0) is None and examples_io.sampled_users(files, 37) is None
+    assert len(D.read_exposures(str(tmp_path), "train", positions, 20, users=frozenset())) == 0
+    with pytest.raises(ValueError, match=">= 0"):
+        examples_io.sampled_users(files, -1)
