@@ -64,11 +64,11 @@ CONVERGED := "C teacher-monitored|teacher_converged|20" \
 	"C teacher-monitored + decoder reads every position|teacher_every_position|20" \
 	"C teacher-monitored with collaborative IDs|teacher_collaborative_ids|12" \
 	"C teacher-monitored with random IDs|teacher_random_ids|12" \
-	"A retrieval head|a_converged|12" \
+	"A retrieval head|a_converged|25" \
 	"A + KD from the converged teacher|kd_converged_teacher|12" \
 	"A + generative head (no KD)|a_generative_converged|20" \
-	"A + generative head teacher-monitored|a_gen_teacher_converged|8" \
-	"A + generative head teacher-monitored with random IDs|a_gen_teacher_random_ids|8"
+	"A + generative head teacher-monitored|a_gen_teacher_converged|25" \
+	"A + generative head teacher-monitored with random IDs|a_gen_teacher_random_ids|25"
 
 ablation-converged: install
 	@for row in $(CONVERGED); do IFS='|' read -r variant name epochs <<< "$$row"; \
