@@ -12,7 +12,7 @@ A table in README.md is a block between two markers::
 
 The first word after ``table:`` is a JSON file (relative to the repository), the
 second a dotted key inside it (several files, comma-separated, give their rows in file order, a model
-listed twice keeping its first row) whose value maps model → metrics (``models``,
+listed in several files, e.g. a shared baseline, once; it must have the same metrics in each, else an error) whose value maps model → metrics (``models``,
 ``validation``, ``results.test``; ``wide:<key>`` for rows with more metrics than the
 report's five, e.g. ``long_tail@10``), or ``semantic_ids`` for Semantic-ID quality
 reports (then the first word is a comma-separated list of them), or ``latency``
@@ -36,11 +36,16 @@ _BLOCK = re.compile(r"(<!-- table: (\S+) (\S+) -->\n)(.*?)(<!-- /table -->)", re
 
 
 def _rows(path: str, key: str) -> dict:
-    if "," in path:  # several reports' rows in file order; a model already listed keeps its first file's row
+    if "," in path:  # several reports' rows in file order; a model listed again (a shared baseline) once
         rows: dict = {}
+        first: dict = {}
         for one in path.split(","):
             for name, value in _rows(one, key).items():
+                if name in rows and rows[name] != value:  # never drop a different row silently
+                    raise ValueError(f"model {name!r} is in {first[name]} and {one} with different metrics: "
+                                     f"give one of them another name, or use separate tables")
                 rows.setdefault(name, value)
+                first.setdefault(name, one)
         return rows
     with open(os.path.join(ROOT, path), encoding="utf-8") as f:
         value = json.load(f)

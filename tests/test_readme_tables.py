@@ -23,10 +23,15 @@ def test_a_hand_edited_table_is_detected(tmp_path):
     assert tables.render(edited) != edited
 
 
-def test_several_reports_give_their_rows_in_file_order_first_row_kept(tmp_path, monkeypatch):
+def test_several_reports_give_their_rows_in_file_order_a_shared_row_once(tmp_path, monkeypatch):
     import json
+
+    import pytest
 
     monkeypatch.setattr(tables, "ROOT", str(tmp_path))
     (tmp_path / "a.json").write_text(json.dumps({"r": {"m1": {"x": 1}, "spine": {"x": 9}}}))
-    (tmp_path / "b.json").write_text(json.dumps({"r": {"m2": {"x": 2}, "spine": {"x": 8}}}))
+    (tmp_path / "b.json").write_text(json.dumps({"r": {"m2": {"x": 2}, "spine": {"x": 9}}}))
     assert tables._rows("a.json,b.json", "r") == {"m1": {"x": 1}, "spine": {"x": 9}, "m2": {"x": 2}}
+    (tmp_path / "c.json").write_text(json.dumps({"r": {"m3": {"x": 3}, "spine": {"x": 8}}}))
+    with pytest.raises(ValueError, match="'spine' is in a.json and c.json with different metrics"):
+        tables._rows("a.json,c.json", "r")  # never a silently dropped row
