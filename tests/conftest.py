@@ -283,7 +283,7 @@ def fresh_process(tmp_path):
 
 
 #: ``saved_model.pb`` bytes one more user (or item) may add to a served model: its id ("user123456") in a lookup
-#: table's keys, with the proto's per-string overhead. A user's 30-item history is at least 90 bytes, a 32-d
+#: table's keys, with the proto's per-string overhead, and its int64 position in the table's values. A user's 30-item history is at least 90 bytes, a 32-d
 #: float vector 128: exporters keep those in the SavedModel's variables (``trainer.base.frozen_table``), since
 #: protocol buffers stop at 2 GB (issue 14).
 PB_BYTES_PER_ID = 24
