@@ -57,8 +57,14 @@ from recsys.names import (  # noqa: F401  (SERVED_MODELS re-exported for the ser
 #: Beam's local batch runner, named: Beam 2.74's DirectRunner first tries Prism (a Go binary it downloads
 #: from GitHub, so offline it fails and falls back, and online the run changes engine)
 DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
-#: DualHeadExporter's cache key (TFX does not see code changes): 2: stored users keep order positions and behaviours
-DUAL_HEAD_EXPORT_VERSION = 2
+#: DualHeadExporter's cache key (TFX does not see code changes): 2: stored users keep order positions and behaviours;
+#: 3: item and user tables as variables (saved_model.pb no longer grows with them)
+DUAL_HEAD_EXPORT_VERSION = 3
+#: the other exporters' cache keys, bumped together when every export moved its item and user tables from graph
+#: constants to variables (``trainer.base.frozen_table``): 3 for the two-tower's IndexBuilder (2: recommend_vector
+#: and user_vector signatures), 5 for the GraphExporter (4: session and anonymous queries from the item query
+#: vectors), 3 for the RankerExporter (2: request_time)
+INDEX_EXPORT_VERSION, GRAPH_EXPORT_VERSION, RANKER_EXPORT_VERSION = 3, 5, 3
 #: this stack's own package definition; remote Beam workers need it (our Beam components are ours, not TFX's)
 SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
 #: Beam flags that tell a runner which Python code to ship (TFX's ``make_beam_dependency_flags`` list)
@@ -154,7 +160,7 @@ def create_pipeline(
     index_builder = IndexBuilder(
         examples=example_gen.outputs["examples"], transform_graph=transform.outputs["transform_graph"],
         model=trainer.outputs["model"], max_k=max_k, max_exclude=max_exclude, target_recall=scann_target_recall,
-        code_version=2)  # 2: recommend_vector and user_vector signatures
+        code_version=INDEX_EXPORT_VERSION)
     evaluator = RetrievalEvaluator(
         examples=example_gen.outputs["examples"], bruteforce_model=index_builder.outputs["bruteforce_model"],
         scann_model=index_builder.outputs["scann_model"], min_lift=min_lift, **sampled)
@@ -343,8 +349,8 @@ def _graph_space(example_gen, content_embedder, evaluator, serving_dir: str, con
     exporter = GraphExporter(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
                              max_k=max_k, max_exclude=max_exclude, target_recall=target_recall,
                              # 2: ScaNN tuned on user and anonymous queries; 3: recommend_vector; 4: session and
-                             # anonymous queries from the item query vectors
-                             code_version=4)
+                             # anonymous queries from the item query vectors; 5: tables as variables
+                             code_version=GRAPH_EXPORT_VERSION)
     graph_evaluator = GraphEvaluator(
         examples=example_gen.outputs["examples"], bruteforce_model=exporter.outputs["bruteforce_model"],
         scann_model=exporter.outputs["scann_model"], baseline_evaluation=evaluator.outputs["evaluation"],
@@ -402,7 +408,7 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
         custom_config={"two_tower": two_tower}).with_id("PrefixTrainer")
     index = IndexBuilder(examples=prefix, transform_graph=transform.outputs["transform_graph"],
                          model=trainer.outputs["model"], max_k=max_k, max_exclude=max_exclude,
-                         target_recall=target_recall).with_id("PrefixIndexBuilder")
+                         target_recall=target_recall, code_version=INDEX_EXPORT_VERSION).with_id("PrefixIndexBuilder")
     builder = GraphBuilder(examples=prefix, neighbours=int(graph_config.get("neighbours", 10))).with_id(
         "PrefixGraphBuilder")
     graph_trainer = GraphTrainer(examples=prefix, graph=builder.outputs["graph"],
@@ -411,7 +417,7 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
                                  ).with_id("PrefixGraphTrainer")
     graph_export = GraphExporter(examples=prefix, model=graph_trainer.outputs["model"], max_k=max_k,
                                  max_exclude=max_exclude, target_recall=target_recall,
-                                 code_version=4).with_id("PrefixGraphExporter")
+                                 code_version=GRAPH_EXPORT_VERSION).with_id("PrefixGraphExporter")
     student_components, student_inputs = [], {}
     if student != "never":
         dual_config, dual_exporter, dual_evaluator = dual
@@ -439,9 +445,11 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
                                    semantic_ids=semantic_trainer.outputs["model"],
                                    config_json=json.dumps(_ranker_config(config.get("model", {}), sampled),
                                                           sort_keys=True),
-                                   code_version=5)  # 2: lr 3e-4; 3: no TransAct; 4: Semantic IDs, item age; 5: brand, price
+                                   # 2: lr 3e-4; 3: no TransAct; 4: Semantic IDs, item age; 5: brand, price; 6: item
+                                   # tables saved with the weights, streamed input above stream_above_mb
+                                   code_version=6)
     exporter = RankerExporter(examples=example_gen.outputs["examples"], model=ranker_trainer.outputs["model"],
-                              graph=graph_exporter.outputs["bruteforce_model"], code_version=2)  # 2: request_time
+                              graph=graph_exporter.outputs["bruteforce_model"], code_version=RANKER_EXPORT_VERSION)
     ranker_evaluator = RankerEvaluator(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],
                                        ranker=exporter.outputs["ranker"],
                                        baseline_evaluation=evaluator.outputs["evaluation"], min_lift=min_lift,
