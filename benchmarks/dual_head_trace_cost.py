@@ -12,7 +12,6 @@ and whether the two runs' losses are equal to the bit. Writes ``docs/results/<da
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -59,6 +58,7 @@ def main(argv=None) -> int:
         p.error("--steps must be at least 2 (the first step is timed apart)")
 
     from benchmarks.dual_head_ablation import _inputs
+    from benchmarks.results_file import write_results
     from recsys import features as F
     from tfx_pipeline.pipeline import dual_head_trainer_config
     from trainer import dual_head
@@ -82,11 +82,7 @@ def main(argv=None) -> int:
            "steps": args.steps, "runs": {k: {kk: vv for kk, vv in v.items() if kk != "losses"} for k, v in runs.items()},
            "first_step_ratio": round(ratio, 2), "losses_equal": same,
            "elapsed_s": round(time.time() - start, 1)}
-    path = args.results or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
-                                        "results", f"{args.dataset}.dual_head_trace_cost.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
-    print(f"[trace-cost] wrote {path}", flush=True)
+    write_results(out, args.results, args.dataset, "dual_head_trace_cost", "trace-cost")
     return 0 if same else 1
 
 

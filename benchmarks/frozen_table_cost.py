@@ -15,7 +15,6 @@ Writes ``docs/results/<dataset>.frozen_table_cost.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -41,6 +40,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from benchmarks.dual_head_ablation import _inputs
+    from benchmarks.results_file import write_results
     from recsys import features as F
     from tfx_pipeline.pipeline import dual_head_trainer_config
     from trainer import dual_head
@@ -94,11 +94,7 @@ def main(argv=None) -> int:
            "command": "python benchmarks/frozen_table_cost.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
            "steps": args.steps, "block": args.block, "median_step_ms": ms, "ratio_variables_to_constants": round(ratio, 3),
            "losses_equal": same, "largest_loss_gap": gap, "load_average_after": load, "elapsed_s": round(time.time() - start, 1)}
-    path = args.results or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
-                                        "results", f"{args.dataset}.frozen_table_cost.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
-    print(f"[frozen-tables] wrote {path}", flush=True)
+    write_results(out, args.results, args.dataset, "frozen_table_cost", "frozen-tables")
     return 0 if same else 1
 
 
