@@ -68,7 +68,10 @@ CONVERGED := "C teacher-monitored|teacher_converged|20" \
 	"A + KD from the converged teacher|kd_converged_teacher|12" \
 	"A + generative head (no KD)|a_generative_converged|20" \
 	"A + generative head teacher-monitored|a_gen_teacher_converged|25" \
-	"A + generative head teacher-monitored with random IDs|a_gen_teacher_random_ids|25"
+	"A + generative head teacher-monitored with random IDs|a_gen_teacher_random_ids|25" \
+	"A + KD from the dual head's converged teacher|kd_dual_head_teacher|25" \
+	"B + debiased targets + hard negatives|b_converged|25" \
+	"C + distillation|c_converged|25"
 
 ablation-converged: install
 	@for row in $(CONVERGED); do IFS='|' read -r variant name epochs <<< "$$row"; \

@@ -83,6 +83,10 @@ VARIANTS = {
     "A + KD from the converged teacher": dict(generative_weight=0.0, debias_targets=False, hard_negatives_category=0,
                                               hard_negatives_history=0, distill_from="frozen",
                                               distill_warmup_epochs=0, teacher_from="C teacher-monitored"),
+    # the same student distilled from the pipeline's dual head picked by its teacher (the strongest teacher measured)
+    "A + KD from the dual head's converged teacher": dict(
+        generative_weight=0.0, debias_targets=False, hard_negatives_category=0, hard_negatives_history=0,
+        distill_from="frozen", distill_warmup_epochs=0, teacher_from="A + generative head teacher-monitored"),
 }
 DATA_KEYS = ("random_ids", "collaborative_ids", "teacher_from")  # variant keys that change the item space, not the DualHeadConfig
 

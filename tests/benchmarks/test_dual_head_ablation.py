@@ -56,3 +56,24 @@ def test_variant_names_survive_the_comma_separated_variants_option():
     from benchmarks.dual_head_ablation import VARIANTS
 
     assert [name for name in VARIANTS if "," in name or name != name.strip()] == []
+
+
+def test_make_ablation_converged_runs_known_variants_each_teacher_before_its_student():
+    """``make ablation-converged`` runs its rows in order: every name must be a variant, and a variant that
+    distils from a saved teacher must come after the row that trains (and saves) that teacher."""
+    import os
+    import re
+
+    from benchmarks.dual_head_ablation import VARIANTS
+
+    makefile = open(os.path.join(os.path.dirname(__file__), "..", "..", "Makefile")).read()
+    block = re.search(r"^CONVERGED := (.*?)\n\n", makefile, re.S | re.M).group(1)
+    rows = [r.split("|") for r in re.findall(r'"([^"]+)"', block)]
+    variants = [r[0] for r in rows]
+    assert len(variants) >= 12 and all(len(r) == 3 and r[2].isdigit() for r in rows)
+    assert [v for v in variants if v not in VARIANTS] == []
+    assert len({r[1] for r in rows}) == len(rows)  # one report per row
+    for i, v in enumerate(variants):
+        teacher = VARIANTS[v].get("teacher_from")
+        if teacher:
+            assert teacher in variants[:i], (v, teacher)
