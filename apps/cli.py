@@ -49,6 +49,8 @@ def cmd_run(args, beam_args: list[str]) -> int:
     problem = _synthetic_options(args, options)
     if not problem and args.eval_users < 0:
         problem = f"--eval-users must be >= 0 (0 = every user); got {args.eval_users}"
+    if not problem and args.ranker_users < 0:
+        problem = f"--ranker-users must be >= 0 (0 = every user); got {args.ranker_users}"
     if problem:
         print(f"recsys run: error: {problem}", file=sys.stderr)
         return 2
@@ -89,7 +91,7 @@ def cmd_run(args, beam_args: list[str]) -> int:
         sequential=args.sequential and not args.no_semantic_ids, sequential_config=sequential,
         graph=not (args.no_semantic_ids or args.no_graph), graph_config=graph,
         ranking=not (args.no_semantic_ids or args.no_graph or args.no_ranker),  # its candidates need the graph
-        ranking_config={"student": args.ranker_student} if args.ranker_student != "never" else {},
+        ranking_config=_ranking_config(args),
         item_embeddings_path=os.path.abspath(args.item_embeddings) if args.item_embeddings else "",
         enable_cache=not args.no_cache)
     print(f"[run] pipeline finished in {time.time() - t0:.0f}s", flush=True)
@@ -119,6 +121,14 @@ def _synthetic_options(args, options: dict) -> str:
             return f"--{flag} must be {'>= 0' if flag == 'seed' else 'a positive integer'}; got {value}"
         options[SYNTHETIC_SIZE_FLAGS[flag]] = value
     return ""
+
+
+def _ranking_config(args) -> dict:
+    """The ranking stage's options that differ from its defaults (absent ones keep the components' cache keys)."""
+    config = {"student": args.ranker_student} if args.ranker_student != "never" else {}
+    if args.ranker_users:
+        config["window_users"] = args.ranker_users
+    return config
 
 
 def _too_small(dataset: str, data_path: str, options: dict, max_users: int) -> str:
@@ -436,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sequence model's maximum epochs (default: the pipeline's; early stopping on validation)")
     run.add_argument("--no-graph", action="store_true", help="skip the graph retriever (and the ranker)")
     run.add_argument("--no-ranker", action="store_true", help="skip the ranking stage (ranker and its exposures)")
+    run.add_argument("--ranker-users", type=int, default=0,
+                     help="the ranker trains on the ranking-window units of this many users, drawn uniformly (as "
+                          "--eval-users draws); default 0: every user's. With --eval-users, the ranker's validation "
+                          "and test exposures are built for the evaluated users only")
     run.add_argument("--ranker-student", choices=("never", "served", "always"), default="never",
                      help="the dual-head student as a ranker candidate source: only when it is blessed for serving "
                           "(served), always (a measurement: serve dual_retrieval with the ranker), or never "

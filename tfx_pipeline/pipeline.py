@@ -371,6 +371,19 @@ def _ranker_config(model: dict, sampled: dict) -> dict:
     return dict(model, val_users=sampled["eval_users"]) if sampled.get("eval_users") else dict(model)
 
 
+def _exposure_samples(config: dict, sampled: dict) -> dict:
+    """ExposureBuilder's user samples: ``eval_users`` (the evaluators' ``--eval-users``: only the validation and
+    test units they rank are built) and ``config["window_users"]`` (the ranker's training units of that many
+    users). Unset ones are left out, so a run without a sample keeps the builder's cache key."""
+    window_users = int(config.get("window_users", 0))
+    if window_users < 0:
+        raise ValueError(f"ranking window_users must be >= 0 (0 = every user); got {window_users}")
+    out = {"window_users": window_users} if window_users else {}
+    if sampled.get("eval_users"):
+        out["eval_users"] = sampled["eval_users"]
+    return out
+
+
 def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, index_builder, graph_exporter,
                    evaluator, serving_dir: str, graph_config: dict, config: dict, *, two_tower: dict, dual,
                    max_k: int, max_exclude: int, target_recall: float, min_lift: float, sampled: dict) -> list:
@@ -439,6 +452,7 @@ def _ranking_space(example_gen, schema_gen, content_embedder, semantic_trainer, 
         prefix_two_tower=index.outputs["bruteforce_model"], prefix_graph=graph_export.outputs["bruteforce_model"],
         two_tower=index_builder.outputs["bruteforce_model"], graph=graph_exporter.outputs["bruteforce_model"],
         **student_inputs, top_n_json=json.dumps(config.get("top_n", {}), sort_keys=True),
+        **_exposure_samples(config, sampled),
         code_version=4)  # 3: timelines from the full history; 4: the student source's slot
     ranker_trainer = RankerTrainer(examples=example_gen.outputs["examples"], exposures=exposures.outputs["exposures"],
                                    content=content_embedder.outputs["embeddings"],

@@ -635,7 +635,10 @@ class CandidateFn(beam.DoFn):
 
     def __init__(self, prefix: RetrieverSet, served: RetrieverSet, category: dict[str, str], exclude_history: bool,
                  top_n: dict[str, int] | None = None, max_actions: int = MAX_ACTIONS, batch_size: int = 256,
-                 vectorised: bool = True):
+                 vectorised: bool = True, samples: Mapping[str, frozenset[str] | None] | None = None):
+        """``samples``: per unit split (``train`` = the window units, ``eval``, ``test``), the users whose units are
+        built (a split absent or ``None``: every user's). The other units are dropped before any retriever is
+        asked; a user's timeline still comes from all of their rows."""
         if bool(prefix.student_dir) != bool(served.student_dir):
             raise ValueError("the student source needs both a prefix student (window units) and a served one "
                              "(validation/test units), or neither: a source on some splits only would teach the "
@@ -647,7 +650,21 @@ class CandidateFn(beam.DoFn):
         self._max_actions = max_actions
         self._batch_size = batch_size
         self._vectorised = vectorised
+        self._samples = {split: (samples or {}).get(split) for split in F.SEQUENCE_SPLITS}
+        unknown = set(samples or {}) - set(F.SEQUENCE_SPLITS)
+        if unknown:
+            raise ValueError(f"samples are per unit split {F.SEQUENCE_SPLITS}; got {sorted(unknown)}")
         self._counter = {s: beam.metrics.Metrics.counter("recsys", f"exposure_units_{s}") for s in F.SEQUENCE_SPLITS}
+
+    def needed_users(self) -> frozenset[str] | None:
+        """The users any built unit can belong to (every split sampled), or None (some split takes every user)."""
+        if any(v is None for v in self._samples.values()):
+            return None
+        return frozenset().union(*self._samples.values())
+
+    def _sampled(self, unit: Unit) -> bool:
+        keep = self._samples[unit.split]
+        return keep is None or unit.user_id in keep
 
     def setup(self) -> None:
         import tensorflow as tf
@@ -664,7 +681,8 @@ class CandidateFn(beam.DoFn):
         by_split: dict[str, list[Unit]] = {}
         for _, rows in batch:
             for u in units_of_user(list(rows)):
-                by_split.setdefault(u.split, []).append(u)
+                if self._sampled(u):
+                    by_split.setdefault(u.split, []).append(u)
         for split, units in by_split.items():
             rs = self._sets[split]
             for s in range(0, len(units), self._batch_size):
@@ -756,12 +774,17 @@ def _to_example(row: dict) -> bytes:
 def BuildExposures(rows_by_split: dict, candidate_fn: CandidateFn, users_per_batch: int = 128):  # noqa: N802
     """``{split: PCollection of serialized sequence rows}`` of the ranking-window artifact → exposures.
 
-    Returns ``{"train"|"eval"|"test": serialized exposure rows, "stats": per-unit statistics}``.
+    Returns ``{"train"|"eval"|"test": serialized exposure rows, "stats": per-unit statistics}``. When every
+    split of ``candidate_fn`` is sampled, the rows of users in no sample are dropped before they are grouped.
     """
     keyed = [pc | f"Parse-{split}" >> beam.Map(lambda b, s=split: (s, parse_row(b)))
              | f"Key-{split}" >> beam.Map(lambda sr: (sr[1][F.USER_ID.name], sr))
              for split, pc in sorted(rows_by_split.items())]
-    out = (keyed | "Flatten" >> beam.Flatten()
+    rows = keyed | "Flatten" >> beam.Flatten()
+    needed = candidate_fn.needed_users()
+    if needed is not None:
+        rows = rows | "SampledUsers" >> beam.Filter(lambda kv, users=needed: kv[0] in users)
+    out = (rows
            | "GroupByUser" >> beam.GroupByKey()
            | "Batch" >> beam.BatchElements(min_batch_size=users_per_batch, max_batch_size=users_per_batch)
            | "Candidates" >> beam.ParDo(candidate_fn).with_outputs(*F.SEQUENCE_SPLITS, "stats"))

@@ -136,3 +136,19 @@ def test_eval_users_reaches_the_ranker_trainer_and_evaluator_and_is_absent_by_de
         "negatives": 20, "val_users": 500}
     assert "eval_users" not in _component(plain, "RankerEvaluator").exec_properties
     assert _component(sampled, "RankerEvaluator").exec_properties["eval_users"] == 500
+
+
+def test_exposure_samples_reach_the_builder_and_are_absent_by_default():
+    """Issue 14: ``eval_users`` builds the validation/test exposures of the evaluated users only, and
+    ``ranking_config["window_users"]`` the ranker's training units of that many users; unset, the builder has
+    neither key (its cache key as before)."""
+    import pytest
+
+    plain = _component(_build(ranking_config={}), "ExposureBuilder").exec_properties
+    assert "eval_users" not in plain and "window_users" not in plain
+    both = _component(_build(ranking_config={"window_users": 2000}, eval_users=500), "ExposureBuilder").exec_properties
+    assert (both["eval_users"], both["window_users"]) == (500, 2000)
+    window = _component(_build(ranking_config={"window_users": 7}), "ExposureBuilder").exec_properties
+    assert window["window_users"] == 7 and "eval_users" not in window
+    with pytest.raises(ValueError, match="window_users must be >= 0"):
+        _build(ranking_config={"window_users": -1})

@@ -272,6 +272,24 @@ class _StubRetriever:
         }
 
 
+def _user_rows(rng, items: list[str], n_users: int) -> list:
+    """``(user_id, [(split, parsed row)])`` per user: one prefix row, two window rows, validation and test."""
+    from transform.ranking_window import WINDOW
+
+    batch = []
+    for u in range(n_users):
+        timeline = [(items[rng.integers(0, len(items))], p) for p in range(12) for _ in range(int(rng.integers(1, 3)))]
+        rows = []
+        for split, cut in ((F.TRAIN, 4), (WINDOW, 6), (WINDOW, 9), (F.EVAL, len(timeline) - 2),
+                           (F.TEST, len(timeline) - 1)):
+            r = _row(timeline[cut][1], timeline[max(0, cut - 5) if split == WINDOW else 0:cut], [timeline[cut][0]],
+                     [str(rng.choice(["click", "purchase"]))])
+            r[F.USER_ID.name] = f"user{u}"
+            rows.append((split, r))
+        batch.append((f"user{u}", rows))
+    return batch
+
+
 @pytest.mark.parametrize("exclude_history", [True, False])
 def test_candidate_fn_vectorised_equals_the_per_unit_path(monkeypatch, exclude_history):
     """``CandidateFn`` end to end (stub retrievers, several chunks, every source): the same records, in order."""
@@ -286,17 +304,7 @@ def test_candidate_fn_vectorised_equals_the_per_unit_path(monkeypatch, exclude_h
 
     monkeypatch.setattr(tf.saved_model, "load", load)
     rng = np.random.default_rng(0)
-    batch = []
-    for u in range(9):
-        timeline = [(items[rng.integers(0, len(items))], p) for p in range(12) for _ in range(int(rng.integers(1, 3)))]
-        rows = []
-        for split, cut in ((F.TRAIN, 4), (WINDOW, 6), (WINDOW, 9), (F.EVAL, len(timeline) - 2),
-                           (F.TEST, len(timeline) - 1)):
-            r = _row(timeline[cut][1], timeline[max(0, cut - 5) if split == WINDOW else 0:cut], [timeline[cut][0]],
-                     [str(rng.choice(["click", "purchase"]))])
-            r[F.USER_ID.name] = f"user{u}"
-            rows.append((split, r))
-        batch.append((f"user{u}", rows))
+    batch = _user_rows(rng, items, 9)
     counts = {i: int(rng.integers(0, 9)) for i in items[:20]}
     category = {i: f"c{k % 3}" for k, i in enumerate(items)}
     out = {}
@@ -325,3 +333,116 @@ def test_varints_are_protobufs():
     assert packed == b"\n" + X._varint(len(blob)) + blob
     assert X._varints(np.array([0, 1, 5], np.int64)) == (bytes([0, 1, 5]), [0, 1, 2, 3])
     assert X._varints(np.zeros(0, np.int64)) == (b"", [0])
+
+
+def _user_of(record: bytes) -> str:
+    import tensorflow as tf
+
+    return tf.train.Example.FromString(record).features.feature[F.USER_ID.name].bytes_list.value[0].decode()
+
+
+def test_sampled_units_are_the_whole_run_s_units_of_the_sampled_users(monkeypatch):
+    """``samples`` per unit split: only those users' units are built, each the same record as without a sample
+    (the timeline still comes from every row); a split left out keeps every user."""
+    import tensorflow as tf
+
+    items = [f"i{k}" for k in range(25)]
+    stubs = {}
+    monkeypatch.setattr(tf.saved_model, "load",
+                        lambda path: stubs.setdefault(path, _StubRetriever(len(stubs) + 1, items)))
+    rng = np.random.default_rng(1)
+    batch = _user_rows(rng, items, 9)
+    counts = {i: int(rng.integers(0, 9)) for i in items}
+    category = {i: f"c{k % 3}" for k, i in enumerate(items)}
+
+    def run(samples):
+        fn = X.CandidateFn(X.RetrieverSet("p_tt", "p_g", counts), X.RetrieverSet("tt", "g", counts), category,
+                           exclude_history=True, batch_size=4, samples=samples)
+        fn.setup()
+        rows = [(o.tag, o.value) for o in fn.process(batch) if o.tag != "stats"]
+        return fn, {(tag, _user_of(v), k): v for k, (tag, v) in enumerate(rows)}
+
+    _, whole = run(None)
+    fn, sampled = run({F.TRAIN: frozenset({"user1", "user3"}), F.EVAL: frozenset({"user2", "nobody"})})
+    assert fn.needed_users() is None  # test takes every user
+    expected = {key[:2] for key in whole if key[0] == F.TEST or (key[0], key[1]) in
+                {(F.TRAIN, "user1"), (F.TRAIN, "user3"), (F.EVAL, "user2")}}
+    assert sorted({key[:2] for key in sampled}) == sorted(expected)
+    assert len([k for k in sampled if k[0] == F.TRAIN]) == 4  # two window units each
+    by_unit = {}
+    for (tag, user, _), v in whole.items():
+        by_unit.setdefault((tag, user), []).append(v)
+    for (tag, user, _), v in sampled.items():
+        assert v in by_unit[(tag, user)]
+    fn, _ = run({F.TRAIN: frozenset({"user1"}), F.EVAL: frozenset({"user2"}), F.TEST: frozenset({"user2"})})
+    assert fn.needed_users() == {"user1", "user2"}
+    with pytest.raises(ValueError, match="per unit split"):
+        X.CandidateFn(X.RetrieverSet("p_tt", "p_g", counts), X.RetrieverSet("tt", "g", counts), category,
+                      exclude_history=True, samples={"window": frozenset()})
+
+
+def _serialized(row: dict) -> bytes:
+    """A sequence row as the ranking-window artifact stores it (the features ``parse_row`` reads)."""
+    import tensorflow as tf
+
+    def b(values):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() for v in values]))
+
+    def i(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+    feature = {F.USER_ID.name: b([row[F.USER_ID.name]]), F.HISTORY_ITEM_ID.name: b(row[F.HISTORY_ITEM_ID.name]),
+               F.HISTORY_ORDER_POS.name: i(row[F.HISTORY_ORDER_POS.name]),
+               F.HISTORY_EVENT_TYPE.name: b(row[F.HISTORY_EVENT_TYPE.name]),
+               F.TARGET_ITEM_ID.name: b(row[F.TARGET_ITEM_ID.name]),
+               F.TARGET_EVENT_TYPE.name: b(row[F.TARGET_EVENT_TYPE.name]),
+               F.TARGET_ORDER_POS.name: i([row[F.TARGET_ORDER_POS.name]]),
+               F.TARGET_TIMESTAMP.name: i([row[F.TARGET_TIMESTAMP.name]])}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_build_exposures_drops_users_in_no_sample_before_grouping_and_builds_the_sampled_units(monkeypatch):
+    """The Beam transform with every split sampled: the rows of users in no sample never reach the grouping
+    (the ``SampledUsers`` filter), and the units written are the sampled ones, each as without a sample."""
+    import apache_beam as beam
+    import tensorflow as tf
+    from apache_beam.testing.util import assert_that, equal_to
+
+    items = [f"i{k}" for k in range(25)]
+    stubs = {}
+    monkeypatch.setattr(tf.saved_model, "load",
+                        lambda path: stubs.setdefault(path, _StubRetriever(len(stubs) + 1, items)))
+    rng = np.random.default_rng(2)
+    users = _user_rows(rng, items, 7)
+    counts = {i: int(rng.integers(0, 9)) for i in items}
+    by_split: dict = {}
+    for _, rows in users:
+        for split, row in rows:
+            by_split.setdefault(split, []).append(_serialized(row))
+    samples = {F.TRAIN: frozenset({"user0", "user5"}), F.EVAL: frozenset({"user5", "user6"}),
+               F.TEST: frozenset({"user6"})}
+
+    def fn(s):
+        return X.CandidateFn(X.RetrieverSet("p_tt", "p_g", counts), X.RetrieverSet("tt", "g", counts), {},
+                             exclude_history=True, batch_size=3, samples=s)
+
+    whole = fn(None)
+    whole.setup()
+    expected = {}
+    for o in whole.process(users):
+        if o.tag != "stats" and (o.tag, _user_of(o.value)) in {(s, u) for s, us in samples.items() for u in us}:
+            expected.setdefault(o.tag, []).append(_canonical(o.value))
+    assert {s: len(v) for s, v in expected.items()} == {F.TRAIN: 4, F.EVAL: 2, F.TEST: 1}
+    p = beam.Pipeline()
+    reads = {split: p | f"Create-{split}" >> beam.Create(rows) for split, rows in by_split.items()}
+    out = reads | X.BuildExposures(fn(samples), users_per_batch=2)
+    for split in F.SEQUENCE_SPLITS:
+        assert_that(out[split] | f"Canonical-{split}" >> beam.Map(_canonical), equal_to(expected[split]),
+                    label=f"Check-{split}")
+    labels = [t.unique_name for t in p.to_runner_api().components.transforms.values()]
+    assert any(label.endswith("/SampledUsers") for label in labels)
+    p.run().wait_until_finish()
+    p = beam.Pipeline()  # a split that takes every user: no filter before the grouping
+    _ = {split: p | f"Create-{split}" >> beam.Create(rows) for split, rows in by_split.items()} | X.BuildExposures(
+        fn(dict(samples, **{F.TEST: None})))
+    assert not any(t.unique_name.endswith("/SampledUsers") for t in p.to_runner_api().components.transforms.values())

@@ -45,6 +45,8 @@ def ExposureBuilder(  # noqa: N802
     student: InputArtifact[Model] = None,
     student_blessing: InputArtifact[tfx.types.standard_artifacts.ModelBlessing] = None,
     top_n_json: Parameter[str] = "{}",
+    eval_users: Parameter[int] = 0,
+    window_users: Parameter[int] = 0,
     code_version: Parameter[int] = 1,  # the pipeline passes it; bumped when the exposures change (cache key)
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
@@ -65,8 +67,10 @@ def ExposureBuilder(  # noqa: N802
                             serving(prefix_student) if use_student else "")
     served = X.RetrieverSet(serving(two_tower), serving(graph), examples_io.training_item_counts(examples.uri),
                             serving(student) if use_student else "")
+    samples, sample_note = _samples(window_examples.uri, eval_users, window_users)
+    print(f"[exposures] units: {sample_note}", flush=True)
     fn = X.CandidateFn(prefix, served, category, exclude_history=protocol == N.LEAVE_ONE_OUT,
-                       top_n=json.loads(top_n_json))
+                       top_n=json.loads(top_n_json), samples=samples)
     p = beam_pipeline
     reads = {split: p | f"Read-{split}" >> beam.io.ReadFromTFRecord(
         os.path.join(window_examples.uri, f"Split-{split}", "*"),
@@ -89,10 +93,42 @@ def ExposureBuilder(  # noqa: N802
     stats = fileio.read_json(stats_path)
     stats = {"splits": stats, "features": list(X.FEATURE_NAMES), "sources": list(X.SOURCES),
              "student": {"used": use_student, "why": student_note},
-             "top_n": dict(X.DEFAULT_TOP_N, **json.loads(top_n_json)), "elapsed_s": round(time.time() - start, 1)}
+             "top_n": dict(X.DEFAULT_TOP_N, **json.loads(top_n_json)),
+             "sampled_users": {split: len(users) for split, users in samples.items() if users is not None},
+             "elapsed_s": round(time.time() - start, 1)}
     _write_json(stats, stats_path)
     print(X.format_stats(stats["splits"]), flush=True)
     print(f"[exposures] built in {time.time() - start:.0f}s", flush=True)
+
+
+def _samples(uri: str, eval_users: int, window_users: int) -> tuple[dict, str]:
+    """Per unit split, the users whose units are built (None: every user), and a line saying so.
+
+    ``eval_users`` > 0: the validation and test units of the users the evaluators' ``--eval-users`` draws
+    (``examples_io.sampled_users`` over the split's rows: the RankerEvaluator and the ranker's validation then
+    find exactly these users). ``window_users`` > 0: the ranker's training units (the window) of that many users,
+    drawn the same way from the window split's rows (the draw is by user id, so a user with several window
+    units keeps all of them).
+    """
+    from recsys.evaluation.metrics import sample_rows
+    from transform import examples_io
+
+    for name, value in (("eval_users", eval_users), ("window_users", window_users)):
+        if value < 0:
+            raise ValueError(f"ExposureBuilder: {name} must be >= 0 (0 = every user); got {value}")
+    draws = {F.TRAIN: (WINDOW, window_users), F.EVAL: (F.EVAL, eval_users), F.TEST: (F.TEST, eval_users)}
+    samples, notes = {}, []
+    for split, (source, size) in draws.items():
+        if not size:
+            samples[split] = None
+            continue
+        # distinct ids (a window user has several rows): for the one-row-per-user validation and test splits this
+        # is examples_io.sampled_users' draw exactly
+        users = list(dict.fromkeys(examples_io.user_ids(examples_io.split_files(uri, source))))
+        keep = sample_rows(users, size)
+        samples[split] = None if len(keep) == len(users) else frozenset(users[i] for i in keep.tolist())
+        notes.append(f"{split} {len(keep):,} of {len(users):,} users")
+    return samples, ("every user's" if not notes else "sampled: " + ", ".join(notes))
 
 
 def _student_decision(prefix_student, student, blessing) -> tuple[bool, str]:
