@@ -51,6 +51,8 @@ def cmd_run(args, beam_args: list[str]) -> int:
         problem = f"--eval-users must be >= 0 (0 = every user); got {args.eval_users}"
     if not problem and args.ranker_users < 0:
         problem = f"--ranker-users must be >= 0 (0 = every user); got {args.ranker_users}"
+    if not problem and args.max_steps_per_epoch < 0:
+        problem = f"--max-steps-per-epoch must be >= 0 (0 = every batch); got {args.max_steps_per_epoch}"
     if problem:
         print(f"recsys run: error: {problem}", file=sys.stderr)
         return 2
@@ -65,6 +67,9 @@ def cmd_run(args, beam_args: list[str]) -> int:
     dual_head = {"epochs": args.dual_head_epochs} if args.dual_head_epochs else {}
     sequential = {"epochs": args.sequential_epochs} if args.sequential_epochs else {}
     graph = {"max_epochs": args.graph_epochs} if args.graph_epochs else {}
+    if args.max_steps_per_epoch:  # scale probes: every trainer's epoch is its first N batches
+        for config in (two_tower, dual_head, sequential, graph):
+            config["max_steps_per_epoch"] = args.max_steps_per_epoch
     if args.eval_users:  # the trainers' model selection ranks the catalogue for their validation users too
         graph["val_users"] = args.eval_users
         dual_head["val_users"] = args.eval_users
@@ -128,6 +133,8 @@ def _ranking_config(args) -> dict:
     config = {"student": args.ranker_student} if args.ranker_student != "never" else {}
     if args.ranker_users:
         config["window_users"] = args.ranker_users
+    if args.max_steps_per_epoch:
+        config["model"] = {"max_steps_per_epoch": args.max_steps_per_epoch}
     return config
 
 
@@ -446,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sequence model's maximum epochs (default: the pipeline's; early stopping on validation)")
     run.add_argument("--no-graph", action="store_true", help="skip the graph retriever (and the ranker)")
     run.add_argument("--no-ranker", action="store_true", help="skip the ranking stage (ranker and its exposures)")
+    run.add_argument("--max-steps-per-epoch", type=int, default=0,
+                     help="scale probes: every trainer (two-tower, dual head, sequence model, graph, ranker and their "
+                          "prefix copies) stops each epoch after this many batches, so a run measures every "
+                          "component's cost without training to the end of an epoch; not a trained model. Default 0: "
+                          "every batch")
     run.add_argument("--ranker-users", type=int, default=0,
                      help="the ranker trains on the ranking-window units of this many users, drawn uniformly (as "
                           "--eval-users draws); default 0: every user's. With --eval-users, the ranker's validation "

@@ -38,6 +38,7 @@ class TwoTowerConfig:
     logq_correction: bool = True
     seed: int = 0
     distribution_strategy: str = "none"  # trainer.distribute.STRATEGIES: none, mirrored, multiworker
+    max_steps_per_epoch: int = 0  # > 0: each epoch stops after that many batches (scale probes; 0 = every batch)
 
     def __post_init__(self) -> None:
         for f in ("embedding_dim", "hidden_dim", "max_history", "epochs", "batch_size"):
@@ -45,6 +46,9 @@ class TwoTowerConfig:
                 raise ValueError(f"TwoTowerConfig.{f} must be positive, got {getattr(self, f)}")
         if self.temperature <= 0 or self.learning_rate <= 0:
             raise ValueError(f"temperature and learning_rate must be positive, got {self.temperature}, {self.learning_rate}")
+        if self.max_steps_per_epoch < 0:
+            raise ValueError(f"TwoTowerConfig.max_steps_per_epoch must be >= 0 (0 = every batch), "
+                             f"got {self.max_steps_per_epoch}")
         if self.distribution_strategy not in distribute.STRATEGIES:
             raise ValueError(f"TwoTowerConfig.distribution_strategy must be one of {distribute.STRATEGIES}, "
                              f"got {self.distribution_strategy!r}")
@@ -199,9 +203,10 @@ def train(train_files: list[str], eval_files: list[str], vocab: base.Vocabularie
     model = compiled_model(vocab.num_items, len(vocab.categories), config)
     cats = item_categories_from_training(train_arrays, vocab.num_items, len(vocab.categories))
     progress = ValidationHitRate(model, val_arrays, cats)
-    model.fit(_dataset(train_arrays, config.batch_size, config.seed, shuffle=True,
-                       logq_correction=config.logq_correction),
-              epochs=config.epochs, verbose=0, callbacks=[progress])
+    data = _dataset(train_arrays, config.batch_size, config.seed, shuffle=True, logq_correction=config.logq_correction)
+    if config.max_steps_per_epoch:  # the first batches of each epoch's reshuffled order
+        data = data.take(config.max_steps_per_epoch)
+    model.fit(data, epochs=config.epochs, verbose=0, callbacks=[progress])
     return model, progress.history
 
 

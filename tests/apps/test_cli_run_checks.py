@@ -91,15 +91,18 @@ def test_synthetic_sizes_and_eval_users_reach_the_pipeline(tmp_path, monkeypatch
     monkeypatch.setattr(local_runner, "run", fake_run)
     try:
         cli.main(["run", "--dataset", "synthetic", "--users", "300", "--items", "200", "--events", "6000",
-                  "--seed", "2", "--eval-users", "50", "--ranker-users", "120", "--output", str(tmp_path)])
+                  "--seed", "2", "--eval-users", "50", "--ranker-users", "120", "--max-steps-per-epoch", "30",
+                  "--output", str(tmp_path)])
     except SystemExit:
         pass
     assert seen["dataset_options"] == {"n_users": 300, "n_items": 200, "n_events": 6000, "seed": 2}
     assert seen["eval_users"] == 50
-    assert seen["graph_config"] == {"val_users": 50}  # the graph trainer's model selection samples the same way
-    assert seen["dual_head_config"] == {"val_users": 50}  # and the dual head's and the sequence model's epochs
-    assert seen["sequential_config"] == {"val_users": 50}
-    assert seen["ranking_config"] == {"window_users": 120}  # the ranker's training units of 120 users
+    capped = {"max_steps_per_epoch": 30}  # every trainer's epoch is its first 30 batches
+    assert seen["graph_config"] == {"val_users": 50, **capped}  # the graph trainer's model selection samples the same way
+    assert seen["dual_head_config"] == {"val_users": 50, **capped}  # and the dual head's and the sequence model's epochs
+    assert seen["sequential_config"] == {"val_users": 50, **capped}
+    assert seen["two_tower"] == capped
+    assert seen["ranking_config"] == {"window_users": 120, "model": capped}  # the ranker's training units of 120 users
     from recsys.data import dataset_fingerprint
 
     assert seen["fingerprint"] == dataset_fingerprint("synthetic", None, n_users=300, n_items=200, n_events=6000,
@@ -114,7 +117,9 @@ def test_bad_synthetic_sizes_stop_before_the_pipeline(tmp_path, capsys):
                            (["--dataset", "synthetic", "--events", "-3"], "--events must be a positive integer"),
                            (["--dataset", "synthetic", "--seed", "-1"], "--seed must be >= 0"),
                            (["--dataset", "synthetic", "--eval-users", "-1"], "--eval-users must be >= 0"),
-                           (["--dataset", "synthetic", "--ranker-users", "-2"], "--ranker-users must be >= 0")):
+                           (["--dataset", "synthetic", "--ranker-users", "-2"], "--ranker-users must be >= 0"),
+                           (["--dataset", "synthetic", "--max-steps-per-epoch", "-1"],
+                            "--max-steps-per-epoch must be >= 0")):
         assert cli.main(["run", *flags, "--output", str(tmp_path)]) == 2, flags
         err = capsys.readouterr().err
         assert err.startswith("recsys run: error: ") and message in err, (flags, err)

@@ -66,3 +66,19 @@ def test_towers_round_trip_in_a_fresh_process(tmp_path, fresh_process):
     np.testing.assert_allclose(got["q"], expected_q, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got["i"], expected_i, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(expected_q, axis=1), 1.0, rtol=1e-5)  # L2-normalised
+
+
+def test_max_steps_per_epoch_stops_each_epoch_after_that_many_batches(monkeypatch):
+    """Scale probes (issue 14): ``max_steps_per_epoch`` > 0 fits each epoch on the first N batches of its
+    reshuffled order; 0 (default) on every batch."""
+    arrays = _cyclic_arrays(20, n=512)  # 4 batches of 128
+    monkeypatch.setattr(two_tower.base, "load_sequence_arrays", lambda *a, **k: arrays)
+    monkeypatch.setattr(two_tower.base, "split_files", lambda files: files)
+    vocab = type("V", (), {"num_items": 20, "categories": ["a", "b"], "item_pad": 20})()
+    for cap, steps in ((0, 8), (3, 6), (5, 8)):
+        config = two_tower.TwoTowerConfig(embedding_dim=8, hidden_dim=8, max_history=3, epochs=2, batch_size=128,
+                                          max_steps_per_epoch=cap)
+        model, _ = two_tower.train(["t"], ["v"], vocab, config)
+        assert int(model.optimizer.iterations) == steps, cap
+    with pytest.raises(ValueError, match="max_steps_per_epoch"):
+        two_tower.TwoTowerConfig(max_steps_per_epoch=-1)

@@ -52,6 +52,7 @@ class DualHeadConfig:
     monitor: str = "student"        # the head whose validation NDCG@10 picks the best epoch: MONITORS
     validate_teacher: bool = False  # also score the teacher on validation every epoch (beam search; logged)
     val_users: int = 0              # > 0: per-epoch validation on that many users, drawn as the evaluators draw
+    max_steps_per_epoch: int = 0    # > 0: each epoch stops after that many batches (scale probes; 0 = every batch)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -60,7 +61,7 @@ class DualHeadConfig:
             if getattr(self, f) <= 0:
                 raise ValueError(f"DualHeadConfig.{f} must be positive, got {getattr(self, f)}")
         for f in ("hard_negatives_category", "hard_negatives_history", "decoder_layers", "distill_warmup_epochs",
-                  "memory_recent", "val_users"):
+                  "memory_recent", "val_users", "max_steps_per_epoch"):
             if getattr(self, f) < 0:
                 raise ValueError(f"DualHeadConfig.{f} must be >= 0, got {getattr(self, f)}")
         for f in ("generative_weight", "distill_weight", "listwise_weight"):

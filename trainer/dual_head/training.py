@@ -150,6 +150,8 @@ def train(train_data: SequenceData, val_data: SequenceData, items: ItemSpace, co
         pairs = sampler.epoch()
         sums: dict[str, float] = {}
         steps = len(pairs) // config.batch_size
+        if config.max_steps_per_epoch:  # the first batches of this epoch's shuffled pairs
+            steps = min(steps, config.max_steps_per_epoch)
         for s in range(steps):
             batch = sampler.batch(pairs[s * config.batch_size:(s + 1) * config.batch_size])
             values = trainer.train_step({k: tf.constant(v) for k, v in batch.items()},

@@ -75,6 +75,7 @@ class GraphConfig:
     # settings): 0 = every one; > 0 a uniform sample of that many (``data.sample_eval_rows``; issue 14: at 8,756
     # users × 20,000 items the session grid alone took minutes, and it grows with users × items)
     val_users: int = 0
+    max_steps_per_epoch: int = 0  # > 0: each epoch stops after that many batches (scale probes; 0 = every batch)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -100,6 +101,9 @@ class GraphConfig:
             raise ValueError(f"GraphConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.val_users < 0:
             raise ValueError(f"GraphConfig.val_users must be >= 0 (0 = every validation user), got {self.val_users}")
+        if self.max_steps_per_epoch < 0:
+            raise ValueError(f"GraphConfig.max_steps_per_epoch must be >= 0 (0 = every batch), "
+                             f"got {self.max_steps_per_epoch}")
         if self.learning_rate <= 0:
             raise ValueError(f"GraphConfig.learning_rate must be positive, got {self.learning_rate}")
 

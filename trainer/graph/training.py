@@ -152,6 +152,8 @@ class Trainer:
 
     def epoch(self, epoch: int) -> float:
         order = np.random.default_rng(self.config.seed + epoch).permutation(len(self.edges["user"]))
+        if self.config.max_steps_per_epoch:  # the first batches of this epoch's order
+            order = order[:self.config.max_steps_per_epoch * self.config.batch_size]
         return float(self._epoch(tf.constant(order, tf.int64)))
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:

@@ -72,6 +72,7 @@ class RankerConfig:
     stream_above_mb: float = 512.0
     shuffle_buffer: int = 4096
     val_users: int = 0
+    max_steps_per_epoch: int = 0  # > 0: each epoch stops after that many batches (scale probes; 0 = every batch)
 
     def __post_init__(self) -> None:
         if self.interaction not in INTERACTIONS:
@@ -85,7 +86,7 @@ class RankerConfig:
                 raise ValueError(f"RankerConfig.{f} must be positive, got {getattr(self, f)}")
         if self.last_tokens > self.actions:
             raise ValueError(f"RankerConfig.last_tokens ({self.last_tokens}) exceeds actions ({self.actions})")
-        for f in ("projection_dim", "time_window", "l2", "stream_above_mb", "val_users"):
+        for f in ("projection_dim", "time_window", "l2", "stream_above_mb", "val_users", "max_steps_per_epoch"):
             if getattr(self, f) < 0:
                 raise ValueError(f"RankerConfig.{f} must be >= 0, got {getattr(self, f)}")
         if not 0.0 <= self.dropout < 1.0:

@@ -7,6 +7,8 @@ top-10 is evaluated end to end (targets outside the candidates count as misses),
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -78,7 +80,12 @@ def evaluate(model: Ranker, data: ExposureSet, num_items: int, cvr_powers, k: in
 def _epoch_batches(train_set: ExposureSet | ExposureStream, epoch: int, config: RankerConfig,
                    rng: np.random.Generator, pad: int):
     """One epoch's training batches: each unit's positives and ``config.negatives`` fresh negatives, in
-    batches of ``config.batch_size`` units (in memory: a permutation of every unit; a stream: its order)."""
+    batches of ``config.batch_size`` units (in memory: a permutation of every unit; a stream: its order), the
+    first ``config.max_steps_per_epoch`` of them when that is set."""
+    if config.max_steps_per_epoch:
+        yield from itertools.islice(_epoch_batches(train_set, epoch, dataclasses.replace(config, max_steps_per_epoch=0),
+                                                   rng, pad), config.max_steps_per_epoch)
+        return
     if isinstance(train_set, ExposureStream):
         for batch in train_set.batches(epoch):
             yield sample_training(batch, config.negatives, rng, pad=pad)

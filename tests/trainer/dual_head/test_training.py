@@ -212,3 +212,31 @@ def test_val_users_validates_each_epoch_on_the_evaluators_sample(monkeypatch):
     assert D.DualHeadConfig().val_users == 0
     with pytest.raises(ValueError, match="val_users"):
         D.DualHeadConfig(val_users=-1)
+
+
+def test_max_steps_per_epoch_stops_each_epoch_after_that_many_batches(monkeypatch):
+    """Scale probes (issue 14): ``max_steps_per_epoch`` > 0 trains the first N batches of each epoch's pairs;
+    0 (default) every full batch."""
+    from trainer.dual_head import training
+
+    items = make_items()
+    steps = []
+    real = training.Trainer.train_step
+
+    def count(self, *args, **kwargs):
+        steps.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.Trainer, "train_step", count)
+    data, val = make_data(items, rows=40), make_data(items, rows=6, seed=2)
+    D.train(data, val, items, D.DualHeadConfig(**dict(SMALL, epochs=2, early_stopping_patience=5)),
+            exclude_history=False, label="test")
+    full = len(steps)
+    assert full >= 6  # more batches than the cap below, in each of the 2 epochs
+    steps.clear()
+    D.train(data, val, items, D.DualHeadConfig(**dict(SMALL, epochs=2, early_stopping_patience=5,
+                                                      max_steps_per_epoch=2)), exclude_history=False, label="test")
+    assert len(steps) == 4
+    assert D.DualHeadConfig().max_steps_per_epoch == 0
+    with pytest.raises(ValueError, match="max_steps_per_epoch"):
+        D.DualHeadConfig(max_steps_per_epoch=-1)

@@ -178,3 +178,18 @@ def test_val_users_samples_the_validation_rows_model_selection_ranks():
     assert GraphConfig().val_users == 0  # default: every validation user, as before
     with pytest.raises(ValueError, match="val_users"):
         GraphConfig(val_users=-1)
+
+
+def test_max_steps_per_epoch_stops_each_epoch_after_that_many_batches():
+    """Scale probes (issue 14): an epoch of ``max_steps_per_epoch`` > 0 takes that many optimizer steps (the
+    first batches of the epoch's order); 0 (default) every batch."""
+    from trainer.graph.training import Trainer
+
+    graph = tiny_graph()  # 5 edges: 5 batches of 1
+    for cap, steps in ((0, 5), (2, 2), (9, 5)):
+        t = Trainer(graph, GraphConfig(embedding_dim=4, negatives=2, batch_size=1, max_steps_per_epoch=cap))
+        t.epoch(1)
+        assert int(t.optimizer.iterations) == steps, cap
+    assert GraphConfig().max_steps_per_epoch == 0
+    with pytest.raises(ValueError, match="max_steps_per_epoch"):
+        GraphConfig(max_steps_per_epoch=-1)

@@ -233,3 +233,19 @@ def test_a_feature_constant_in_training_is_ignored_at_serving():
         f[..., col] += 5.0
         got = model(dict(x, features=f))["pctr"].numpy()
         assert (np.abs(got - base).max() > 1e-6) == moves, col
+
+
+def test_max_steps_per_epoch_yields_the_first_batches_of_the_epoch():
+    """Scale probes (issue 14): ``max_steps_per_epoch`` > 0 trains each epoch on the first N of its batches."""
+    from trainer.ranker.training import _epoch_batches
+
+    two = _tiny()
+    units = two.take(np.arange(12) % 2)  # 12 units; batch_size 2 below: 6 batches
+    whole = list(_epoch_batches(units, 1, RankerConfig(batch_size=2, negatives=2), np.random.default_rng(0), 9))
+    capped = list(_epoch_batches(units, 1, RankerConfig(batch_size=2, negatives=2, max_steps_per_epoch=4),
+                                 np.random.default_rng(0), 9))
+    assert len(whole) == 6 and len(capped) == 4
+    for a, b in zip(capped, whole):  # the same batches, in the same order
+        assert np.array_equal(a.items, b.items) and np.array_equal(a.click, b.click)
+    with pytest.raises(ValueError, match="max_steps_per_epoch"):
+        RankerConfig(max_steps_per_epoch=-1)
