@@ -9,7 +9,8 @@
 
 Use :func:`load_dataset` (``load_dataset("movielens-100k")``,
 ``load_dataset("files", "/data/shop", protocol="leave_last_order_out")``) and
-:func:`dataset_fingerprint` for a cache key computed without loading.
+:func:`dataset_fingerprint` for a cache key computed without loading; :func:`event_lines` and
+:func:`event_shards` give what a pipeline reads or generates itself instead of loading the events.
 """
 from __future__ import annotations
 
@@ -93,6 +94,17 @@ def event_lines(name: str, path: str | None = None, **options: Any):
     return adapter_event_lines(module, path, **options)
 
 
+def event_shards(name: str, path: str | None = None, **options: Any):
+    """The dataset's events as shards for a pipeline to make itself (``recsys.data.streaming.EventShards``, the
+    items made), or ``None`` when its adapter does not generate its events in shards (only the synthetic
+    generator does)."""
+    from recsys.data.streaming import adapter_event_shards
+
+    module = _adapter(name)
+    _check_options(name, module, options)
+    return adapter_event_shards(module, path, **options)
+
+
 def dataset_fingerprint(name: str, path: str | None = None, **options: Any) -> str:
     """``load_dataset(name, path, **options).fingerprint()`` without loading (hashes the files only)."""
     module = _adapter(name)
@@ -117,6 +129,7 @@ __all__ = [
     "LoadReport",
     "dataset_fingerprint",
     "event_lines",
+    "event_shards",
     "load_dataset",
     "parse_timestamps",
     "validate_events",

@@ -524,8 +524,14 @@ def check_trainable(dataset: "Dataset", batch_size: int = DEFAULT_TRAINING_BATCH
     when the time split of ``dataset`` cannot train and evaluate a model with
     ``batch_size`` (call it before starting the pipeline)."""
     pairs, evaluable = split_sizes(dataset.events, dataset.protocol)
-    unit = "orders" if dataset.protocol == LEAVE_LAST_ORDER_OUT else "interactions"
-    source = dataset.name
+    raise_if_untrainable(dataset.name, dataset.protocol, pairs, evaluable, batch_size)
+
+
+def raise_if_untrainable(source: str, protocol: str, pairs: int, evaluable: int,
+                         batch_size: int = DEFAULT_TRAINING_BATCH_SIZE) -> None:
+    """:func:`check_trainable`'s verdict from the :func:`split_sizes` of dataset ``source`` (they can be summed
+    over parts of its users: ``recsys.data.streaming.check_trainable_by_shard``)."""
+    unit = "orders" if protocol == LEAVE_LAST_ORDER_OUT else "interactions"
     if evaluable == 0:
         raise DataValidationError(
             source, None, None,
