@@ -1,4 +1,4 @@
-"""Reading a dataset's events inside the Beam pipeline (``recsys.data.streaming.EventLines``).
+"""Reading (or generating) a dataset's events inside the Beam pipeline (``recsys.data.streaming``).
 
 The launcher loads only the items table; the events file is read by Beam's file I/O
 (``FileSystems``: a local path, ``gs://``, ``s3://``, ``hdfs://``), split by byte range
@@ -10,6 +10,11 @@ them are the ones the launcher-side path builds.
 The file offset of each line is its file-order key (a Beam ``GroupByKey`` keeps no order);
 an event's ``seq`` is its rank among its user's events, the only order the sequence
 builder uses.
+
+A generated dataset (``EventShards``: the synthetic shop) is made shard by shard
+(:func:`GenerateUserEvents`): the launcher's shard specifications are a ``Create``, each is
+made into its canonical events by a worker, and since a shard holds whole users in canonical
+order its users come out grouped, with no shuffle.
 """
 from __future__ import annotations
 
@@ -188,3 +193,37 @@ def ReadUserEvents(pbegin, source: streaming.EventLines, header: str):  # noqa: 
                   beam.pvalue.AsSingleton(orders), beam.pvalue.AsSingleton(unknown_count),
                   beam.pvalue.AsSingleton(unknown_examples)))
     return {"users": users, "report": report}
+
+
+class _ShardUsers(beam.DoFn):
+    """A shard → ``(user_id, rows)`` per user, canonically ordered, and the shard's summary (``summary``)."""
+
+    def __init__(self, events, protocol: str):
+        self._events = events
+        self._protocol = protocol
+
+    def process(self, shard):
+        frame = self._events(shard)
+        users = streaming.shard_user_rows(frame)
+        yield beam.pvalue.TaggedOutput("summary", streaming.summarise_shard(frame, users, self._protocol))
+        del frame
+        yield from users
+
+
+@beam.ptransform_fn
+def GenerateUserEvents(pbegin, source: streaming.EventShards):  # noqa: N802
+    """The events of ``source``'s shards per user, canonically ordered, and the dataset's load report.
+
+    Returns what :func:`ReadUserEvents` returns; a row's offset is its position in its shard.
+    Only the shard specifications, the shard function and the items' summary are pickled into
+    the pipeline (not the items table).
+    """
+    generated = (pbegin
+                 | "Shards" >> beam.Create(source.shards)
+                 | "Generate" >> beam.ParDo(_ShardUsers(source.events, source.protocol)).with_outputs(
+                     "summary", main="users"))
+    items, notes = streaming.summarise_items(source.items), source.notes
+    report = (generated.summary
+              | "Sum" >> beam.CombineGlobally(streaming.merge_shard_summaries)
+              | "Report" >> beam.Map(lambda s: streaming.shard_report(items, notes, s)))
+    return {"users": generated.users, "report": report}

@@ -211,15 +211,16 @@ def synthetic_examples(tmp_path_factory):
 
 
 def test_example_gen_fails_on_dask(dask_args, tmp_path):
-    """SequenceExampleGen: on MovieLens (events read in Beam) it fails to build (``Read``); on a dataset loaded
-    by the launcher (``beam.Create``) only its last sink, the catalogue, runs (the train/eval/test writes never
-    do), writes an empty shard, and the executor then fails asking the runner for its counters."""
+    """SequenceExampleGen: on MovieLens (events read in Beam) it fails to build (``Read``); on synthetic data
+    (events generated in Beam from a ``Create`` of shards) only its last sink, the catalogue, runs (the
+    train/eval/test writes and the load report's never do), writes an empty shard, and the executor then fails
+    reading the load report the pipeline did not write."""
     from tfx_pipeline.components.example_gen import SequenceExampleGen
 
     with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'map'"):
         _execute(SequenceExampleGen, {}, {"examples": [_examples(tmp_path / "ml")]},
                  {**EXAMPLE_GEN, "dataset": "movielens-100k", "max_users": USERS}, dask_args)
-    with pytest.raises(NotImplementedError, match="collecting metrics will come later"):
+    with pytest.raises(tf.errors.NotFoundError, match="load_report.txt"):
         _execute(SequenceExampleGen, {}, {"examples": [_examples(tmp_path / "syn")]}, SYNTHETIC, dask_args)
     assert sorted(os.listdir(tmp_path / "syn")) == [f"Split-{F.CATALOG}"]
     assert _tfrecords(str(tmp_path / "syn" / f"Split-{F.CATALOG}" / "data_tfrecord-*.gz")) == []

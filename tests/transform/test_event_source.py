@@ -1,10 +1,12 @@
-"""Events read inside Beam (``transform/event_source.py``) equal ``load_dataset``'s, per user and in order.
+"""Events read (or generated) inside Beam (``transform/event_source.py``) equal ``load_dataset``'s, per user and
+in order.
 
 A MovieLens-format directory written here holds what the canonical order and the load report
 must get right: timestamps tied and timestamps float32 cannot tell apart (file order decides),
 an exact duplicate row, an event of an unknown item, ratings on both sides of the purchase
 threshold. The Beam reader's users, their event order and the load report are compared with
-``load_dataset``; the example generator's records with the launcher-side path's.
+``load_dataset``; the example generator's records with the launcher-side path's. The synthetic
+generator's shards, generated in Beam, are compared the same way.
 """
 import os
 
@@ -118,7 +120,8 @@ def _records(uri, split):
                   for r in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
 
 
-def run_example_gen(uri, data_path, max_users, launcher_side=False, monkeypatch=None, beam_args=BEAM_ARGS):
+def run_example_gen(uri, data_path, max_users, launcher_side=False, monkeypatch=None, beam_args=BEAM_ARGS,
+                    dataset="movielens-100k", options_json="{}"):
     """SequenceExampleGen's executor; ``launcher_side``: the adapter's events loaded whole (the old path)."""
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import standard_artifacts
@@ -128,10 +131,11 @@ def run_example_gen(uri, data_path, max_users, launcher_side=False, monkeypatch=
 
     if launcher_side:
         monkeypatch.setattr(recsys.data, "event_lines", lambda *a, **k: None)
+        monkeypatch.setattr(recsys.data, "event_shards", lambda *a, **k: None)
     examples = standard_artifacts.Examples()
     examples.uri = uri
     SequenceExampleGen.EXECUTOR_SPEC.executor_class(BaseBeamExecutor.Context(beam_pipeline_args=list(beam_args))).Do(
-        {}, {"examples": [examples]}, {"dataset": "movielens-100k", "options_json": "{}", "max_history": 50,
+        {}, {"examples": [examples]}, {"dataset": dataset, "options_json": options_json, "max_history": 50,
                                        "max_users": max_users, "data_path": data_path, "fingerprint": "",
                                        "code_version": 1})
     if launcher_side:
@@ -158,4 +162,62 @@ def test_the_example_gen_writes_the_same_records_reading_in_beam(tmp_path, monke
     beam_side = run_example_gen(str(tmp_path / "beam"), path, max_users)
     launcher_side = run_example_gen(str(tmp_path / "launcher"), path, max_users, True, monkeypatch)
     assert _records(beam_side.uri, "train")
+    assert_same_examples(beam_side, launcher_side)
+
+
+SYNTHETIC = {"n_users": 60, "n_items": 120, "n_events": 3_000, "seed": 4}
+
+
+@pytest.fixture
+def small_shards(monkeypatch):
+    """Shards of about 400 events (set where the shards are planned, in this process): 3,000 events in 8."""
+    from recsys.data import synthetic
+
+    monkeypatch.setattr(synthetic, "SHARD_EVENTS", 400)
+
+
+def test_the_generated_shards_give_load_datasets_events_and_report(tmp_path, small_shards):
+    import pickle
+
+    from recsys.data import event_shards
+
+    source = event_shards("synthetic", **SYNTHETIC)
+    assert len(source.shards) == 8
+    users_file, report_file = str(tmp_path / "users.pkl"), str(tmp_path / "report.pkl")
+    with beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(BEAM_ARGS)) as p:
+        generated = p | event_source.GenerateUserEvents(source)
+        users = generated["users"] | beam.Map(lambda e: (e[0], [r[1:] for r in e[1]]))
+        _ = users | beam.combiners.ToList() | beam.Map(lambda rows: _dump(rows, users_file))
+        _ = generated["report"] | beam.Map(lambda r: _dump(r, report_file))
+    with open(users_file, "rb") as f, open(report_file, "rb") as g:
+        users, report = pickle.load(f), pickle.load(g)
+    ds = load_dataset("synthetic", **SYNTHETIC)
+    want = {u: [(i, e, int(t), o, s, float(d)) for i, e, t, o, s, d in zip(
+        g["item_id"], g["event_type"], g["timestamp"], g["order_id"], g["session_id"], g["dwell_ms"])]
+        for u, g in ds.events.groupby("user_id", sort=False)}
+    assert len(users) == len(want) == 60  # one element per user: a shard holds whole users
+    got = dict(users)
+    assert got.keys() == want.keys()
+    for u in want:  # NaN dwell times: compare their text
+        assert repr(got[u]) == repr(want[u]), u
+    assert report == ds.report and report.summary() == ds.report.summary()
+
+
+@pytest.mark.parametrize("max_users", [0, 13])
+def test_the_example_gen_writes_the_same_records_generating_in_beam(tmp_path, monkeypatch, small_shards, max_users):
+    """The synthetic shards generated in Beam against the same (v2) data loaded by the launcher and
+    ``beam.Create``d: the same records in every split, the same load report and protocol."""
+    import json
+
+    from recsys.data.contract import split_sizes
+
+    events = load_dataset("synthetic", **SYNTHETIC).events
+    if max_users:
+        events = events[events["user_id"].isin(sorted(events["user_id"].unique())[:max_users])]
+    options = json.dumps(SYNTHETIC)
+    beam_side = run_example_gen(str(tmp_path / "beam"), "", max_users, dataset="synthetic", options_json=options)
+    launcher_side = run_example_gen(str(tmp_path / "launcher"), "", max_users, True, monkeypatch,
+                                    dataset="synthetic", options_json=options)  # (undoes small_shards after it)
+    assert (len(_records(beam_side.uri, "train")), len(_records(beam_side.uri, "test"))) == split_sizes(
+        events, "leave_one_out")
     assert_same_examples(beam_side, launcher_side)

@@ -4,8 +4,9 @@ A custom ExampleGen (TFX's own ones read one file pattern per split; ours
 reads a dataset through its adapter and derives the splits by time per user).
 When the adapter offers it (``recsys.data.event_lines``: MovieLens-100K), the
 events file is read inside the Beam pipeline (``transform/event_source.py``) and
-only the items table is loaded here; otherwise the adapter loads the events and
-they are handed to Beam with ``beam.Create``.
+only the items table is loaded here; a generator's events (``recsys.data.event_shards``:
+the synthetic shop) are generated inside the pipeline, shard of users by shard;
+otherwise the adapter loads the events and they are handed to Beam with ``beam.Create``.
 Output: an ``Examples`` artifact with splits ``train``/``eval``/``test``
 (sequence rows) and ``catalog`` (one row per item), gzipped TFRecords of
 tf.Example, as every downstream TFX component expects.
@@ -60,29 +61,41 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
     del fingerprint, code_version
     import json
 
-    from recsys.data import event_lines, load_dataset  # heavy pandas import only inside the executor
+    from recsys.data import event_lines, event_shards, load_dataset  # heavy pandas import only inside the executor
+    from recsys.data import streaming
 
     start = time.time()
     options = json.loads(options_json)
     uri = examples.uri
     p = beam_pipeline
     source = event_lines(dataset, data_path or None, **options)
+    shards = event_shards(dataset, data_path or None, **options) if source is None else None
+    report = None  # the load report, when it is computed in the pipeline
     if source is not None:  # the events are read inside the pipeline; only the items are loaded here
         items_frame, protocol, dataset_name, synthetic = source.items, source.protocol, source.name, source.synthetic
         print(f"[example_gen] {source.events_source}: read in the Beam pipeline; {len(items_frame):,} items "
               f"from {source.items_source}", flush=True)
-        item_category = dict(zip(items_frame["item_id"], items_frame["category"]))
         read = p | "ReadEvents" >> event_source.ReadUserEvents(source, event_source.read_header(source.events_file))
-        users = read["users"]
+        users, report = read["users"], read["report"]
         if max_users > 0:  # the first users by id (a real-data slice for tests)
             keep = beam.pvalue.AsSingleton(
                 users | "UserIds" >> beam.Keys() | "FirstUsers" >> beam.combiners.Top.Smallest(max_users)
                 | "AsSet" >> beam.Map(set))
             users = users | "Slice" >> beam.Filter(lambda e, kept: e[0] in kept, keep)
+    elif shards is not None:  # the events are generated inside the pipeline, shard by shard; the items here
+        items_frame, protocol, dataset_name, synthetic = shards.items, shards.protocol, shards.name, shards.synthetic
+        print(f"[example_gen] {dataset_name}: events generated in the Beam pipeline in {len(shards.shards):,} "
+              f"shards; {len(items_frame):,} items from {shards.items_source}", flush=True)
+        generated = p | "GenerateEvents" >> event_source.GenerateUserEvents(shards)
+        users, report = generated["users"], generated["report"]
+        if max_users > 0:  # the first users by id: the shards that hold them, made here one at a time
+            first = streaming.first_users(shards, max_users)
+            users = users | "Slice" >> beam.Filter(lambda e: e[0] in first)
+    if report is not None:
         events = users | "Events" >> beam.Map(lambda e: (e[0], [
             sequences.Event(r[3], r[1], r[2], r[4], seq) for seq, r in enumerate(e[1])]))
         report_path = os.path.join(uri, "load_report.txt")
-        _ = read["report"] | "WriteReport" >> beam.Map(lambda r: fileio.write_text(report_path, r.summary() + "\n"))
+        _ = report | "WriteReport" >> beam.Map(lambda r: fileio.write_text(report_path, r.summary() + "\n"))
         grouped = True
     else:  # the adapter reads the events whole: they are loaded here and handed to Beam
         ds = load_dataset(dataset, data_path or None, **options)
@@ -93,7 +106,6 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
             keep = sorted(events["user_id"].unique())[:max_users]
             events = events[events["user_id"].isin(set(keep))]
             _log.info("Slice: first %d users, %d events", len(keep), len(events))
-        item_category = dict(zip(ds.items["item_id"], ds.items["category"]))
         # seq = row of the canonical frame (user, time, file row): the explicit order key through Beam
         records = [
             (u, sequences.Event(int(t), i, e, o, int(seq)))
@@ -102,6 +114,7 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
         ]
         events = p | "CreateEvents" >> beam.Create(records, reshuffle=False)
         grouped = False
+    item_category = dict(zip(items_frame["item_id"], items_frame["category"]))
     items = items_frame.to_dict("records")
     rows = events | "Sequences" >> sequences.BuildSequenceRows(item_category, protocol, max_history, grouped=grouped)
     for split, pcoll in rows.items():
@@ -115,7 +128,7 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
     _write(catalog, uri, F.CATALOG)
     result = p.run()
     result.wait_until_finish()
-    if source is not None:
+    if report is not None:
         print(f"[example_gen] {fileio.read_text(os.path.join(uri, 'load_report.txt')).rstrip()}", flush=True)
     counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
                 if c.key.metric.namespace == "recsys"}
@@ -129,7 +142,7 @@ def SequenceExampleGen(  # noqa: N802 (TFX component names are classes)
     examples.set_string_custom_property("dataset", dataset_name)
     examples.set_string_custom_property("protocol", protocol)
     examples.set_int_custom_property("synthetic", int(synthetic))
-    if source is None:
+    if report is None:
         fileio.write_text(os.path.join(uri, "load_report.txt"), ds.report.summary() + "\n")
     fileio.write_text(os.path.join(uri, PROTOCOL_FILE), protocol + "\n")
     _log.info("SequenceExampleGen wrote %s in %.1fs", uri, time.time() - start)
