@@ -139,19 +139,31 @@ def _ranking_config(args) -> dict:
 
 
 def _too_small(dataset: str, data_path: str, options: dict, max_users: int) -> str:
-    """What is too small in this data (and what to do), checked before the pipeline starts; "" when it trains."""
+    """What is too small in this data (and what to do), checked before the pipeline starts; "" when it trains.
+
+    A generated dataset is checked shard by shard (never all its events in memory at once); the others are loaded.
+    """
     import dataclasses
 
-    from recsys.data import load_dataset
+    from recsys.data import event_shards, load_dataset
     from recsys.data.contract import DataValidationError, check_trainable
+    from recsys.data.streaming import check_trainable_by_shard
     from trainer.two_tower import TwoTowerConfig
 
+    batch_size = TwoTowerConfig().batch_size
+    shards = event_shards(dataset, data_path or None, **options)
+    if shards is not None:
+        try:  # the same slice the example generator will keep: the first users by id
+            check_trainable_by_shard(shards, batch_size, max_users)
+        except DataValidationError as e:
+            return str(e)
+        return ""
     ds = load_dataset(dataset, data_path or None, **options)
     if max_users > 0:  # the slice the example generator will keep: the first users by id
         keep = set(sorted(ds.events["user_id"].unique())[:max_users])
         ds = dataclasses.replace(ds, events=ds.events[ds.events["user_id"].isin(keep)])
     try:
-        check_trainable(ds, batch_size=TwoTowerConfig().batch_size)
+        check_trainable(ds, batch_size=batch_size)
     except DataValidationError as e:
         return str(e)
     return ""
