@@ -20,6 +20,7 @@ Pandas/numpy only, as the rest of ``recsys.data``.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -85,11 +86,16 @@ class EventShards:
     protocol: str
     shards: tuple[Any, ...]
     events: Callable[[Any], pd.DataFrame]
-    items: pd.DataFrame       # canonical items (validate_items), made by the launcher
+    make_items: Callable[[], pd.DataFrame]  # canonical items (validate_items), made by the launcher when asked
     items_source: str
     params: tuple[tuple[str, Any], ...]
     notes: tuple[str, ...] = ()
     synthetic: bool = False
+
+    @functools.cached_property
+    def items(self) -> pd.DataFrame:
+        """The items table, made on first use (the pre-flight check never needs it: 384 MB at 1M items)."""
+        return self.make_items()
 
 
 def adapter_event_shards(module, path: str | None, **options: Any) -> EventShards | None:

@@ -334,7 +334,7 @@ def event_shards(path: str | None = None, *, n_users: int = 1000, n_items: int =
                  seed: int = 0, protocol: str = LEAVE_ONE_OUT):
     """The dataset as shards of users for a pipeline to generate (``recsys.data.streaming.EventShards``).
 
-    Computes the items table and the per-user plan; no event is drawn here.
+    Computes the per-user plan (the items table when it is first asked for); no event is drawn here.
     """
     from recsys.data.streaming import EventShards
 
@@ -347,7 +347,7 @@ def event_shards(path: str | None = None, *, n_users: int = 1000, n_items: int =
     n_sessions, sessions, events = _plan(n_users, n_events, seed)
     return EventShards(
         name=NAME, protocol=protocol, shards=_shards(sessions, events),
-        events=ShardEvents(n_users, n_items, n_sessions, seed), items=_items(_item_draws(n_items, seed)),
+        events=ShardEvents(n_users, n_items, n_sessions, seed), make_items=lambda: _items(_item_draws(n_items, seed)),
         items_source="synthetic items", params=tuple(sorted(params(n_users, n_items, n_events, seed,
                                                                    protocol).items())),
         notes=_notes(seed), synthetic=True)
