@@ -135,7 +135,7 @@ def create_pipeline(
     example_gen = SequenceExampleGen(
         dataset=dataset, data_path=data_path, fingerprint=fingerprint,
         options_json=json.dumps(dataset_options or {}, sort_keys=True), max_history=max_history, max_users=max_users,
-        code_version=2)  # 2: catalogue rows carry created_at
+        code_version=3)  # 2: catalogue rows carry created_at; 3: synthetic events generated inside Beam per shard
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False, exclude_splits=[F.CATALOG])
