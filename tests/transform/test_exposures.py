@@ -341,19 +341,24 @@ def _user_of(record: bytes) -> str:
     return tf.train.Example.FromString(record).features.feature[F.USER_ID.name].bytes_list.value[0].decode()
 
 
-def test_sampled_units_are_the_whole_run_s_units_of_the_sampled_users(monkeypatch):
-    """``samples`` per unit split: only those users' units are built, each the same record as without a sample
-    (the timeline still comes from every row); a split left out keeps every user."""
+def _stub_retrievers_and_users(monkeypatch, seed: int, n_users: int) -> tuple[list, dict]:
+    """Stub retrievers over 25 items in place of ``tf.saved_model.load``; ``n_users`` users' rows and item counts."""
     import tensorflow as tf
 
     items = [f"i{k}" for k in range(25)]
     stubs = {}
     monkeypatch.setattr(tf.saved_model, "load",
                         lambda path: stubs.setdefault(path, _StubRetriever(len(stubs) + 1, items)))
-    rng = np.random.default_rng(1)
-    batch = _user_rows(rng, items, 9)
-    counts = {i: int(rng.integers(0, 9)) for i in items}
-    category = {i: f"c{k % 3}" for k, i in enumerate(items)}
+    rng = np.random.default_rng(seed)
+    users = _user_rows(rng, items, n_users)
+    return users, {i: int(rng.integers(0, 9)) for i in items}
+
+
+def test_sampled_units_are_the_whole_run_s_units_of_the_sampled_users(monkeypatch):
+    """``samples`` per unit split: only those users' units are built, each the same record as without a sample
+    (the timeline still comes from every row); a split left out keeps every user."""
+    batch, counts = _stub_retrievers_and_users(monkeypatch, seed=1, n_users=9)
+    category = {f"i{k}": f"c{k % 3}" for k in range(25)}
 
     def run(samples):
         fn = X.CandidateFn(X.RetrieverSet("p_tt", "p_g", counts), X.RetrieverSet("tt", "g", counts), category,
@@ -405,16 +410,9 @@ def test_build_exposures_drops_users_in_no_sample_before_grouping_and_builds_the
     """The Beam transform with every split sampled: the rows of users in no sample never reach the grouping
     (the ``SampledUsers`` filter), and the units written are the sampled ones, each as without a sample."""
     import apache_beam as beam
-    import tensorflow as tf
     from apache_beam.testing.util import assert_that, equal_to
 
-    items = [f"i{k}" for k in range(25)]
-    stubs = {}
-    monkeypatch.setattr(tf.saved_model, "load",
-                        lambda path: stubs.setdefault(path, _StubRetriever(len(stubs) + 1, items)))
-    rng = np.random.default_rng(2)
-    users = _user_rows(rng, items, 7)
-    counts = {i: int(rng.integers(0, 9)) for i in items}
+    users, counts = _stub_retrievers_and_users(monkeypatch, seed=2, n_users=7)
     by_split: dict = {}
     for _, rows in users:
         for split, row in rows:
