@@ -22,13 +22,18 @@ Outputs (the GraphBuilder's artifact, ``recsys.features`` names):
 * ``graph_stats.json``: edges, users and items per behaviour, degree
   statistics, and the share of users / catalogue items without a purchase edge.
 
-``G`` is summed in a Beam combine from per-batch sparse products (each worker
-adds ``B_batchᵀ B_batch`` of its groups), so no worker ever holds the pairs.
+``G`` is summed in Beam from per-batch sparse products ``B_batchᵀ B_batch``, cut into blocks of
+rows and combined per block; each block's rows then give their items' neighbours (with every item's
+row sum ``g`` as a side input). A combine adds its inputs in rounds (a round once the waiting parts hold
+as many entries as the sum so far), so each entry is copied O(log n) times, not once per batch: at 1M
+items and 10M events the single running sum it replaces grew past 15 GB. The statistics are combined
+from per-user and per-item degree counts, never from a list of all edges.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from collections import Counter
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -39,6 +44,7 @@ from recsys.names import LEAVE_LAST_ORDER_OUT, LEAVE_ONE_OUT
 DEFAULT_NEIGHBOURS = 10
 DEFAULT_HALF_LIFE = 8.0  # orders
 STATS_FILE = "graph_stats.json"
+DEFAULT_ROW_BLOCK = 1 << 16  # rows of G per block: 16 blocks at 1M items
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ def user_training_events(rows: Iterable[dict]) -> list[TrainingEvent]:
     return events
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Edge:
     user_id: str
     item_id: str
@@ -107,30 +113,37 @@ def interaction_groups(events: Sequence[TrainingEvent], protocol: str) -> list[l
     raise ValueError(f"Unknown protocol {protocol!r}")
 
 
-def cooccurrence(groups: Sequence[Sequence[int]], num_items: int):
-    """``G = Bᵀ B`` (scipy CSR, float64 [N, N]) of item-position groups (each item once per group)."""
+def cooccurrence(groups: Sequence[Sequence[int]], num_items: int, dtype=np.float64):
+    """``G = Bᵀ B`` (scipy CSR, [N, N] of ``dtype``) of item-position groups (each item once per group)."""
     import scipy.sparse as sp
 
     rows = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
     cols = np.concatenate([np.asarray(g, np.int64) for g in groups]) if groups else np.zeros(0, np.int64)
-    b = sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(groups), num_items))
-    b.data[:] = 1.0  # an item twice in one group counts once
+    b = sp.csr_matrix((np.ones(len(cols), dtype), (rows, cols)), shape=(len(groups), num_items))
+    b.data[:] = 1  # an item twice in one group counts once
     return (b.T @ b).tocsr()
 
 
-def item_neighbours(g, k: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """UltraGCN's top-``k`` item neighbours of every item with co-interactions: (item, neighbours, omega)."""
+def item_neighbours(g, k: int, deg=None, row_offset: int = 0) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """UltraGCN's top-``k`` item neighbours of every item with co-interactions: (item, neighbours, omega).
+
+    ``g`` is ``G`` or a block of its rows (rows ``row_offset`` onwards), then with ``deg`` = ``G``'s row sums
+    (float64 [N]); an item's own row sum and ``G[i, i]`` come from its row.
+    """
     g = g.tocsr()
     g.sum_duplicates()
-    deg = np.asarray(g.sum(axis=1)).ravel()
-    diag = g.diagonal()
+    if deg is None:
+        if g.shape[0] != g.shape[1] or row_offset:
+            raise ValueError("a block of G's rows needs deg, G's row sums")
+        deg = row_sums(g)
     out = []
-    for i in range(g.shape[0]):
-        lo, hi = g.indptr[i], g.indptr[i + 1]
-        cols, vals = g.indices[lo:hi], g.data[lo:hi]
+    for r in range(g.shape[0]):
+        i = r + row_offset
+        lo, hi = g.indptr[r], g.indptr[r + 1]
+        cols, vals = g.indices[lo:hi], g.data[lo:hi].astype(np.float64)
         keep = cols != i
+        denom = deg[i] - vals[~keep].sum()
         cols, vals = cols[keep], vals[keep]
-        denom = deg[i] - diag[i]
         if len(cols) == 0 or denom <= 0:
             continue
         omega = vals / denom * np.sqrt(deg[i] / deg[cols])
@@ -139,7 +152,43 @@ def item_neighbours(g, k: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
     return out
 
 
-def degree_summary(degrees: Sequence[int]) -> dict:
+def row_sums(g) -> np.ndarray:
+    """A sparse matrix's row sums as float64 (exact for integer counts below 2^53)."""
+    return np.asarray(g.sum(axis=1), np.float64).ravel()
+
+
+def row_blocks(g, block: int) -> Iterator[tuple[int, object]]:
+    """``(b, rows b*block .. (b+1)*block of g)`` for each block of CSR ``g``'s rows that has an entry."""
+    if block <= 0:
+        raise ValueError(f"block must be positive, got {block}")
+    n = g.shape[0]
+    for b, lo in enumerate(range(0, n, block)):
+        hi = min(lo + block, n)
+        if g.indptr[hi] > g.indptr[lo]:
+            yield b, g[lo:hi]
+
+
+def sum_sparse(mats: Sequence) -> object:
+    """The sum of same-shape scipy CSR matrices, in one pass over their entries (duplicates summed)."""
+    import scipy.sparse as sp
+
+    mats = [m for m in mats if m is not None]
+    if len(mats) == 1:
+        return mats[0]
+    shape = mats[0].shape
+    rows = np.concatenate([np.repeat(np.arange(m.shape[0], dtype=np.int32), np.diff(m.indptr)) for m in mats])
+    cols = np.concatenate([m.indices for m in mats])
+    data = np.concatenate([m.data for m in mats])
+    out = sp.coo_matrix((data, (rows, cols)), shape=shape).tocsr()
+    out.sum_duplicates()
+    return out
+
+
+def degree_summary(degrees: Sequence[int] | Mapping[int, int]) -> dict:
+    """Degree statistics of a list of degrees, or of a histogram ``{degree: how many}``."""
+    if isinstance(degrees, Mapping):
+        keys = sorted(degrees)
+        degrees = np.repeat(np.asarray(keys, np.float64), [degrees[k] for k in keys])
     d = np.asarray(degrees, np.float64)
     if not len(d):
         return {"n": 0}
@@ -147,30 +196,58 @@ def degree_summary(degrees: Sequence[int]) -> dict:
             "p90": float(np.percentile(d, 90)), "max": int(d.max()), "min": int(d.min())}
 
 
+def behaviour_degrees(behaviours: Iterable[str]) -> dict[str, int]:
+    """One user's or item's degree per behaviour: how many of its edges have that behaviour."""
+    return dict(Counter(behaviours))
+
+
+class DegreeCounts:
+    """How many users (or items) have each degree per behaviour; mergeable, so Beam can combine it."""
+
+    def __init__(self):
+        self.entities = 0
+        self.hist: dict[str, Counter] = {}
+
+    def add(self, degrees: Mapping[str, int]) -> "DegreeCounts":
+        self.entities += 1
+        for b, d in degrees.items():
+            self.hist.setdefault(b, Counter())[d] += 1
+        return self
+
+    def merge(self, other: "DegreeCounts") -> "DegreeCounts":
+        self.entities += other.entities
+        for b, h in other.hist.items():
+            self.hist.setdefault(b, Counter()).update(h)
+        return self
+
+
+def stats_from_degrees(users: DegreeCounts, items: DegreeCounts, num_catalog_items: int) -> dict:
+    """``graph_stats`` from the users' and the items' degree counts."""
+    target = F.TARGET_BEHAVIOUR
+    with_target = lambda c: sum(c.hist.get(target, {}).values())  # noqa: E731
+    return {
+        "edges": {b: sum(d * n for d, n in users.hist[b].items()) for b in F.INTERACTION_TYPES if b in users.hist},
+        "users": users.entities, "items_with_edges": items.entities, "catalog_items": num_catalog_items,
+        "user_degree": {b: degree_summary(users.hist[b]) for b in F.INTERACTION_TYPES if b in users.hist},
+        "item_degree": {b: degree_summary(items.hist[b]) for b in F.INTERACTION_TYPES if b in items.hist},
+        "users_without_purchase_edge": round(1 - with_target(users) / max(users.entities, 1), 4),
+        "catalog_items_without_purchase_edge": round(1 - with_target(items) / max(num_catalog_items, 1), 4),
+    }
+
+
 def graph_stats(edges: Iterable[Edge], num_catalog_items: int) -> dict:
     """Per-behaviour edge counts and degree statistics; users / catalogue items without a purchase edge."""
-    user_deg: dict[str, dict[str, int]] = {}
-    item_deg: dict[str, dict[str, int]] = {}
-    users, items, n_edges = set(), set(), {}
+    by_user: dict[str, list[str]] = {}
+    by_item: dict[str, list[str]] = {}
     for e in edges:
-        n_edges[e.behaviour] = n_edges.get(e.behaviour, 0) + 1
-        user_deg.setdefault(e.behaviour, {}).setdefault(e.user_id, 0)
-        user_deg[e.behaviour][e.user_id] += 1
-        item_deg.setdefault(e.behaviour, {}).setdefault(e.item_id, 0)
-        item_deg[e.behaviour][e.item_id] += 1
-        users.add(e.user_id)
-        items.add(e.item_id)
-    target = F.TARGET_BEHAVIOUR
-    purchase_users = set(user_deg.get(target, {}))
-    purchase_items = set(item_deg.get(target, {}))
-    return {
-        "edges": {b: n_edges[b] for b in F.INTERACTION_TYPES if b in n_edges},
-        "users": len(users), "items_with_edges": len(items), "catalog_items": num_catalog_items,
-        "user_degree": {b: degree_summary(list(user_deg[b].values())) for b in F.INTERACTION_TYPES if b in user_deg},
-        "item_degree": {b: degree_summary(list(item_deg[b].values())) for b in F.INTERACTION_TYPES if b in item_deg},
-        "users_without_purchase_edge": round(1 - len(purchase_users) / max(len(users), 1), 4),
-        "catalog_items_without_purchase_edge": round(1 - len(purchase_items) / max(num_catalog_items, 1), 4),
-    }
+        by_user.setdefault(e.user_id, []).append(e.behaviour)
+        by_item.setdefault(e.item_id, []).append(e.behaviour)
+    users, items = DegreeCounts(), DegreeCounts()
+    for bs in by_user.values():
+        users.add(behaviour_degrees(bs))
+    for bs in by_item.values():
+        items.add(behaviour_degrees(bs))
+    return stats_from_degrees(users, items, num_catalog_items)
 
 
 def format_stats(stats: dict) -> str:
@@ -222,42 +299,102 @@ def neighbour_example(item_id: str, neighbours: list[str], weights: Sequence[flo
 
 
 class _SumSparse(beam.CombineFn):
-    """Sums scipy sparse matrices (the per-batch co-occurrence products)."""
+    """Sums same-shape scipy CSR matrices in rounds: the waiting parts are added to the sum once they hold
+    as many entries as it (at least ``min_round``), so the sum is copied O(log n) times, not once per input."""
 
-    def __init__(self, num_items: int):
-        self._n = num_items
+    def __init__(self, min_round: int = 1 << 20):
+        self._min_round = min_round
 
     def create_accumulator(self):
-        import scipy.sparse as sp
+        return [None, [], 0]  # the sum so far, the waiting parts, their entries
 
-        return sp.csr_matrix((self._n, self._n))
+    def _round(self, acc, force: bool = False):
+        total, parts, waiting = acc
+        if parts and (force or waiting >= max(self._min_round, 0 if total is None else total.nnz)):
+            acc[:] = [sum_sparse([total] + parts) if total is not None else sum_sparse(parts), [], 0]
+        return acc
 
     def add_input(self, acc, m):
-        return acc + m
+        acc[1].append(m)
+        acc[2] += m.nnz
+        return self._round(acc)
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for total, parts, waiting in accs:
+            out[1] += ([total] if total is not None else []) + parts
+            out[2] += waiting + (0 if total is None else total.nnz)
+        return self._round(out)
+
+    def compact(self, acc):
+        return self._round(acc, force=True)
+
+    def extract_output(self, acc):
+        return self._round(acc, force=True)[0]
+
+
+class _BehaviourDegrees(beam.CombineFn):
+    """An item's behaviours → its degree per behaviour (``behaviour_degrees``), combined per item."""
+
+    def create_accumulator(self):
+        return Counter()
+
+    def add_input(self, acc, behaviour):
+        acc[behaviour] += 1
+        return acc
 
     def merge_accumulators(self, accs):
         accs = iter(accs)
-        total = next(accs)
+        out = next(accs)
         for a in accs:
-            total = total + a
-        return total
+            out.update(a)
+        return out
+
+    def extract_output(self, acc):
+        return dict(acc)
+
+
+class _DegreeCounts(beam.CombineFn):
+    """Combines per-entity behaviour degrees into ``DegreeCounts``."""
+
+    def create_accumulator(self):
+        return DegreeCounts()
+
+    def add_input(self, acc, degrees):
+        return acc.add(degrees)
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        out = next(accs)
+        for a in accs:
+            out.merge(a)
+        return out
 
     def extract_output(self, acc):
         return acc
 
 
+def _deg_vector(blocks: Iterable[tuple[int, np.ndarray]], num_items: int, block: int) -> np.ndarray:
+    deg = np.zeros(num_items, np.float64)
+    for b, sums in blocks:
+        deg[b * block:b * block + len(sums)] = sums
+    return deg
+
+
 @beam.ptransform_fn
 def BuildGraph(train_rows, item_ids: Sequence[str], protocol: str, neighbours: int = DEFAULT_NEIGHBOURS,  # noqa: N802
-               half_life: float = DEFAULT_HALF_LIFE, group_batch: int = 512):
-    """Serialized training rows → ``{"edges": serialized edges, "item_neighbours": ..., "edge_list": Edges}``."""
+               half_life: float = DEFAULT_HALF_LIFE, group_batch: int = 512, row_block: int = DEFAULT_ROW_BLOCK):
+    """Serialized training rows → ``{"edges": serialized edges, "item_neighbours": ..., "stats": graph_stats}``."""
     positions = {item: i for i, item in enumerate(item_ids)}
     ids = list(item_ids)
+    n = len(ids)
     events = (train_rows
               | "Parse" >> beam.Map(parse_row)
               | "ByUser" >> beam.Map(lambda r: (r[F.USER_ID.name], r))
               | "GroupByUser" >> beam.GroupByKey()
               | "Events" >> beam.MapTuple(lambda u, rows: (u, user_training_events(rows))))
-    edges = events | "Edges" >> beam.FlatMapTuple(lambda u, ev: user_edges(u, ev, half_life))
+    user_edge_lists = events | "UserEdges" >> beam.MapTuple(lambda u, ev: user_edges(u, ev, half_life))
+    edges = user_edge_lists | "Edges" >> beam.FlatMap(lambda es: es)
 
     def groups(kv) -> Iterator[list[int]]:
         for g in interaction_groups(kv[1], protocol):
@@ -265,18 +402,34 @@ def BuildGraph(train_rows, item_ids: Sequence[str], protocol: str, neighbours: i
             if idx:  # singletons too: they count in g_i = sum_k G[i, k]
                 yield idx
 
-    def rows_of(g) -> Iterator[bytes]:
-        for i, nbrs, w in item_neighbours(g, neighbours):
+    def rows_of(block_rows, deg) -> Iterator[bytes]:
+        b, g = block_rows
+        for i, nbrs, w in item_neighbours(g, neighbours, deg=deg, row_offset=b * row_block):
             yield neighbour_example(ids[i], [ids[j] for j in nbrs.tolist()], w.tolist())
 
-    neighbour_rows = (events
-                      | "Groups" >> beam.FlatMap(groups)
-                      | "BatchGroups" >> beam.BatchElements(min_batch_size=group_batch, max_batch_size=group_batch)
-                      | "Cooccurrence" >> beam.Map(lambda batch: cooccurrence(batch, len(ids)))
-                      | "SumCooccurrence" >> beam.CombineGlobally(_SumSparse(len(ids)))
-                      | "Neighbours" >> beam.FlatMap(rows_of))
+    blocks = (events
+              | "Groups" >> beam.FlatMap(groups)
+              | "BatchGroups" >> beam.BatchElements(min_batch_size=group_batch, max_batch_size=group_batch)
+              | "Cooccurrence" >> beam.FlatMap(lambda batch: row_blocks(cooccurrence(batch, n, np.int32), row_block))
+              | "SumPerBlock" >> beam.CombinePerKey(_SumSparse()))
+    deg = (blocks
+           | "BlockRowSums" >> beam.MapTuple(lambda b, g: (b, row_sums(g)))
+           | "AllRowSums" >> beam.combiners.ToList()
+           | "RowSums" >> beam.Map(_deg_vector, n, row_block))
+    neighbour_rows = blocks | "Neighbours" >> beam.FlatMap(rows_of, beam.pvalue.AsSingleton(deg))
+
+    user_counts = (user_edge_lists
+                   | "UserDegrees" >> beam.Map(lambda es: behaviour_degrees(e.behaviour for e in es))
+                   | "UserDegreeCounts" >> beam.CombineGlobally(_DegreeCounts()))
+    item_counts = (edges
+                   | "ItemBehaviour" >> beam.Map(lambda e: (e.item_id, e.behaviour))
+                   | "ItemDegrees" >> beam.CombinePerKey(_BehaviourDegrees())
+                   | "Degrees" >> beam.Values()
+                   | "ItemDegreeCounts" >> beam.CombineGlobally(_DegreeCounts()))
+    stats = user_counts | "Stats" >> beam.Map(lambda u, i: stats_from_degrees(u, i, n),
+                                              beam.pvalue.AsSingleton(item_counts))
     return {F.EDGES: edges | "EdgeExamples" >> beam.Map(edge_example),
-            F.ITEM_NEIGHBOURS: neighbour_rows, "edge_list": edges}
+            F.ITEM_NEIGHBOURS: neighbour_rows, "stats": stats}
 
 
 def write_stats(stats: dict, path: str) -> None:

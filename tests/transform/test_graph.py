@@ -102,12 +102,65 @@ def test_beam_graph_equals_the_pure_functions():
     expected_nbrs = [G.neighbour_example(items[i], [items[j] for j in n], w)
                      for i, n, w in G.item_neighbours(G.cooccurrence(groups, 4), 10)]
     assert len(expected_nbrs) == 3  # a, b, c co-occur in baskets; d is only an eval target
-    with test_pipeline.TestPipeline() as p:
-        out = p | beam.Create(serialized) | G.BuildGraph(items, LEAVE_LAST_ORDER_OUT, group_batch=2)
+    expected_stats = G.graph_stats(G.user_edges("u1", ev1) + G.user_edges("u2", ev2), 4)
+    with test_pipeline.TestPipeline() as p:  # row_block=3: G's rows in two blocks, {a, b, c} and {d}
+        out = p | beam.Create(serialized) | G.BuildGraph(items, LEAVE_LAST_ORDER_OUT, group_batch=2, row_block=3)
         assert_that(out[F.EDGES] | "e" >> beam.Map(_canon), equal_to([_canon(e) for e in expected_edges]),
                     label="edges")
         assert_that(out[F.ITEM_NEIGHBOURS] | "n" >> beam.Map(_canon), equal_to([_canon(n) for n in expected_nbrs]),
                     label="neighbours")
+        assert_that(out["stats"], equal_to([expected_stats]), label="stats")
+
+
+def test_neighbours_of_row_blocks_are_those_of_the_whole_matrix():
+    rng = np.random.default_rng(0)
+    groups = [sorted(set(rng.integers(0, 30, rng.integers(1, 8)).tolist())) for _ in range(60)]
+    g = G.cooccurrence(groups, 30)
+    whole = G.item_neighbours(g, k=4)
+    deg = G.row_sums(g)
+    counts = G.cooccurrence(groups, 30, np.int32)
+    blocks = list(G.row_blocks(counts, 7))
+    assert [b for b, _ in blocks] == [0, 1, 2, 3, 4] and blocks[-1][1].shape == (2, 30)
+    got = [row for b, m in blocks for row in G.item_neighbours(m, k=4, deg=deg, row_offset=7 * b)]
+    assert [i for i, _, _ in got] == [i for i, _, _ in whole]
+    for (_, n1, w1), (_, n2, w2) in zip(got, whole):
+        assert n1.tolist() == n2.tolist() and w1.tolist() == w2.tolist()  # the same float64 arithmetic
+    with pytest.raises(ValueError, match="needs deg"):
+        G.item_neighbours(blocks[0][1], k=4)
+    assert list(G.row_blocks(G.cooccurrence([[0, 1]], 10), 4)) != [] and len(list(G.row_blocks(
+        G.cooccurrence([[0, 1]], 10), 4))) == 1  # blocks without an entry are skipped
+
+
+def test_sparse_sum_adds_in_rounds_and_equals_the_plain_sum():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(1)
+    mats = [(sp.random(1000, 1000, density=0.001, format="csr", random_state=s) > 0).astype(np.int32)
+            + sp.eye(1000, dtype=np.int32, format="csr") for s in range(50)]  # the diagonal in every input
+    plain = sum(m.toarray() for m in mats)
+    np.testing.assert_array_equal(G.sum_sparse(mats).toarray(), plain)
+    fn = G._SumSparse(min_round=30)
+    rounds = 0
+    acc = fn.create_accumulator()
+    for m in mats:
+        before = acc[0]
+        acc = fn.add_input(acc, m)
+        rounds += acc[0] is not before
+    assert 3 <= rounds <= 8  # summed in rounds (each doubling the sum), not once per input
+    half = fn.add_input(fn.create_accumulator(), mats[0])
+    merged = fn.merge_accumulators([acc, half, fn.create_accumulator()])
+    np.testing.assert_array_equal(fn.extract_output(merged).toarray(), plain + mats[0].toarray())
+    order = rng.permutation(len(mats))
+    acc2 = fn.create_accumulator()
+    for i in order:
+        acc2 = fn.add_input(acc2, mats[i])
+    np.testing.assert_array_equal(fn.extract_output(acc2).toarray(), plain)
+
+
+def test_degree_summary_of_a_histogram_equals_that_of_the_list():
+    degrees = [1, 1, 2, 5, 5, 5, 9]
+    assert G.degree_summary({1: 2, 2: 1, 5: 3, 9: 1}) == G.degree_summary(degrees)
+    assert G.degree_summary({}) == {"n": 0}
 
 
 def _canon(serialized: bytes):

@@ -45,9 +45,7 @@ def GraphBuilder(  # noqa: N802
         _ = out[split] | f"Write-{split}" >> beam.io.WriteToTFRecord(
             os.path.join(graph.uri, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz")
     stats_path = os.path.join(graph.uri, G.STATS_FILE)
-    _ = (out["edge_list"]
-         | "AllEdges" >> beam.combiners.ToList()
-         | "Stats" >> beam.Map(lambda edges: G.write_stats(G.graph_stats(edges, len(item_ids)), stats_path)))
+    _ = out["stats"] | "WriteStats" >> beam.Map(G.write_stats, stats_path)
     p.run().wait_until_finish()
 
     graph.split_names = artifact_utils.encode_split_names(list(F.GRAPH_SPLITS))
