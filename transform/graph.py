@@ -27,12 +27,15 @@ rows and combined per block; each block's rows then give their items' neighbours
 row sum ``g`` as a side input). A combine adds its inputs in rounds (a round once the waiting parts hold
 as many entries as the sum so far), so each entry is copied O(log n) times, not once per batch: at 1M
 items and 10M events the single running sum it replaces grew past 15 GB. The statistics are combined
-from per-user and per-item degree counts, never from a list of all edges.
+from per-user and per-item degree counts, never from a list of all edges; a user's training rows are folded
+per user in a combine that keeps the targets and the earliest row only (grouping whole rows, every row's
+history included, is what held 13 GB at 500,000 users / 10M events).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
 from collections import Counter
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
@@ -47,7 +50,7 @@ STATS_FILE = "graph_stats.json"
 DEFAULT_ROW_BLOCK = 1 << 16  # rows of G per block: 16 blocks at 1M items
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TrainingEvent:
     item_id: str
     behaviour: str
@@ -60,18 +63,56 @@ def user_training_events(rows: Iterable[dict]) -> list[TrainingEvent]:
     The earliest row (smallest target order position) contributes its history and
     targets; every later row its targets only (its history repeats earlier events).
     """
-    rows = sorted(rows, key=lambda r: int(r[F.TARGET_ORDER_POS.name]))
-    if not rows:
+    acc = _new_events()
+    for r in rows:
+        _add_row(acc, _row_targets(r))
+    return _finish_events(acc)
+
+
+# One user's rows folded one at a time (so Beam can combine them per user without grouping whole rows):
+# [earliest target position, that row (parsed dict or serialized), target positions, items, behaviours].
+
+
+def _new_events() -> list:
+    return [None, None, [], [], []]
+
+
+def _row_targets(row) -> tuple:
+    """(target position, target items, target behaviours, the row) of a parsed row."""
+    return (int(row[F.TARGET_ORDER_POS.name]), row[F.TARGET_ITEM_ID.name], row[F.TARGET_EVENT_TYPE.name], row)
+
+
+def _add_row(acc: list, targets: tuple) -> list:
+    pos, items, behaviours, row = targets
+    if len(items) != len(behaviours):
+        raise ValueError(f"a training row has {len(items)} target items and {len(behaviours)} behaviours")
+    if acc[0] is None or pos < acc[0]:
+        acc[0], acc[1] = pos, row
+    acc[2] += [pos] * len(items)
+    acc[3] += items
+    acc[4] += behaviours
+    return acc
+
+
+def _merge_events(accs: Iterable[list]) -> list:
+    out = _new_events()
+    for a in accs:
+        if a[0] is not None and (out[0] is None or a[0] < out[0]):
+            out[0], out[1] = a[0], a[1]
+        for k in (2, 3, 4):
+            out[k] += a[k]
+    return out
+
+
+def _finish_events(acc: list) -> list[TrainingEvent]:
+    if acc[0] is None:
         return []
-    first = rows[0]
+    first = parse_row(acc[1]) if isinstance(acc[1], bytes) else acc[1]
     events = [TrainingEvent(i, b, int(p)) for i, b, p in zip(
         first[F.HISTORY_ITEM_ID.name], first[F.HISTORY_EVENT_TYPE.name], first[F.HISTORY_ORDER_POS.name],
         strict=True)]
-    for r in rows:
-        pos = int(r[F.TARGET_ORDER_POS.name])
-        events += [TrainingEvent(i, b, pos) for i, b in zip(r[F.TARGET_ITEM_ID.name], r[F.TARGET_EVENT_TYPE.name],
-                                                             strict=True)]
-    return events
+    order = sorted(range(len(acc[2])), key=acc[2].__getitem__)  # stable: a row's targets keep their order
+    return events + [TrainingEvent(acc[3][k], acc[4][k], acc[2][k]) for k in order]
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +395,35 @@ class _BehaviourDegrees(beam.CombineFn):
         return dict(acc)
 
 
+def _serialized_targets(serialized: bytes) -> tuple[str, tuple]:
+    """(user, (target position, target items, target behaviours, the serialized row)): what a user's fold
+    needs of a row; only the earliest row's history is ever parsed again."""
+    import tensorflow as tf
+
+    f = tf.train.Example.FromString(serialized).features.feature
+    strings = lambda name: [sys.intern(v.decode("utf-8")) for v in f[name].bytes_list.value]  # noqa: E731
+    return (f[F.USER_ID.name].bytes_list.value[0].decode("utf-8"),
+            (int(f[F.TARGET_ORDER_POS.name].int64_list.value[0]), strings(F.TARGET_ITEM_ID.name),
+             strings(F.TARGET_EVENT_TYPE.name), serialized))
+
+
+class _TrainingEvents(beam.CombineFn):
+    """A user's rows → their training events (``user_training_events``), combined per user: only the
+    earliest row so far and the targets are kept, never every row's history."""
+
+    def create_accumulator(self):
+        return _new_events()
+
+    def add_input(self, acc, targets):
+        return _add_row(acc, targets)
+
+    def merge_accumulators(self, accs):
+        return _merge_events(accs)
+
+    def extract_output(self, acc):
+        return _finish_events(acc)
+
+
 class _DegreeCounts(beam.CombineFn):
     """Combines per-entity behaviour degrees into ``DegreeCounts``."""
 
@@ -389,10 +459,8 @@ def BuildGraph(train_rows, item_ids: Sequence[str], protocol: str, neighbours: i
     ids = list(item_ids)
     n = len(ids)
     events = (train_rows
-              | "Parse" >> beam.Map(parse_row)
-              | "ByUser" >> beam.Map(lambda r: (r[F.USER_ID.name], r))
-              | "GroupByUser" >> beam.GroupByKey()
-              | "Events" >> beam.MapTuple(lambda u, rows: (u, user_training_events(rows))))
+              | "Targets" >> beam.Map(_serialized_targets)
+              | "EventsPerUser" >> beam.CombinePerKey(_TrainingEvents()))
     user_edge_lists = events | "UserEdges" >> beam.MapTuple(lambda u, ev: user_edges(u, ev, half_life))
     edges = user_edge_lists | "Edges" >> beam.FlatMap(lambda es: es)
 

@@ -33,6 +33,20 @@ def test_training_events_are_first_unit_plus_training_targets_never_eval_or_test
                       G.TrainingEvent("a", "purchase", 1), G.TrainingEvent("c", "purchase", 2)]
 
 
+def test_training_events_fold_per_user_in_any_partition():
+    """The Beam combine's accumulators, merged in any grouping, give the events of the whole user."""
+    rows = _rows("u1", U1, LEAVE_LAST_ORDER_OUT)
+    whole = G.user_training_events(rows)
+    fn = G._TrainingEvents()
+    for cut in range(len(rows) + 1):
+        parts = [fn.create_accumulator(), fn.create_accumulator()]
+        for k, r in enumerate(reversed(rows)):
+            fn.add_input(parts[k < cut], (*G._row_targets(r)[:3], to_example(r, F.SEQUENCE_FEATURES)
+                                          .SerializeToString()))
+        assert fn.extract_output(fn.merge_accumulators(parts)) == whole, cut
+    assert fn.extract_output(fn.create_accumulator()) == []
+
+
 def test_edges_per_behaviour_with_counts_and_recency():
     events = [G.TrainingEvent("a", "click", 0), G.TrainingEvent("a", "click", 2), G.TrainingEvent("a", "purchase", 2),
               G.TrainingEvent("b", "purchase", 1)]
