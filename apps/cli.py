@@ -72,6 +72,7 @@ def cmd_run(args, beam_args: list[str]) -> int:
             config["max_steps_per_epoch"] = args.max_steps_per_epoch
     if args.eval_users:  # the trainers' model selection ranks the catalogue for their validation users too
         graph["val_users"] = args.eval_users
+        two_tower["val_users"] = args.eval_users
         dual_head["val_users"] = args.eval_users
         sequential["val_users"] = args.eval_users
     if args.sequential and args.no_semantic_ids:

@@ -39,6 +39,7 @@ class TwoTowerConfig:
     seed: int = 0
     distribution_strategy: str = "none"  # trainer.distribute.STRATEGIES: none, mirrored, multiworker
     max_steps_per_epoch: int = 0  # > 0: each epoch stops after that many batches (scale probes; 0 = every batch)
+    val_users: int = 0  # > 0: the per-epoch HR@10 on that many validation rows (a seeded draw); 0 = every row
 
     def __post_init__(self) -> None:
         for f in ("embedding_dim", "hidden_dim", "max_history", "epochs", "batch_size"):
@@ -46,6 +47,8 @@ class TwoTowerConfig:
                 raise ValueError(f"TwoTowerConfig.{f} must be positive, got {getattr(self, f)}")
         if self.temperature <= 0 or self.learning_rate <= 0:
             raise ValueError(f"temperature and learning_rate must be positive, got {self.temperature}, {self.learning_rate}")
+        if self.val_users < 0:
+            raise ValueError(f"TwoTowerConfig.val_users must be >= 0 (0 = every validation row), got {self.val_users}")
         if self.max_steps_per_epoch < 0:
             raise ValueError(f"TwoTowerConfig.max_steps_per_epoch must be >= 0 (0 = every batch), "
                              f"got {self.max_steps_per_epoch}")
@@ -137,27 +140,42 @@ def _dataset(arrays: base.SequenceArrays, batch_size: int, seed: int, shuffle: b
 
 
 class ValidationHitRate(tf.keras.callbacks.Callback):
-    """Per-epoch progress: loss, HR@10 on validation rows (ranked over training items), elapsed time."""
+    """Per-epoch progress: loss, HR@10 on validation rows (ranked over training items), elapsed time.
 
-    def __init__(self, model: TwoTowerModel, val: base.SequenceArrays, item_categories: np.ndarray, k: int = 10):
+    ``val_rows`` > 0 ranks that many rows, drawn once with ``seed`` (every row otherwise); the scores are made
+    ``metrics.score_batch_size`` rows at a time, so a million items never need a [rows, items] matrix.
+    """
+
+    def __init__(self, model: TwoTowerModel, val: base.SequenceArrays, item_categories: np.ndarray, k: int = 10,
+                 val_rows: int = 0, seed: int = 0):
         super().__init__()
         self._m = model
         self._val = val
+        n = len(val.target)
+        self._rows = (np.sort(np.random.default_rng(seed).choice(n, val_rows, replace=False))
+                      if 0 < val_rows < n else np.arange(n))
         self._cats = item_categories
         self._k = k
         self._start = time.time()
         self.history: list[dict] = []
 
     def hit_rate(self) -> float:
+        from recsys.evaluation.metrics import score_batch_size
+
         n = len(self._cats)
         items = self._m.item_tower(tf.range(n), tf.constant(self._cats)).numpy()
-        users = self._m.query_tower(tf.constant(self._val.history)).numpy()
-        scores = users @ items.T
-        top = np.argpartition(-scores, self._k, axis=1)[:, : self._k]
-        return float(np.mean(np.any(top == self._val.target[:, None], axis=1)))
+        rows = self._rows
+        users = self._m.query_tower(tf.constant(self._val.history[rows])).numpy()
+        targets = self._val.target[rows]
+        b = score_batch_size(n)
+        hits = 0
+        for s in range(0, len(rows), b):
+            top = np.argpartition(-(users[s:s + b] @ items.T), self._k, axis=1)[:, : self._k]
+            hits += int(np.any(top == targets[s:s + b, None], axis=1).sum())
+        return hits / len(rows)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        hr = self.hit_rate() if len(self._val.target) else float("nan")
+        hr = self.hit_rate() if len(self._rows) else float("nan")
         entry = {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", np.nan)), "val_HR@10": hr,
                  "elapsed_s": round(time.time() - self._start, 1)}
         self.history.append(entry)
@@ -202,7 +220,7 @@ def train(train_files: list[str], eval_files: list[str], vocab: base.Vocabularie
           f"{vocab.num_items:,} items, {len(vocab.categories):,} categories", flush=True)
     model = compiled_model(vocab.num_items, len(vocab.categories), config)
     cats = item_categories_from_training(train_arrays, vocab.num_items, len(vocab.categories))
-    progress = ValidationHitRate(model, val_arrays, cats)
+    progress = ValidationHitRate(model, val_arrays, cats, val_rows=config.val_users, seed=config.seed)
     data = _dataset(train_arrays, config.batch_size, config.seed, shuffle=True, logq_correction=config.logq_correction)
     if config.max_steps_per_epoch:  # the first batches of each epoch's reshuffled order
         data = data.take(config.max_steps_per_epoch)

@@ -101,7 +101,7 @@ def test_synthetic_sizes_and_eval_users_reach_the_pipeline(tmp_path, monkeypatch
     assert seen["graph_config"] == {"val_users": 50, **capped}  # the graph trainer's model selection samples the same way
     assert seen["dual_head_config"] == {"val_users": 50, **capped}  # and the dual head's and the sequence model's epochs
     assert seen["sequential_config"] == {"val_users": 50, **capped}
-    assert seen["two_tower"] == capped
+    assert seen["two_tower"] == {"val_users": 50, **capped}  # its per-epoch HR@10 too
     assert seen["ranking_config"] == {"window_users": 120, "model": capped}  # the ranker's training units of 120 users
     from recsys.data import dataset_fingerprint
 

@@ -44,6 +44,33 @@ def test_learns_a_deterministic_next_item_pattern():
     assert np.mean(top1 == test.target) > 0.9
 
 
+def test_validation_hit_rate_in_blocks_and_on_a_sample(monkeypatch):
+    """The per-epoch HR@10: scored a block of rows at a time (the same figure as one [rows, items] product), and
+    on ``val_rows`` rows drawn once when asked."""
+    from recsys.evaluation import metrics
+
+    n_items = 40
+    config = two_tower.TwoTowerConfig(embedding_dim=8, hidden_dim=8, max_history=3, epochs=1, batch_size=32)
+    tf.keras.utils.set_random_seed(0)
+    model = two_tower.TwoTowerModel(n_items, 2, config)
+    val = _cyclic_arrays(n_items, n=300, seed=2)
+    cats = (np.arange(n_items) % 2).astype(np.int32)
+    items = model.item_tower(tf.range(n_items), tf.constant(cats)).numpy()
+    users = model.query_tower(tf.constant(val.history)).numpy()
+    top = np.argpartition(-(users @ items.T), 10, axis=1)[:, :10]
+    expected = float(np.mean(np.any(top == val.target[:, None], axis=1)))
+    monkeypatch.setattr(metrics, "SCORE_BLOCK", 7 * n_items)  # 7 rows per block
+    whole = two_tower.ValidationHitRate(model, val, cats)
+    assert whole.hit_rate() == expected and 0 < expected < 1
+    sampled = two_tower.ValidationHitRate(model, val, cats, val_rows=50, seed=3)
+    rows = sampled._rows
+    assert len(rows) == 50 == len(set(rows.tolist())) and rows.tolist() == sorted(rows.tolist())
+    assert sampled.hit_rate() == float(np.mean(np.any(top[rows] == val.target[rows, None], axis=1)))
+    assert two_tower.ValidationHitRate(model, val, cats, val_rows=50, seed=3)._rows.tolist() == rows.tolist()
+    with pytest.raises(ValueError, match="val_users must be >= 0"):
+        two_tower.TwoTowerConfig(val_users=-1)
+
+
 def test_towers_round_trip_in_a_fresh_process(tmp_path, fresh_process):
     config = two_tower.TwoTowerConfig(embedding_dim=8, hidden_dim=8, max_history=3, epochs=1)
     model = two_tower.TwoTowerModel(10, 3, config)

@@ -26,12 +26,13 @@ def catalogue_vectors(model: DualHeadModel) -> np.ndarray:
 
 def retrieval_topk(model: DualHeadModel, data: SequenceData, exclude_history: bool, k: int = 10) -> np.ndarray:
     """Student top-k catalogue indices [R, k] by exact dot product (history masked if asked)."""
-    from recsys.evaluation.metrics import top_k
+    from recsys.evaluation.metrics import score_batch_size, top_k
 
     items = catalogue_vectors(model)
     users = user_vectors(model, data)
-    out = [top_k(users[s:s + 1024] @ items.T, k, exclude=data.full_history[s:s + 1024] if exclude_history else None)
-           for s in range(0, len(users), 1024)]
+    b = score_batch_size(len(items))  # 1,024 rows up to 65,536 items, fewer above (memory)
+    out = [top_k(users[s:s + b] @ items.T, k, exclude=data.full_history[s:s + b] if exclude_history else None)
+           for s in range(0, len(users), b)]
     return np.concatenate(out) if out else np.zeros((0, k), np.int64)
 
 

@@ -54,9 +54,10 @@ def scores_topk(users: np.ndarray, items: np.ndarray, rows: EvalRows, exclude_hi
     """Full-ranking top-k catalogue positions [R, k] of ``rows`` (history masked when asked)."""
     q = users[rows.users] if user_vectors is None else user_vectors
     out = []
-    for s in range(0, len(q), 1024):
-        sc = q[s:s + 1024] @ items.T
-        out.append(metrics.top_k(sc, k, rows.histories[s:s + 1024] if exclude_history else None))
+    block = metrics.score_batch_size(len(items))  # 1,024 rows up to 65,536 items, fewer above (memory)
+    for s in range(0, len(q), block):
+        sc = q[s:s + block] @ items.T
+        out.append(metrics.top_k(sc, k, rows.histories[s:s + block] if exclude_history else None))
     return np.concatenate(out) if out else np.zeros((0, k), np.int64)
 
 
