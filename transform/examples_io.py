@@ -214,11 +214,27 @@ class ContentRows:
 
 def read_content(embeddings_uri: str) -> ContentRows:
     """The ContentEmbedder's rows, sorted by item id (Beam writes them in no particular order)."""
-    cols = read_examples(split_files(embeddings_uri, F.CATALOG), F.feature_spec(F.CONTENT_FEATURES))
-    ids = np.array(_decode(cols[F.ITEM_ID.name]), dtype=object)
+    import tensorflow as tf
+
+    spec = F.feature_spec(F.CONTENT_FEATURES)
+    ids, cats, blocks = [], [], []
+    for batch in record_dataset(split_files(embeddings_uri, F.CATALOG)).batch(4096):
+        parsed = tf.io.parse_example(batch, spec)
+        ids += _decode(parsed[F.ITEM_ID.name].numpy().tolist())
+        cats += _decode(parsed[F.CATEGORY.name].numpy().tolist())
+        emb = parsed[F.EMBEDDING.name]  # varlen: one [B, D] block, never a python float per value (1M x 512)
+        lengths = np.bincount(emb.indices[:, 0].numpy(), minlength=int(emb.dense_shape[0]))
+        if len(lengths) and lengths.min() != lengths.max():
+            raise ValueError(f"content embeddings of different lengths ({lengths.min()} to {lengths.max()}) in "
+                             f"{embeddings_uri}; every item needs the same dimension")
+        blocks.append(tf.sparse.to_dense(emb).numpy().astype(np.float32, copy=False))
+    ids = np.array(ids, dtype=object)
     order = np.argsort(ids, kind="stable")
-    vectors = np.stack(cols[F.EMBEDDING.name]).astype(np.float32)
-    return ContentRows(ids[order], np.array(_decode(cols[F.CATEGORY.name]), dtype=object)[order], vectors[order])
+    dims = {b.shape[1] for b in blocks if len(b)}
+    if len(dims) > 1:
+        raise ValueError(f"content embeddings of different lengths {sorted(dims)} in {embeddings_uri}")
+    vectors = np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32)
+    return ContentRows(ids[order], np.array(cats, dtype=object)[order], vectors[order])
 
 
 @dataclass(frozen=True)
