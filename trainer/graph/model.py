@@ -29,11 +29,13 @@ class GraphModel(tf.Module):
             raise ValueError("semantic_init needs content embeddings")
         if self.semantic:
             content = graph.content / np.maximum(np.linalg.norm(graph.content, axis=1, keepdims=True), 1e-8)
-            self.content = tf.constant(content.astype(np.float32))
+            self.content = tf.constant(content.astype(np.float32, copy=False))
             w = rng.normal(0.0, config.init_std * np.sqrt(content.shape[1]), (content.shape[1], d))
             self.content_map = tf.Variable(w.astype(np.float32), name="content_map")
             self.item_residual = tf.Variable(tf.zeros([self.num_items, d]), name="item_residual")
-            start = content @ w
+            # [N, d] in row blocks: float32 content @ float64 w casts its operand, 4 GB at once for 1M x 512
+            start = np.concatenate([content[s:s + 65536] @ w for s in range(0, len(content), 65536)]
+                                   or [np.zeros((0, d))])
             users = np.zeros((self.num_users, d))
             for u, items in enumerate(graph.user_items()):
                 if len(items):
