@@ -86,6 +86,12 @@ def item_encoder_warmup(rows: examples_io.ContentRows, text: bool, n: int = 3) -
     return requests
 
 
+def _in_blocks(fn, x: np.ndarray, block: int = semantic_ids.REPORT_BLOCK) -> np.ndarray:
+    """``fn(x)`` a block of rows at a time (one call up to ``block`` rows; 1M items at once held every layer's
+    [N, width] activations)."""
+    return np.concatenate([fn(x[s:s + block]).numpy() for s in range(0, len(x), block)])
+
+
 def train_semantic_ids(embeddings_uri: str, serving_dir: str, run_dir: str, config_overrides: dict | None) -> dict:
     start = time.time()
     rows = examples_io.read_content(embeddings_uri)
@@ -96,10 +102,10 @@ def train_semantic_ids(embeddings_uri: str, serving_dir: str, run_dir: str, conf
     print(f"[semantic_ids] RQ-VAE on {len(rows.item_ids):,} items × {rows.vectors.shape[1]}-d {source} embeddings, "
           f"L={config.num_levels}, K={config.codebook_size}, {len(vocab)} categories", flush=True)
     model, history = rqvae.train_rqvae(rows.vectors, labels if vocab else None, config)
-    codes = model.encode(rows.vectors).numpy()
+    codes = _in_blocks(model.encode, rows.vectors)
     ids = semantic_ids.disambiguate(codes)
     table = semantic_ids.SemanticIdTable(rows.item_ids.tolist(), ids)
-    report = semantic_ids.semantic_id_report(rows.vectors, codes, model.reconstruct(rows.vectors).numpy(),
+    report = semantic_ids.semantic_id_report(rows.vectors, codes, _in_blocks(model.reconstruct, rows.vectors),
                                              labels if vocab else None, codebook_size=config.codebook_size)
     report.update({"source": source, "items": int(len(rows.item_ids)), "config": config.to_dict(),
                    "epochs": history, "elapsed_s": round(time.time() - start, 1)})

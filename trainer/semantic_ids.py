@@ -142,6 +142,9 @@ def knn_recall(original: np.ndarray, reconstructed: np.ndarray, k: int = 10, max
     return float(hits / (len(queries) * k))
 
 
+REPORT_BLOCK = 65536  # items per block of the report's [N, D] arithmetic
+
+
 def semantic_id_report(embeddings: np.ndarray, codes: np.ndarray, reconstructed: np.ndarray,
                        categories: np.ndarray | None = None, k: int = 10, seed: int = 0,
                        codebook_size: int | None = None, max_queries: int = 2000) -> dict:
@@ -160,11 +163,15 @@ def semantic_id_report(embeddings: np.ndarray, codes: np.ndarray, reconstructed:
       seeded shuffle), None without categories;
     * ``knn_recall@k`` of reconstructed vs original neighbours by cosine (``max_queries`` queries).
     """
-    x, x_hat, codes = np.asarray(embeddings, np.float64), np.asarray(reconstructed, np.float64), _as_codes(codes)
+    x, x_hat, codes = np.asarray(embeddings), np.asarray(reconstructed), _as_codes(codes)
     if x.shape != x_hat.shape or x.ndim != 2 or len(codes) != len(x):
         raise ValueError(f"embeddings {x.shape}, reconstructed {x_hat.shape} and codes {codes.shape} must "
                          "describe the same N items")
-    cosine = np.sum(_unit_rows(x) * _unit_rows(x_hat), axis=1)
+    # in row blocks (one block up to 65,536 items: the same arithmetic as whole arrays), never a float64 copy of
+    # [N, D] at once (two of them were 8 GB at 1M x 512)
+    blocks = [slice(s, s + REPORT_BLOCK) for s in range(0, len(x), REPORT_BLOCK)] or [slice(0, 0)]
+    cosine = np.concatenate([np.sum(_unit_rows(x[b]) * _unit_rows(x_hat[b]), axis=1) for b in blocks])
+    squares = [np.sum((np.asarray(x[b], np.float64) - np.asarray(x_hat[b], np.float64)) ** 2) for b in blocks]
     levels = []
     for level in range(codes.shape[1]):
         used = int(len(np.unique(codes[:, level])))
@@ -177,7 +184,7 @@ def semantic_id_report(embeddings: np.ndarray, codes: np.ndarray, reconstructed:
         raise AssertionError(f"disambiguated IDs still collide ({after})")  # never: disambiguate's contract
     report = {
         "num_items": int(len(x)),
-        "reconstruction_mse": float(np.mean((x - x_hat) ** 2)),
+        "reconstruction_mse": float(np.sum(squares) / x.size) if x.size else float("nan"),
         "reconstruction_cosine": float(np.mean(cosine)),
         "levels": levels,
         "collision_rate": collision_rate(codes),

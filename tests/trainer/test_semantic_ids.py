@@ -101,6 +101,20 @@ def test_semantic_id_report_on_a_tiny_example():
         sid.semantic_id_report(x, codes[:3], x)
 
 
+def test_semantic_id_report_in_row_blocks_equals_the_whole_arrays(monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 6)).astype(np.float32)
+    x_hat = (x + rng.normal(scale=0.3, size=x.shape)).astype(np.float32)
+    codes = rng.integers(0, 4, (50, 2))
+    whole = sid.semantic_id_report(x, codes, x_hat, k=3)
+    assert whole["reconstruction_mse"] == float(np.mean((x.astype(np.float64) - x_hat.astype(np.float64)) ** 2))
+    monkeypatch.setattr(sid, "REPORT_BLOCK", 7)  # 8 blocks
+    blocked = sid.semantic_id_report(x, codes, x_hat, k=3)
+    assert blocked["reconstruction_mse"] == pytest.approx(whole["reconstruction_mse"], rel=1e-12)
+    assert {k: v for k, v in blocked.items() if k != "reconstruction_mse"} == \
+        {k: v for k, v in whole.items() if k != "reconstruction_mse"}
+
+
 def test_table_lookups_both_ways_and_by_prefix():
     table = sid.SemanticIdTable.from_codes(ITEMS, np.array(CODES))
     assert len(table) == 6 and "plum" in table and table.id_length == 3
