@@ -117,7 +117,7 @@ def _top_k_neighbours(queries: np.ndarray, rows: np.ndarray, query_index: np.nda
 
 
 def knn_recall(original: np.ndarray, reconstructed: np.ndarray, k: int = 10, max_queries: int = 2000,
-               seed: int = 0, chunk: int = 512) -> float:
+               seed: int = 0, chunk: int = 0) -> float:
     """Mean |kNN_k(original) ∩ kNN_k(reconstructed)| / k by cosine, each item's own row left out.
 
     Queries: all items, or ``max_queries`` sampled (seeded) when N is larger; each query is ranked
@@ -131,6 +131,9 @@ def knn_recall(original: np.ndarray, reconstructed: np.ndarray, k: int = 10, max
     if n < 2:
         raise ValueError(f"kNN recall needs at least 2 items, got {n}")
     k = min(k, n - 1)
+    # queries per block: 512, fewer above 65,536 items (a block's scores, their negation and argpartition's
+    # int64 indices are about 16 bytes a score: 512 queries x 1M items were 8 GB)
+    chunk = chunk or int(max(1, min(512, 2 ** 25 // n)))
     rng = np.random.default_rng(seed)
     queries = np.arange(n) if n <= max_queries else np.sort(rng.choice(n, max_queries, replace=False))
     hits = 0
