@@ -194,14 +194,19 @@ def merge(first: dict, second: dict) -> dict:
     that executed it (``first`` where it finished there; the resumed run reuses those from the cache)."""
     if first["sizes"] != second["sizes"] or first["extra_flags"] != second["extra_flags"]:
         raise ValueError("--resume needs a result of the same sizes and flags")
-    done = [dict(c, run=1) for c in first["components"] if c["finished"] and c["component"] != PUBLISH]
+    runs = first.get("runs") or [_run_summary(first)]  # a chain of resumes keeps every run, numbered from 1
+    done = [dict(c, run=c.get("run", 1)) for c in first["components"] if c["finished"] and c["component"] != PUBLISH]
     names = {c["component"] for c in done} | {LAUNCH}  # (the resumed run's data check repeats the first's)
-    rows = done + [dict(c, run=2) for c in second["components"] if c["component"] not in names]
+    rows = done + [dict(c, run=len(runs) + 1) for c in second["components"] if c["component"] not in names]
     out = dict(second, components=rows, wall_seconds=round(first["wall_seconds"] + second["wall_seconds"], 1),
                peak_rss_mb=max(first["peak_rss_mb"], second["peak_rss_mb"]))
-    out["runs"] = [{k: r[k] for k in ("command", "returncode", "wall_seconds", "peak_rss_mb", "machine", "when",
-                                      "stderr_tail")} | {"stopped": r.get("stopped", "")} for r in (first, second)]
+    out["runs"] = runs + [_run_summary(second)]
     return out
+
+
+def _run_summary(r: dict) -> dict:
+    return {k: r[k] for k in ("command", "returncode", "wall_seconds", "peak_rss_mb", "machine", "when",
+                              "stderr_tail")} | {"stopped": r.get("stopped", "")}
 
 
 def table(result: dict) -> str:

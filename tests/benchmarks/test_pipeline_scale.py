@@ -53,3 +53,8 @@ def test_a_resumed_run_keeps_the_first_runs_finished_components():
         (S.LAUNCH, 5, 1), ("A", 60, 1), ("B", 30, 2), (S.PUBLISH, 4, 2)]
     assert out["wall_seconds"] == 140.0 and out["peak_rss_mb"] == 70 and out["returncode"] == 0
     assert [r["returncode"] for r in out["runs"]] == [1, 0]
+    third = dict(base, returncode=0, wall_seconds=10.0, peak_rss_mb=20,
+                 components=[comp(S.LAUNCH, 6), comp("A", 0), comp("B", 0), comp("C", 8)])
+    again = S.merge(dict(out, components=out["components"][:3]), third)  # a resume of a resumed run
+    assert [(c["component"], c["run"]) for c in again["components"]] == [(S.LAUNCH, 1), ("A", 1), ("B", 2), ("C", 3)]
+    assert [r["wall_seconds"] for r in again["runs"]] == [100.0, 40.0, 10.0] and again["wall_seconds"] == 150.0
