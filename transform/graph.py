@@ -374,27 +374,6 @@ class _SumSparse(beam.CombineFn):
         return self._round(acc, force=True)[0]
 
 
-class _BehaviourDegrees(beam.CombineFn):
-    """An item's behaviours → its degree per behaviour (``behaviour_degrees``), combined per item."""
-
-    def create_accumulator(self):
-        return Counter()
-
-    def add_input(self, acc, behaviour):
-        acc[behaviour] += 1
-        return acc
-
-    def merge_accumulators(self, accs):
-        accs = iter(accs)
-        out = next(accs)
-        for a in accs:
-            out.update(a)
-        return out
-
-    def extract_output(self, acc):
-        return dict(acc)
-
-
 def _serialized_targets(serialized: bytes) -> tuple[str, tuple]:
     """(user, (target position, target items, target behaviours, the serialized row)): what a user's fold
     needs of a row; only the earliest row's history is ever parsed again."""
@@ -407,41 +386,54 @@ def _serialized_targets(serialized: bytes) -> tuple[str, tuple]:
              strings(F.TARGET_EVENT_TYPE.name), serialized))
 
 
-class _TrainingEvents(beam.CombineFn):
-    """A user's rows → their training events (``user_training_events``), combined per user: only the
-    earliest row so far and the targets are kept, never every row's history."""
+class _Fold(beam.CombineFn):
+    """A combine from three functions: ``new()`` an accumulator, ``add(acc, x)`` and ``merge(acc, other)`` each
+    returning the accumulator, then ``out(acc)``."""
+
+    def __init__(self, new, add, merge, out=lambda acc: acc):
+        self._new, self._add, self._merge, self._out = new, add, merge, out
 
     def create_accumulator(self):
-        return _new_events()
+        return self._new()
 
-    def add_input(self, acc, targets):
-        return _add_row(acc, targets)
-
-    def merge_accumulators(self, accs):
-        return _merge_events(accs)
-
-    def extract_output(self, acc):
-        return _finish_events(acc)
-
-
-class _DegreeCounts(beam.CombineFn):
-    """Combines per-entity behaviour degrees into ``DegreeCounts``."""
-
-    def create_accumulator(self):
-        return DegreeCounts()
-
-    def add_input(self, acc, degrees):
-        return acc.add(degrees)
+    def add_input(self, acc, x):
+        return self._add(acc, x)
 
     def merge_accumulators(self, accs):
         accs = iter(accs)
         out = next(accs)
         for a in accs:
-            out.merge(a)
+            out = self._merge(out, a)
         return out
 
     def extract_output(self, acc):
-        return acc
+        return self._out(acc)
+
+
+def _count_into(acc: Counter, x) -> Counter:
+    acc[x] += 1
+    return acc
+
+
+def _update(acc: Counter, other: Counter) -> Counter:
+    acc.update(other)
+    return acc
+
+
+def _training_events_fn() -> _Fold:
+    """A user's rows → their training events (``user_training_events``), combined per user: only the earliest
+    row so far and the targets are kept, never every row's history."""
+    return _Fold(_new_events, _add_row, lambda a, b: _merge_events([a, b]), _finish_events)
+
+
+def _behaviour_degrees_fn() -> _Fold:
+    """An item's behaviours → its degree per behaviour (``behaviour_degrees``), combined per item."""
+    return _Fold(Counter, _count_into, _update, dict)
+
+
+def _degree_counts_fn() -> _Fold:
+    """Per-entity behaviour degrees → ``DegreeCounts``."""
+    return _Fold(DegreeCounts, DegreeCounts.add, DegreeCounts.merge)
 
 
 def _deg_vector(blocks: Iterable[tuple[int, np.ndarray]], num_items: int, block: int) -> np.ndarray:
@@ -460,7 +452,7 @@ def BuildGraph(train_rows, item_ids: Sequence[str], protocol: str, neighbours: i
     n = len(ids)
     events = (train_rows
               | "Targets" >> beam.Map(_serialized_targets)
-              | "EventsPerUser" >> beam.CombinePerKey(_TrainingEvents()))
+              | "EventsPerUser" >> beam.CombinePerKey(_training_events_fn()))
     user_edge_lists = events | "UserEdges" >> beam.MapTuple(lambda u, ev: user_edges(u, ev, half_life))
     edges = user_edge_lists | "Edges" >> beam.FlatMap(lambda es: es)
 
@@ -488,12 +480,12 @@ def BuildGraph(train_rows, item_ids: Sequence[str], protocol: str, neighbours: i
 
     user_counts = (user_edge_lists
                    | "UserDegrees" >> beam.Map(lambda es: behaviour_degrees(e.behaviour for e in es))
-                   | "UserDegreeCounts" >> beam.CombineGlobally(_DegreeCounts()))
+                   | "UserDegreeCounts" >> beam.CombineGlobally(_degree_counts_fn()))
     item_counts = (edges
                    | "ItemBehaviour" >> beam.Map(lambda e: (e.item_id, e.behaviour))
-                   | "ItemDegrees" >> beam.CombinePerKey(_BehaviourDegrees())
+                   | "ItemDegrees" >> beam.CombinePerKey(_behaviour_degrees_fn())
                    | "Degrees" >> beam.Values()
-                   | "ItemDegreeCounts" >> beam.CombineGlobally(_DegreeCounts()))
+                   | "ItemDegreeCounts" >> beam.CombineGlobally(_degree_counts_fn()))
     stats = user_counts | "Stats" >> beam.Map(lambda u, i: stats_from_degrees(u, i, n),
                                               beam.pvalue.AsSingleton(item_counts))
     return {F.EDGES: edges | "EdgeExamples" >> beam.Map(edge_example),

@@ -37,7 +37,7 @@ def test_training_events_fold_per_user_in_any_partition():
     """The Beam combine's accumulators, merged in any grouping, give the events of the whole user."""
     rows = _rows("u1", U1, LEAVE_LAST_ORDER_OUT)
     whole = G.user_training_events(rows)
-    fn = G._TrainingEvents()
+    fn = G._training_events_fn()
     for cut in range(len(rows) + 1):
         parts = [fn.create_accumulator(), fn.create_accumulator()]
         for k, r in enumerate(reversed(rows)):
