@@ -131,9 +131,12 @@ def knn_recall(original: np.ndarray, reconstructed: np.ndarray, k: int = 10, max
     if n < 2:
         raise ValueError(f"kNN recall needs at least 2 items, got {n}")
     k = min(k, n - 1)
-    # queries per block: 512, fewer above 65,536 items (a block's scores, their negation and argpartition's
-    # int64 indices are about 16 bytes a score: 512 queries x 1M items were 8 GB)
-    chunk = chunk or int(max(1, min(512, 2 ** 25 // n)))
+    # queries per block: the evaluators' score budget, at most 512 (512 queries x 1M items, with the scores' negation
+    # and argpartition's int64 indices, were 8 GB a block)
+    if not chunk:
+        from recsys.evaluation.metrics import score_batch_size
+
+        chunk = score_batch_size(n, most=512)
     rng = np.random.default_rng(seed)
     queries = np.arange(n) if n <= max_queries else np.sort(rng.choice(n, max_queries, replace=False))
     hits = 0
