@@ -189,6 +189,25 @@ class RetrievalModule(tf.Module):
         }
 
 
+def scann_searcher(candidates, k: int, params: ScannParams, name: str = "scann"):
+    """The raw ScaNN searcher (``scann_ops``) :func:`scann_layer` serves, built the same way: ``params.num_leaves``
+    leaves trained from k-means++ (``random_init=False``, so every build of the same vectors is identical),
+    asymmetric hashing, ``params.num_reordering_candidates`` re-scored exactly, ``k`` returned.
+
+    ``num_leaves_to_search`` and the re-scored count are search-time defaults: ``search_batched`` overrides them
+    per call (``leaves_to_search``, ``pre_reorder_num_neighbors``) on the same index, which is how
+    ``export.twins.tune_scann`` tries a whole sweep on one build. TF never frees a built searcher (issue 14).
+    """
+    from scann.scann_ops.py import scann_ops
+
+    n = int(candidates.shape[0])
+    builder = scann_ops.builder(db=candidates, num_neighbors=k, distance_measure="dot_product")
+    builder = builder.tree(num_leaves=params.num_leaves, num_leaves_to_search=params.num_leaves_to_search,
+                           training_iterations=12, random_init=False)
+    builder = builder.score_ah(dimensions_per_block=2).reorder(min(params.num_reordering_candidates, n))
+    return builder.build(shared_name=f"{name}/{uuid.uuid4()}")
+
+
 def scann_layer(embeddings: np.ndarray, ids: np.ndarray, k: int, params: ScannParams):
     """A TFRS ScaNN layer indexing ``embeddings`` (dot product), built **deterministically**.
 
@@ -200,24 +219,15 @@ def scann_layer(embeddings: np.ndarray, ids: np.ndarray, k: int, params: ScannPa
     searcher builder (``_build_searcher``) is replaced by one that sets it, everything else as TFRS.
     """
     import tensorflow_recommenders as tfrs
-    from scann.scann_ops.py import scann_ops
 
     n = len(ids)
     layer = tfrs.layers.factorized_top_k.ScaNN(
         k=k, distance_measure="dot_product", num_leaves=params.num_leaves,
         num_leaves_to_search=params.num_leaves_to_search,
         num_reordering_candidates=min(params.num_reordering_candidates, n))
-
-    def build_searcher(candidates):
-        builder = scann_ops.builder(db=candidates, num_neighbors=k, distance_measure="dot_product")
-        builder = builder.tree(num_leaves=params.num_leaves, num_leaves_to_search=params.num_leaves_to_search,
-                               training_iterations=12, random_init=False)
-        builder = builder.score_ah(dimensions_per_block=2).reorder(min(params.num_reordering_candidates, n))
-        return builder.build(shared_name=f"{layer.name}/{uuid.uuid4()}")
-
     if not hasattr(layer, "_build_searcher"):
         raise RuntimeError("this tensorflow-recommenders has no ScaNN._build_searcher; pin 0.7.7")
-    layer._build_searcher = build_searcher
+    layer._build_searcher = lambda candidates: scann_searcher(candidates, k, params, name=layer.name)
     layer.index(tf.constant(embeddings, tf.float32), tf.constant(np.asarray(ids).astype(object).astype(bytes)))
     return layer
 

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from export.retrieval import BRUTE_FORCE, SCANN, ScannParams, scann_layer
+from export.retrieval import BRUTE_FORCE, SCANN, ScannParams, scann_searcher
 from recsys import names as N
 from trainer.warmup import recommend_requests, write_warmup
 
@@ -37,6 +37,28 @@ def tuning_queries(queries: np.ndarray, limit: int = MAX_TUNING_QUERIES, seed: i
     if len(queries) <= limit:
         return queries
     return queries[np.sort(np.random.default_rng(seed).choice(len(queries), limit, replace=False))]
+
+
+#: histories embedded per call by :func:`embed_histories`
+HISTORY_BLOCK = 4096
+
+
+def embed_histories(embed: Callable[[tf.Tensor], tf.Tensor], histories: Sequence[Sequence[str]],
+                    block: int = HISTORY_BLOCK) -> np.ndarray:
+    """``embed`` (a model's anonymous-history embedding: string [B, L], "" padded → [B, D]) over ``histories``,
+    ``block`` at a time, each block padded to its own longest history.
+
+    The served embeddings ignore "" padding (the two-tower takes the last ``max_history`` known items, the graph
+    retriever their mean), so the blocks give what one call would. One call padded every history to the longest:
+    500,000 validation histories at 10M events made a Python object per cell before the matmul (issue 14).
+    """
+    parts = []
+    for s in range(0, len(histories), block):
+        rows = [list(h) for h in histories[s:s + block]]
+        width = max([len(h) for h in rows] + [1])
+        padded = np.array([h + [""] * (width - len(h)) for h in rows], dtype=object).astype(bytes)
+        parts.append(np.asarray(embed(tf.constant(padded))))
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 def exact_top_k(queries: tf.Tensor, candidates: tf.Tensor, k: int, block: int = 0) -> np.ndarray:
@@ -92,13 +114,18 @@ def tune_scann(embeddings: np.ndarray, ids: np.ndarray, queries: np.ndarray, tar
                 for frac in (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)]
     while settings[-1].num_reordering_candidates < n:  # every leaf searched: more re-scored, up to all (exact)
         settings.append(ScannParams(leaves, leaves, min(n, 2 * settings[-1].num_reordering_candidates)))
+    # one index for the whole sweep: the settings differ only in what is searched, which ScaNN takes per call
+    # (a build per setting kept up to 18 indexes of 1M vectors alive, and GraphExporter was OOM-killed; issue 14)
+    searcher = scann_searcher(cand, final_k, ScannParams(leaves, leaves, reorder))
     for p in settings:
-        layer = scann_layer(embeddings, ids, final_k, p)
-        layer(q[:1])  # build
+        def search(x, p=p):
+            return searcher.search_batched(x, final_num_neighbors=final_k, leaves_to_search=p.num_leaves_to_search,
+                                           pre_reorder_num_neighbors=p.num_reordering_candidates).indices
+        search(q[:1])  # warm
         t0 = time.perf_counter()
-        _, got = layer(q)
+        got = search(q).numpy()
         ms = (time.perf_counter() - t0) * 1000 / max(len(queries), 1)
-        got = got.numpy()[:, :k].astype(str)
+        got = ids[got[:, :k]].astype(str)
         rec = recall_at_k(got, exact_ids.astype(str))
         tried.append({"num_leaves": p.num_leaves, "num_leaves_to_search": p.num_leaves_to_search,
                       **({"num_reordering_candidates": p.num_reordering_candidates}

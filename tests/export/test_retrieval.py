@@ -187,6 +187,24 @@ def test_scann_index_builds_are_identical_so_the_exported_index_is_the_tuned_one
     np.testing.assert_array_equal(first[0].numpy(), second[0].numpy())
 
 
+def test_one_searcher_with_search_time_settings_equals_a_layer_built_with_them():
+    """Issue 14: ScaNN's tuning sweeps one index, overriding the leaves searched and the re-scored count per call;
+    each answer is the one the served layer built with that setting gives (TF never frees a built index)."""
+    rng = np.random.default_rng(2)
+    emb = rng.normal(size=(3000, 16)).astype(np.float32)
+    ids = np.array([str(i) for i in range(3000)], dtype=object)
+    q = tf.constant(rng.normal(size=(64, 16)).astype(np.float32))
+    searcher = export.scann_searcher(tf.constant(emb), 20, export.ScannParams(55, 55, 80))
+    answers = []
+    for params in (export.ScannParams(55, 2, 80), export.ScannParams(55, 10, 80), export.ScannParams(55, 55, 30)):
+        got = searcher.search_batched(q, final_num_neighbors=20, leaves_to_search=params.num_leaves_to_search,
+                                      pre_reorder_num_neighbors=params.num_reordering_candidates).indices.numpy()
+        served = export.scann_layer(emb, ids, 20, params)(q)[1].numpy().astype(str)
+        np.testing.assert_array_equal(ids[got].astype(str), served)
+        answers.append(got)
+    assert not np.array_equal(answers[0], answers[1])  # the overrides are honoured, not ignored
+
+
 def test_exact_top_k_in_blocks_equals_one_matmul():
     """Issue 14: the exact search behind ScaNN's tuning runs in blocks of queries; the answer does not change."""
     rng = np.random.default_rng(1)
@@ -232,3 +250,15 @@ def test_stored_histories_and_catalogue_ids_stay_out_of_the_saved_graph(pb_growt
         return export.RetrievalModule(FakeTowers(), VOCAB, CATALOG, ITEM_EMB, pb_growth.users(n), histories,
                                       index=export.BRUTE_FORCE, max_k=4, max_exclude=2, max_history=30)
     assert pb_growth(build, twins.save) < pb_growth.limit
+
+
+def test_histories_embedded_in_blocks_equal_one_call_padded_to_the_longest():
+    """Issue 14: validation histories are embedded a block at a time, each padded to its own longest; the
+    served query ignores "" padding, so the vectors are those of one call over every history."""
+    m = module(export.BRUTE_FORCE, max_history=2)
+    rows = [["a"], ["b", "c", "d", "a"], [], ["zz", "c"], ["d", "d", "b"]]
+    whole = m.user_embedding(tf.constant([r + [""] * (4 - len(r)) for r in rows]))[N.EMBEDDING].numpy()
+    for block in (1, 2, 5, 100):
+        got = twins.embed_histories(lambda h: m.user_embedding(h)[N.EMBEDDING], rows, block=block)
+        np.testing.assert_array_equal(got, whole)
+    np.testing.assert_allclose(whole[4], [-0.5, 0.5])  # its last two items, d = (-1, 0) and b = (0, 1)

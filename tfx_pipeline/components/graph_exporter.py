@@ -34,7 +34,7 @@ def GraphExporter(  # noqa: N802
     import scann  # noqa: F401  (registers the ScaNN ops)
 
     from export.graph import GraphRetrievalModule
-    from export.twins import export_twins
+    from export.twins import embed_histories, export_twins
     from recsys import features as F
     from trainer import graph as G
     from trainer.warmup import user_requests
@@ -58,13 +58,9 @@ def GraphExporter(  # noqa: N802
 
     def queries(bruteforce):
         """Both kinds of served query: validation users' vectors and anonymous (history-mean) vectors."""
-        import tensorflow as tf
-
         anonymous = np.zeros((0, trained.item_vectors.shape[1]), np.float32)
         if val_hist:
-            width = max(len(h) for h in val_hist) or 1
-            padded = np.array([h + [""] * (width - len(h)) for h in val_hist], dtype=object).astype(bytes)
-            anonymous = bruteforce.user_embedding(history=tf.constant(padded))[N.EMBEDDING].numpy()
+            anonymous = embed_histories(lambda h: bruteforce.user_embedding(history=h)[N.EMBEDDING], val_hist)
             anonymous = anonymous[np.linalg.norm(anonymous, axis=1) > 0]
         return np.concatenate([trained.user_vectors[rows], anonymous])
 

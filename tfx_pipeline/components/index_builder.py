@@ -38,7 +38,7 @@ def IndexBuilder(  # noqa: N802
     import tensorflow as tf
 
     from export.retrieval import RetrievalModule
-    from export.twins import export_twins
+    from export.twins import embed_histories, export_twins
     from trainer import base
     from transform import examples_io, fileio
 
@@ -69,9 +69,7 @@ def IndexBuilder(  # noqa: N802
                                scann_params=params)
 
     def queries(bruteforce):
-        width = max(len(h) for h in val_hist)
-        padded = np.array([h + [""] * (width - len(h)) for h in val_hist], dtype=object).astype(bytes)
-        return bruteforce.user_embedding(tf.constant(padded))[N.EMBEDDING].numpy()
+        return embed_histories(lambda h: bruteforce.user_embedding(h)[N.EMBEDDING], val_hist)
 
     twins = export_twins(build, emb, catalog.item_ids, queries, model_name=N.RETRIEVAL,
                          scann_dir=os.path.join(scann_model.uri, N.SERVING_SUBDIR),
