@@ -25,12 +25,25 @@ def split_files(uri_or_pattern: str | list[str], split: str | None = None) -> li
     return files
 
 
-def record_dataset(files: list[str], users: frozenset[str] | None = None, key: str = F.USER_ID.name):
+def record_dataset(files: list[str], users: frozenset[str] | None = None, key: str = F.USER_ID.name,
+                   rows: np.ndarray | None = None):
     """The gzip TFRecords of ``files``; with ``users``, only the records whose ``key`` (one string) is one of them
-    (filtered inside tf.data: the others are never parsed beyond that feature)."""
+    (filtered inside tf.data: the others are never parsed beyond that feature); with ``rows``, only the records at
+    those positions (0-based, in file order over ``files``; never parsed otherwise)."""
     import tensorflow as tf
 
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if rows is not None:
+        rows = np.asarray(rows, np.int64)
+        if not len(rows):
+            return ds.take(0)
+        if rows.min() < 0:
+            raise ValueError(f"record positions must be >= 0; got {int(rows.min())}")
+        keep = np.zeros(int(rows.max()) + 1, bool)
+        keep[rows] = True
+        mask, last = tf.constant(keep), len(keep) - 1
+        ds = ds.take(len(keep)).enumerate().filter(lambda i, _: tf.gather(mask, tf.minimum(i, last))).map(
+            lambda _, record: record)
     if users is None:
         return ds
     keys = sorted(users) or ["\x00"]  # TF tables cannot be empty: one key no real id can take
@@ -68,12 +81,12 @@ def sampled_users(files: list[str], size: int, seed: int = 0, key: str = F.USER_
 
 
 def read_examples(files: list[str], spec: dict, batch_size: int = 4096,
-                  users: frozenset[str] | None = None) -> dict[str, list]:
-    """All examples of ``files`` (or those of ``users``: ``record_dataset``) as python/numpy columns (dense →
-    ndarray, varlen → list of arrays)."""
+                  users: frozenset[str] | None = None, rows: np.ndarray | None = None) -> dict[str, list]:
+    """All examples of ``files`` (or those of ``users``, or at positions ``rows``: ``record_dataset``) as
+    python/numpy columns (dense → ndarray, varlen → list of arrays)."""
     import tensorflow as tf
 
-    ds = record_dataset(files, users).batch(batch_size)
+    ds = record_dataset(files, users, rows=rows).batch(batch_size)
     cols: dict[str, list] = {k: [] for k in spec}
     for batch in ds:
         parsed = tf.io.parse_example(batch, spec)
@@ -127,10 +140,11 @@ def read_catalog(examples_uri: str) -> Catalog:
                    np.asarray(cols[F.PRICE.name], np.float32))
 
 
-def read_rows(examples_uri: str, split: str) -> SequenceRows:
+def read_rows(examples_uri: str, split: str, rows: np.ndarray | None = None) -> SequenceRows:
+    """Every row of ``split`` (or only those at positions ``rows``, in file order: ``record_dataset``)."""
     spec = F.feature_spec((F.USER_ID, F.HISTORY_ITEM_ID, F.HISTORY_ORDER_POS, F.HISTORY_EVENT_TYPE, F.TARGET_ITEM_ID,
                            F.TARGET_TIMESTAMP, F.TARGET_ORDER_POS, F.TARGET_EVENT_TYPE))
-    cols = read_examples(split_files(examples_uri, split), spec)
+    cols = read_examples(split_files(examples_uri, split), spec, rows=rows)
     return SequenceRows(
         user_ids=_decode(cols[F.USER_ID.name]),
         histories=[_decode(h) for h in cols[F.HISTORY_ITEM_ID.name]],
@@ -152,40 +166,97 @@ class UserHistory:
     event_types: list[str]
 
 
-def latest_histories(examples_uri: str) -> dict[str, UserHistory]:
-    """Each user's latest known history, over every split.
+def row_keys(examples_uri: str, split: str, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """``(user ids, target timestamps)`` of every row of ``split`` in file order, only those two features parsed:
+    user ids as fixed-width bytes [R], timestamps int64 [R] (what picks rows before any history is read)."""
+    import tensorflow as tf
+
+    spec = F.feature_spec((F.USER_ID, F.TARGET_TIMESTAMP))
+    users, stamps = [np.zeros(0, "S1")], [np.zeros(0, np.int64)]
+    for batch in record_dataset(split_files(examples_uri, split)).batch(batch_size):
+        parsed = tf.io.parse_example(batch, spec)
+        users.append(parsed[F.USER_ID.name].numpy().astype(bytes))
+        stamps.append(parsed[F.TARGET_TIMESTAMP.name].numpy().astype(np.int64))
+    return np.concatenate(users), np.concatenate(stamps)
+
+
+def _first_per_user(users: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Positions, one per distinct user, of each user's first row in ``order`` (a permutation of the rows)."""
+    _, first = np.unique(users[order], return_index=True)  # the first occurrence of each user in ``order``
+    return order[first]
+
+
+def latest_histories(examples_uri: str, users: frozenset[str] | None = None) -> dict[str, UserHistory]:
+    """Each user's latest known history, over every split (only ``users``' when given).
 
     The history of the user's most recent sequence row (largest ``target_timestamp``;
-    on a tie the first row read wins) with that row's targets appended at the row's
-    ``target_order_pos`` with their behaviours. Keys are sorted by user id.
+    on a tie the first row read wins, splits in ``F.SEQUENCE_SPLITS`` order) with that row's targets appended at
+    the row's ``target_order_pos`` with their behaviours. Keys are sorted by user id.
+
+    Two passes: the user and timestamp of every row pick each user's row, then only those rows are read whole
+    (reading every row's history as Python lists took over 15 GB at 10M events; issue 14).
     """
-    latest: dict[str, tuple[int, UserHistory]] = {}
-    for split in F.SEQUENCE_SPLITS:
-        rows = read_rows(examples_uri, split)
-        for u, h, p, e, t, tp, te, ts in zip(rows.user_ids, rows.histories, rows.history_order_pos,
-                                             rows.history_event_types, rows.targets, rows.target_order_pos.tolist(),
-                                             rows.target_event_types, rows.target_timestamps.tolist(), strict=True):
-            if u not in latest or ts > latest[u][0]:
-                latest[u] = (ts, UserHistory(h + t, p + [int(tp)] * len(t), e + te))
-    return {u: latest[u][1] for u in sorted(latest)}
+    keys = [row_keys(examples_uri, split) for split in F.SEQUENCE_SPLITS]
+    split_of = np.concatenate([np.full(len(u), i, np.int64) for i, (u, _) in enumerate(keys)])
+    row_of = np.concatenate([np.arange(len(u), dtype=np.int64) for u, _ in keys])
+    all_users = np.concatenate([u for u, _ in keys]) if keys else np.zeros(0, "S1")
+    stamps = np.concatenate([t for _, t in keys]) if keys else np.zeros(0, np.int64)
+    order = np.lexsort((np.arange(len(stamps)), -stamps))  # latest first; on a tie, the first row read
+    chosen = _first_per_user(all_users, order)
+    if users is not None:
+        wanted = np.array(sorted(u.encode("utf-8") for u in users), dtype=bytes)
+        chosen = chosen[np.isin(all_users[chosen], wanted)]
+    latest: dict[str, UserHistory] = {}
+    for i, split in enumerate(F.SEQUENCE_SPLITS):
+        picked = np.sort(row_of[chosen[split_of[chosen] == i]])
+        if not len(picked):
+            continue
+        rows = read_rows(examples_uri, split, rows=picked)
+        for u, h, p, e, t, tp, te in zip(rows.user_ids, rows.histories, rows.history_order_pos,
+                                         rows.history_event_types, rows.targets, rows.target_order_pos.tolist(),
+                                         rows.target_event_types, strict=True):
+            latest[u] = UserHistory(h + t, p + [int(tp)] * len(t), e + te)
+    return {u: latest[u] for u in sorted(latest)}
 
 
 def last_timestamp(examples_uri: str) -> int:
     """The latest target timestamp over every split (epoch seconds): "now" for requests replaying this data."""
-    return max([int(read_rows(examples_uri, split).target_timestamps.max(initial=0)) for split in F.SEQUENCE_SPLITS])
+    return max([int(row_keys(examples_uri, split)[1].max(initial=0)) for split in F.SEQUENCE_SPLITS])
+
+
+def _targets(files: list[str], batch_size: int = 4096) -> tuple[list[str], np.ndarray]:
+    """Every row's target ids, flat in file order, and the row offsets into them [R + 1]."""
+    import tensorflow as tf
+
+    spec = F.feature_spec((F.TARGET_ITEM_ID,))
+    flat: list[str] = []
+    lengths = [np.zeros(0, np.int64)]
+    for batch in record_dataset(files).batch(batch_size):
+        ids = tf.io.parse_example(batch, spec)[F.TARGET_ITEM_ID.name]
+        flat += _decode(ids.values.numpy().tolist())
+        lengths.append(np.bincount(ids.indices[:, 0].numpy(), minlength=int(ids.dense_shape[0])))
+    return flat, np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64)
 
 
 def training_interactions(examples_uri: str) -> dict[str, list[str]]:
-    """Each user's training-split interactions in time order (first unit + every training target)."""
-    rows = read_rows(examples_uri, F.TRAIN)
-    order = np.argsort(rows.target_timestamps, kind="stable")
-    out: dict[str, list[str]] = {}
-    for i in order.tolist():
-        u = rows.user_ids[i]
-        if u not in out:
-            out[u] = list(rows.histories[i])  # the earliest row's history is the user's first unit
-        out[u].extend(rows.targets[i])
-    return out
+    """Each user's training-split interactions in time order (first unit + every training target); users in the
+    order of their earliest row.
+
+    Only each user's earliest row is read whole (its history is the user's first unit); of the others, the user,
+    timestamp and targets (issue 14: every row's history as Python lists does not fit at 10M events)."""
+    users, stamps = row_keys(examples_uri, F.TRAIN)
+    order = np.argsort(stamps, kind="stable")
+    distinct, code = np.unique(users, return_inverse=True)
+    _, seen = np.unique(code[order], return_index=True)
+    first = order[np.sort(seen)]  # each user's earliest row, users in the order of those rows
+    earliest = read_rows(examples_uri, F.TRAIN, rows=np.sort(first))
+    units = dict(zip(earliest.user_ids, earliest.histories, strict=True))
+    names = _decode(distinct.tolist())
+    out = [list(units[names[c]]) for c in range(len(names))]
+    flat, offsets = _targets(split_files(examples_uri, F.TRAIN))
+    for i, c in zip(order.tolist(), code[order].tolist()):
+        out[c].extend(flat[offsets[i]:offsets[i + 1]])
+    return {names[c]: out[c] for c in code[first].tolist()}
 
 
 def training_item_counts(examples_uri: str) -> dict[str, int]:

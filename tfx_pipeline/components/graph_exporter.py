@@ -42,9 +42,10 @@ def GraphExporter(  # noqa: N802
 
     start = time.time()
     trained = G.load_trained(os.path.join(model.uri, N.SERVING_SUBDIR))
-    histories = examples_io.latest_histories(examples.uri)
     users = [u for u in trained.user_ids.tolist()][:5]
-    val_users = set(examples_io.read_rows(examples.uri, F.EVAL).user_ids)
+    histories = examples_io.latest_histories(examples.uri, users=frozenset(users))  # the warm-up users' only
+    validation = examples_io.read_rows(examples.uri, F.EVAL)
+    val_users = set(validation.user_ids)
     upos = {u: i for i, u in enumerate(trained.user_ids.tolist())}
     rows = [upos[u] for u in sorted(val_users) if u in upos] or list(range(min(100, len(upos))))
 
@@ -54,7 +55,7 @@ def GraphExporter(  # noqa: N802
                                     index=index, max_k=max_k, max_exclude=max_exclude, scann_params=params)
 
     recent = [histories[u].items[-5:] if u in histories else [] for u in users]
-    val_hist = examples_io.read_rows(examples.uri, F.EVAL).histories
+    val_hist = validation.histories
 
     def queries(bruteforce):
         """Both kinds of served query: validation users' vectors and anonymous (history-mean) vectors."""
