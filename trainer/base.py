@@ -122,33 +122,75 @@ def is_frozen_table(variable) -> bool:
     return FROZEN_TABLE in variable.name
 
 
-def pad_histories(histories: list[np.ndarray], max_history: int, pad: int) -> np.ndarray:
-    """Keeps the last ``max_history`` items of each history, right-padded with ``pad``."""
-    out = np.full((len(histories), max_history), pad, dtype=np.int32)
-    for i, h in enumerate(histories):
-        h = np.asarray(h)[-max_history:]
-        out[i, : len(h)] = h
+def ragged_tail(lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each row's last ``width`` values go in a right-padded ``[R, width]`` matrix: ``(rows, columns,
+    positions in the flat values)``, for flat values whose rows have ``lengths`` (concatenated in row order).
+
+    Example: lengths [3, 1], width 2 → rows [0, 0, 1], columns [0, 1, 0], positions [1, 2, 3].
+    """
+    lengths = np.asarray(lengths, np.int64)
+    n = np.minimum(lengths, width)
+    rows = np.repeat(np.arange(len(n)), n)
+    cols = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    return rows, cols, np.repeat(np.cumsum(lengths) - n, n) + cols
+
+
+def tail_matrix(values: np.ndarray, lengths: np.ndarray, width: int, pad: int) -> np.ndarray:
+    """int32 ``[R, width]``: each row's last ``width`` values (flat ``values``, rows of ``lengths``), oldest
+    first, right-padded with ``pad``."""
+    out = np.full((len(lengths), width), pad, dtype=np.int32)
+    rows, cols, at = ragged_tail(lengths, width)
+    out[rows, cols] = np.asarray(values)[at]
     return out
 
 
+def pad_histories(histories: list[np.ndarray], max_history: int, pad: int) -> np.ndarray:
+    """Keeps the last ``max_history`` items of each history, right-padded with ``pad``."""
+    lengths = np.array([len(h) for h in histories], np.int64)
+    values = np.concatenate([np.asarray(h, np.int64) for h in histories]) if len(histories) else np.zeros(0, np.int64)
+    return tail_matrix(values, lengths, max_history, pad)
+
+
+def parsed_batches(files: list[str], spec: dict, batch_size: int = 4096):
+    """``tf.io.parse_example`` of ``files``' records, ``batch_size`` at a time, in file order."""
+    from transform.examples_io import record_dataset
+
+    for batch in record_dataset(files).batch(batch_size):
+        yield tf.io.parse_example(batch, spec)
+
+
+def sparse_rows(values: tf.SparseTensor) -> tuple[np.ndarray, np.ndarray]:
+    """A parsed varlen feature [B, None] as its flat values and each row's length [B] (numpy)."""
+    return values.values.numpy(), np.bincount(values.indices[:, 0].numpy(), minlength=int(values.dense_shape[0]))
+
+
 def load_sequence_arrays(files: list[str], max_history: int, pad: int) -> SequenceArrays:
-    """Reads transformed sequence rows and flattens their targets."""
-    cols = read_examples(files, transformed_spec())
+    """Reads transformed sequence rows and flattens their targets.
+
+    Batch by batch on flat arrays (issue 14: a Python object per value of 9M rows' histories did not fit)."""
     hist_key = F.transformed_name(F.HISTORY_ITEM_ID.name)
     tgt_key = F.transformed_name(F.TARGET_ITEM_ID.name)
     cat_key = F.transformed_name(F.TARGET_CATEGORY.name)
-    n_targets = np.array([len(t) for t in cols[tgt_key]], dtype=np.int64)
+    keys = (tgt_key, cat_key, F.TARGET_WEIGHT, F.TARGET_POPULARITY)
+    histories, n_targets = [np.zeros((0, max_history), np.int32)], [np.zeros(0, np.int64)]
+    flat: dict[str, list] = {k: [np.zeros(0)] for k in keys}
+    for parsed in parsed_batches(files, transformed_spec()):
+        histories.append(tail_matrix(*sparse_rows(parsed[hist_key]), max_history, pad))
+        n_targets.append(sparse_rows(parsed[tgt_key])[1])
+        for k in keys:
+            flat[k].append(parsed[k].values.numpy())
+    n_targets = np.concatenate(n_targets)
     row = np.repeat(np.arange(len(n_targets), dtype=np.int32), n_targets)
-    histories = pad_histories(cols[hist_key], max_history, pad)
+    histories = np.concatenate(histories)
 
-    def flat(key: str, dtype) -> np.ndarray:
-        return np.concatenate(cols[key]).astype(dtype) if len(row) else np.zeros(0, dtype)
+    def values(key: str, dtype) -> np.ndarray:
+        return np.concatenate(flat[key]).astype(dtype)
 
     return SequenceArrays(
         history=histories[row],
-        target=flat(tgt_key, np.int32),
-        target_category=flat(cat_key, np.int32),
-        target_weight=flat(F.TARGET_WEIGHT, np.float32),
-        target_popularity=flat(F.TARGET_POPULARITY, np.float32),
+        target=values(tgt_key, np.int32),
+        target_category=values(cat_key, np.int32),
+        target_weight=values(F.TARGET_WEIGHT, np.float32),
+        target_popularity=values(F.TARGET_POPULARITY, np.float32),
         row=row,
     )

@@ -109,3 +109,10 @@ def test_max_steps_per_epoch_stops_each_epoch_after_that_many_batches(monkeypatc
         assert int(model.optimizer.iterations) == steps, cap
     with pytest.raises(ValueError, match="max_steps_per_epoch"):
         two_tower.TwoTowerConfig(max_steps_per_epoch=-1)
+
+
+def test_ragged_tail_places_each_rows_last_values():
+    rows, cols, at = base.ragged_tail(np.array([3, 1, 0, 2]), 2)
+    assert (rows.tolist(), cols.tolist(), at.tolist()) == ([0, 0, 1, 3, 3], [0, 1, 0, 0, 1], [1, 2, 3, 4, 5])
+    out = base.tail_matrix(np.array([10, 11, 12, 20, 40, 41]), np.array([3, 1, 0, 2]), 2, pad=-1)
+    assert out.tolist() == [[11, 12], [20, -1], [-1, -1], [40, 41]]

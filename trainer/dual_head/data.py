@@ -108,34 +108,71 @@ def _decode(values) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def load_sequences(examples_uri: str, split: str, items: ItemSpace, config: DualHeadConfig) -> SequenceData:
-    """Raw sequence rows of ``split`` → ``SequenceData`` (last ``max_history`` items as model input)."""
+def _lookup(keys, default: int):
+    """A string → position table (``keys[i]`` → i; anything else → ``default``)."""
+    import tensorflow as tf
+
+    keys = [str(k) for k in keys] or ["\x00"]
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(keys, tf.string), tf.range(len(keys), dtype=tf.int64)), default_value=default)
+
+
+def _split(values: np.ndarray, lengths: np.ndarray) -> list:
+    """Flat ``values`` cut into rows of ``lengths`` (views, no copies)."""
+    return np.split(values, np.cumsum(lengths)[:-1]) if len(lengths) else []
+
+
+def load_sequences(examples_uri: str, split: str, items: ItemSpace, config: DualHeadConfig,
+                   batch_size: int = 4096) -> SequenceData:
+    """Raw sequence rows of ``split`` → ``SequenceData`` (last ``max_history`` items as model input).
+
+    Batch by batch on flat arrays, ids mapped to positions by lookup tables: a Python object per history value
+    of 9M training rows did not fit in memory (issue 14)."""
     spec = F.feature_spec((F.USER_ID, F.HISTORY_ITEM_ID, F.HISTORY_ORDER_POS, F.HISTORY_EVENT_TYPE,
                            F.TARGET_ITEM_ID, F.TARGET_ORDER_POS))
-    cols = base.read_examples(base.split_files(examples_uri, split), spec)
-    pos = items.positions()
-    ev_index = {e: i for i, e in enumerate(EVENT_TYPES)}
-    n_rows, width = len(cols[F.USER_ID.name]), config.max_history
-    history = np.full((n_rows, width), items.pad, np.int32)
-    order_rel = np.zeros((n_rows, width), np.int32)
-    events = np.zeros((n_rows, width), np.int32)
-    positives, full = [], []
-    for r in range(n_rows):
-        hist = [pos.get(i, items.oov) for i in _decode(cols[F.HISTORY_ITEM_ID.name][r])]
-        opos = np.asarray(cols[F.HISTORY_ORDER_POS.name][r], np.int64)
-        tpos = int(cols[F.TARGET_ORDER_POS.name][r])
-        if not config.order_positions:  # SASRec: every item its own position
-            opos, tpos = np.arange(len(hist)), len(hist)
-        evs = [ev_index.get(e, 0) for e in _decode(cols[F.HISTORY_EVENT_TYPE.name][r])]
-        tail = slice(max(0, len(hist) - width), len(hist))
-        n = tail.stop - tail.start
-        history[r, :n] = hist[tail]
-        order_rel[r, :n] = relative_orders(opos[tail], tpos, config.max_orders)
-        events[r, :n] = evs[tail]
-        positives.append(np.array(sorted({pos[t] for t in _decode(cols[F.TARGET_ITEM_ID.name][r]) if t in pos}),
-                                  np.int64))
-        full.append(np.array([h for h in hist if h < items.num_items], np.int64))
-    return SequenceData(history, order_rel, events, positives, full, _decode(cols[F.USER_ID.name]))
+    item_pos, event_pos = _lookup(items.item_ids.tolist(), items.oov), _lookup(EVENT_TYPES, 0)
+    width, n = config.max_history, items.num_items
+    history, order_rel, events = [np.zeros((0, width), np.int32)], [np.zeros((0, width), np.int32)], [
+        np.zeros((0, width), np.int32)]
+    positives, full, users = [], [], []
+    for parsed in base.parsed_batches(base.split_files(examples_uri, split), spec, batch_size):
+        ids, lengths = base.sparse_rows(parsed[F.HISTORY_ITEM_ID.name])
+        hist = item_pos.lookup(_strings(ids)).numpy()
+        rows, cols, at = base.ragged_tail(lengths, width)
+        block = np.full((len(lengths), width), items.pad, np.int32)
+        block[rows, cols] = hist[at]
+        history.append(block)
+        if config.order_positions:
+            opos = base.sparse_rows(parsed[F.HISTORY_ORDER_POS.name])[0][at]
+            tpos = parsed[F.TARGET_ORDER_POS.name].numpy()[rows]
+        else:  # SASRec: every item its own position, the target one past the history
+            opos = at - np.repeat(np.cumsum(lengths) - lengths, np.minimum(lengths, width))
+            tpos = lengths[rows]
+        rel = np.zeros((len(lengths), width), np.int32)
+        rel[rows, cols] = relative_orders(opos, tpos, config.max_orders)
+        order_rel.append(rel)
+        ev = np.zeros((len(lengths), width), np.int32)
+        ev[rows, cols] = event_pos.lookup(_strings(
+            base.sparse_rows(parsed[F.HISTORY_EVENT_TYPE.name])[0])).numpy()[at]
+        events.append(ev)
+        targets, t_len = base.sparse_rows(parsed[F.TARGET_ITEM_ID.name])
+        t_pos = item_pos.lookup(_strings(targets)).numpy()
+        t_row = np.repeat(np.arange(len(t_len)), t_len)
+        known = t_pos < n
+        keyed = np.unique(t_row[known] * (n + 1) + t_pos[known])  # each row's distinct targets, sorted
+        positives += _split(keyed % (n + 1), np.bincount(keyed // (n + 1), minlength=len(t_len)))
+        h_row = np.repeat(np.arange(len(lengths)), lengths)
+        seen = hist < n
+        full += _split(hist[seen], np.bincount(h_row[seen], minlength=len(lengths)))
+        users += _decode(parsed[F.USER_ID.name].numpy().tolist())
+    return SequenceData(np.concatenate(history), np.concatenate(order_rel), np.concatenate(events),
+                        positives, full, users)
+
+
+def _strings(values: np.ndarray):
+    import tensorflow as tf
+
+    return tf.constant(values, tf.string)
 
 
 def load_item_space(examples_uri: str, semantic_ids_tsv: str, content_npz: str,
