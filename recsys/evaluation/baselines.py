@@ -72,10 +72,13 @@ class ItemCF:
     ``sim`` stays a scipy CSR matrix; a batch is scored as sparse ``H [B, I] @ sim``.
     """
 
-    def __init__(self, recency_decay: float | None = None) -> None:
+    def __init__(self, recency_decay: float | None = None, block_size: int = 16384) -> None:
         if recency_decay is not None and not 0.0 < recency_decay <= 1.0:
             raise ValueError(f"recency_decay must be in (0, 1]; got {recency_decay}")
+        if block_size < 1:
+            raise ValueError(f"block_size must be >= 1; got {block_size}")
         self.recency_decay = recency_decay
+        self.block_size = block_size  # rows of the similarity built at a time (``fit``)
         self.num_items = 0
         self.sim: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)  # [I, I] symmetric
 
@@ -91,15 +94,24 @@ class ItemCF:
         )
         basket.sum_duplicates()
         basket.data[:] = 1.0  # binary
-        co = (basket.T @ basket).tocsr()  # [I, I] co-occurrence counts
-        n = co.diagonal()  # [I] baskets containing each item
-        co = (co - sp.diags(n)).tocsr()
-        co.eliminate_zeros()
+        n = np.asarray(basket.sum(axis=0), dtype=np.float64).ravel()  # [I] baskets containing each item
+        inv = np.ones(num_items)
         if normalize == "cosine":
             inv = np.zeros(num_items)
             inv[n > 0] = 1.0 / np.sqrt(n[n > 0])
-            co = sp.diags(inv) @ co @ sp.diags(inv)
-        self.sim = sp.csr_matrix(co, dtype=np.float32)
+        by_item = basket.T.tocsr()  # [I, N_baskets]
+        blocks = []
+        # ``block_size`` rows of C at a time, each normalized and cast before the next: one float64 [I, I]
+        # co-occurrence and its three copies did not fit at 1M items (issue 14); the entries are the same
+        for start in range(0, num_items, self.block_size):
+            co = (by_item[start:start + self.block_size] @ basket).tocsr()  # [B, I] co-occurrence counts
+            row = np.repeat(np.arange(start, start + co.shape[0]), np.diff(co.indptr))
+            co.data[row == co.indices] = 0.0  # no self co-occurrence
+            co.eliminate_zeros()
+            row = np.repeat(np.arange(start, start + co.shape[0]), np.diff(co.indptr))
+            co.data = (inv[row] * co.data) * inv[co.indices]
+            blocks.append(sp.csr_matrix(co, dtype=np.float32))
+        self.sim = (sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, num_items))).astype(np.float32)
         self.sim.sort_indices()
         self.num_items = num_items
         return self

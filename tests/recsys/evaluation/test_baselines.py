@@ -50,6 +50,18 @@ def test_itemcf_cosine_similarity_hand_computed():
     assert raw[0].tolist() == [0, 2, 1, 0, 0] and raw[1].tolist() == [2, 0, 1, 1, 0]
 
 
+def test_itemcf_similarity_built_in_row_blocks_is_the_same_matrix():
+    """Issue 14: the similarity is built ``block_size`` rows at a time; the stored matrix is bit-identical."""
+    whole = ItemCF().fit(BASKETS, num_items=5).sim
+    for block in (1, 2, 4):
+        got = ItemCF(block_size=block).fit(BASKETS, num_items=5).sim
+        assert got.dtype == whole.dtype and got.has_sorted_indices
+        for part in ("indptr", "indices", "data"):
+            assert np.array_equal(getattr(got, part), getattr(whole, part)), (block, part)
+    with pytest.raises(ValueError, match="block_size"):
+        ItemCF(block_size=0)
+
+
 def test_itemcf_scores_sum_similarities_of_history():
     model = ItemCF().fit(BASKETS, num_items=5)
     scores = model.score(np.arange(4), [a(0), a(0, 3), a(), a(3, 3)])
