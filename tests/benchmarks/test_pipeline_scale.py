@@ -58,3 +58,12 @@ def test_a_resumed_run_keeps_the_first_runs_finished_components():
     again = S.merge(dict(out, components=out["components"][:3]), third)  # a resume of a resumed run
     assert [(c["component"], c["run"]) for c in again["components"]] == [(S.LAUNCH, 1), ("A", 1), ("B", 2), ("C", 3)]
     assert [r["wall_seconds"] for r in again["runs"]] == [100.0, 40.0, 10.0] and again["wall_seconds"] == 150.0
+
+
+def test_a_component_that_finishes_above_the_threshold_restarts_the_run():
+    line = "[pipeline   1800s] PrefixGraphTrainer finished in 1420s"
+    assert S.should_restart(line, 14_604 * 2**20, 8000) == (
+        "restarted after PrefixGraphTrainer finished at 14,604 MB resident (--restart-above 8000)")
+    assert S.should_restart(line, 7_000 * 2**20, 8000) == ""  # below the threshold
+    assert S.should_restart(line, 14_604 * 2**20, 0) == ""  # off
+    assert S.should_restart("[pipeline   1800s] PrefixTransform running", 14_604 * 2**20, 8000) == ""
