@@ -171,7 +171,7 @@ def run(args, extra: list[str]) -> dict:
     stopped = ""
     while proc.poll() is None:
         if args.timeout and time.time() - t0 > args.timeout and not stopped:
-            stopped = f"stopped by --timeout {args.timeout:g} s while {timeline.current} ran"
+            stopped = f"stopped by --timeout {getattr(args, 'timeout_given', args.timeout):g} s while {timeline.current} ran"
             print(f"[pipeline_scale] {stopped}", flush=True)
             stop_tree(proc.pid)
         if restart[0] and not stopped:
@@ -284,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.results, exist_ok=True)
     path = os.path.join(args.results, f"synthetic.scale_{args.label}.json")
     deadline = time.time() + args.timeout if args.timeout else 0
+    args.timeout_given = args.timeout  # (each restart gets what is left of it)
     while True:
         result = run(args, extra)
         if args.resume:
