@@ -225,6 +225,10 @@ def test_tuning_queries_are_all_up_to_the_limit_then_a_seeded_sample():
     assert got.shape == (4, 2) and np.array_equal(got, twins.tuning_queries(q, limit=4))  # seeded
     rows = got[:, 0] / 2
     assert np.all(np.diff(rows) > 0) and set(rows.tolist()) <= set(range(15))  # distinct rows, in order
+    # the rows a caller embeds alone (DualHeadExporter) are the rows tuning_queries keeps
+    assert np.array_equal(twins.tuning_rows(15, limit=4), rows.astype(int))
+    assert np.array_equal(twins.tuning_queries(q[twins.tuning_rows(15, limit=4)], limit=4), got)
+    assert np.array_equal(twins.tuning_rows(3, limit=4), [0, 1, 2])
 
 
 def test_scann_tuning_re_scores_more_candidates_when_every_leaf_is_not_enough():

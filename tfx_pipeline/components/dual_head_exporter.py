@@ -44,7 +44,7 @@ def DualHeadExporter(  # noqa: N802
 
     from export.dual_head import (DualRetrievalModule, GenerativeModule, HistoryInput, check_retriever_variant,
                                   save_generative)
-    from export.twins import export_twins
+    from export.twins import MAX_TUNING_QUERIES, export_twins, tuning_rows
     from recsys import features as F
     from trainer import dual_head
     from trainer.warmup import recommend_requests, user_requests, write_warmup
@@ -61,6 +61,9 @@ def DualHeadExporter(  # noqa: N802
     hist, pos = [histories[u].items for u in users], [histories[u].order_pos for u in users]
     common = dict(users=users, histories=hist, order_pos=pos, event_types=[histories[u].event_types for u in users])
     val = dual_head.load_sequences(examples.uri, F.EVAL, items, cfg)
+    if len(val.history) > MAX_TUNING_QUERIES:  # embed only the validation rows ScaNN is tuned on
+        print(f"[{model_name}] tuning on {MAX_TUNING_QUERIES:,} of {len(val.history):,} validation users", flush=True)
+        val = val.rows(tuning_rows(len(val.history)).tolist())
 
     def build(index, params):
         return DualRetrievalModule(net, inputs, items, emb, index=index, max_k=max_k, max_exclude=max_exclude,

@@ -74,6 +74,25 @@ def test_semantic_id_items_sum_code_embeddings_content_projection_and_id_residua
     np.testing.assert_allclose(model.item_input(tf.constant(idx)).numpy(), want, rtol=1e-5, atol=1e-6)
 
 
+def test_large_catalogues_project_only_the_items_asked_for_and_get_the_same_inputs(monkeypatch):
+    from trainer.dual_head import items as item_blocks
+
+    items = make_items()
+    model = make_model(items, id_dropout=0.0)
+    content = model.item_block.tables.content
+    idx = tf.constant([[0, items.num_items - 1, items.num_items + 1], [2, 2, 0]])  # a trained, a cold item, PAD
+    gathered = []
+    real = tf.gather
+    monkeypatch.setattr(item_blocks.tf, "gather", lambda t, i, **kw: gathered.append(t is content) or real(t, i, **kw))
+    whole = model.item_input(idx).numpy()
+    assert not any(gathered)                                    # small catalogue: the projected table is gathered
+    monkeypatch.setattr(item_blocks, "WHOLE_TABLE_ROWS", items.num_items + 1)          # the catalogue is "large"
+    per_item = model.item_input(idx).numpy()
+    assert sum(gathered) == 1                                   # the raw content rows, before the projection
+    assert per_item.shape == (2, 3, model.config.d_model)
+    np.testing.assert_allclose(per_item, whole, rtol=1e-5, atol=1e-6)
+
+
 def _tiny_batch(pad):
     """2 rows, 1 hard negative each. Row 0: anchor 0, order {0, 1, 3}; row 1: anchor 3, order {3, 1}."""
     return {"anchor": tf.constant([0, 3]), "hard": tf.constant([[5], [pad]]),
