@@ -332,3 +332,28 @@ def test_item_content_and_codes_stay_out_of_the_saved_graph(pb_growth):
     # retriever's vocabulary; against 64 floats (256 bytes) of content and 2 codes per item in the former graphs
     assert pb_growth(retrieval, twins.save) < 4 * pb_growth.limit
     assert pb_growth(generative, save_generative) < 3 * pb_growth.limit
+
+
+def test_saving_does_not_serialise_the_keras_model_with_its_item_space(tmp_path, monkeypatch):
+    """tf_keras serialises a tracked Keras model's get_config when it is saved; the dual head's holds the whole
+    item space (every item's content as Python floats: past 22 GB at 1M items). The modules track only the
+    model's variables (export.dual_head.ModelWeights), and still answer after a reload."""
+    from export import twins
+    from export.dual_head import DualRetrievalModule, GenerativeModule, save_generative
+
+    model, items, inputs = _small_dual_head()
+    retrieval = DualRetrievalModule(model, inputs, items, D.catalogue_vectors(model), *USERS, index="brute_force",
+                                    max_k=5, max_exclude=5)
+    generative = GenerativeModule(model, inputs, items, *USERS, beam_width=SMALL["beam_width"])
+    request = {"user_id": tf.constant(["u1"]), "k": tf.constant([3]), "exclude": tf.constant([[""]])}
+    want = {name: m.recommend_user(**request) for name, m in (("r", retrieval), ("g", generative))}
+
+    calls = []  # recorded, not raised: tf_keras would swallow an exception from get_config
+    monkeypatch.setattr(D.DualHeadModel, "get_config", lambda self: calls.append(self) or {})
+    twins.save(retrieval, str(tmp_path / "r"))
+    save_generative(generative, str(tmp_path / "g"))
+    assert calls == []
+    for name in ("r", "g"):
+        got = tf.saved_model.load(str(tmp_path / name)).signatures["recommend_user"](**request)
+        assert got["item_ids"].numpy().tolist() == want[name]["item_ids"].numpy().tolist()
+        np.testing.assert_allclose(got["scores"].numpy(), want[name]["scores"].numpy(), rtol=1e-5, atol=1e-6)
