@@ -19,9 +19,19 @@ def user_vectors(model: DualHeadModel, data: SequenceData, batch_size: int = 102
     return np.concatenate(out) if out else np.zeros((0, model.config.d_model), np.float32)
 
 
-def catalogue_vectors(model: DualHeadModel) -> np.ndarray:
-    """Retrieval-head vectors of every catalogue item [N, D]."""
-    return model.item_vectors(tf.range(model.num_items)).numpy()
+#: catalogue items whose retrieval-head vectors are computed per call by :func:`catalogue_vectors`
+CATALOGUE_BLOCK = 65_536
+
+
+def catalogue_vectors(model: DualHeadModel, block: int = CATALOGUE_BLOCK) -> np.ndarray:
+    """Retrieval-head vectors of every catalogue item [N, D], ``block`` items per call.
+
+    One call over the whole catalogue (MovieLens' and Instacart's is one block, as before) took the exporter
+    from 5.4 GB to 10.6 GB at 1M items × 512-d content: the gathered content, its normalisation and the mapping
+    network's layers, each a whole-catalogue copy (issue 14)."""
+    parts = [model.item_vectors(tf.range(s, min(s + block, model.num_items))).numpy()
+             for s in range(0, model.num_items, block)]
+    return np.concatenate(parts) if parts else np.zeros((0, model.config.d_model), np.float32)
 
 
 def retrieval_topk(model: DualHeadModel, data: SequenceData, exclude_history: bool, k: int = 10) -> np.ndarray:

@@ -150,3 +150,13 @@ def test_sampler_co_target_log_q_is_the_expected_co_target_count_per_draw():
     assert b["positives"].tolist() == [[0, 1] + [-1] * 14, [1, 0] + [-1] * 14, [1] + [-1] * 15]
     np.testing.assert_allclose(b["positive_log_q"][:, :2], np.log([[1 / 3, 1 / 3], [1 / 3, 1 / 3], [1 / 3, 1]]) *
                                np.array([[1, 1], [1, 1], [1, 0]]), rtol=1e-6)
+
+
+def test_catalogue_vectors_are_the_same_in_blocks():
+    items = make_items()
+    model = make_model(items)
+    whole = D.catalogue_vectors(model)
+    assert whole.shape == (items.num_items, model.config.d_model)
+    np.testing.assert_allclose(whole, model.item_vectors(tf.range(items.num_items)).numpy(), rtol=1e-6, atol=1e-7)
+    for block in (1, 5, items.num_items):  # 12 items: 12 blocks, 3 blocks (the last one short), one block
+        np.testing.assert_allclose(D.catalogue_vectors(model, block=block), whole, rtol=1e-5, atol=1e-6)
