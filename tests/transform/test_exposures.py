@@ -406,9 +406,17 @@ def _serialized(row: dict) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
+def test_row_user_reads_the_user_id_that_parse_row_reads(monkeypatch):
+    users, _ = _stub_retrievers_and_users(monkeypatch, seed=2, n_users=3)
+    for _, rows in users:
+        for _, row in rows:
+            b = _serialized(row)
+            assert X.row_user(b) == X.parse_row(b)[F.USER_ID.name] == row[F.USER_ID.name]
+
+
 def test_build_exposures_drops_users_in_no_sample_before_grouping_and_builds_the_sampled_units(monkeypatch):
-    """The Beam transform with every split sampled: the rows of users in no sample never reach the grouping
-    (the ``SampledUsers`` filter), and the units written are the sampled ones, each as without a sample."""
+    """The Beam transform with every split sampled: the rows of users in no sample are dropped on their user id
+    before they are parsed (the ``SampledUsers-<split>`` filters), and the units written are the sampled ones, each as without a sample."""
     import apache_beam as beam
     from apache_beam.testing.util import assert_that, equal_to
 
@@ -438,9 +446,9 @@ def test_build_exposures_drops_users_in_no_sample_before_grouping_and_builds_the
         assert_that(out[split] | f"Canonical-{split}" >> beam.Map(_canonical), equal_to(expected[split]),
                     label=f"Check-{split}")
     labels = [t.unique_name for t in p.to_runner_api().components.transforms.values()]
-    assert any(label.endswith("/SampledUsers") for label in labels)
+    assert sum("/SampledUsers-" in label for label in labels) == len(by_split)  # before each split's parse
     p.run().wait_until_finish()
     p = beam.Pipeline()  # a split that takes every user: no filter before the grouping
     _ = {split: p | f"Create-{split}" >> beam.Create(rows) for split, rows in by_split.items()} | X.BuildExposures(
         fn(dict(samples, **{F.TEST: None})))
-    assert not any(t.unique_name.endswith("/SampledUsers") for t in p.to_runner_api().components.transforms.values())
+    assert not any("/SampledUsers" in t.unique_name for t in p.to_runner_api().components.transforms.values())
