@@ -4,7 +4,9 @@ JSON shape (``k`` is the common cut-off of all models)::
 
     {"dataset": str, "protocol": str,
      "models": {"<model>": {"HR@k": float, "Recall@k": float, "NDCG@k": float,
-                            "coverage@k": float, "entropy@k": float}, ...},
+                            "coverage@k": float, "entropy@k": float,
+                            (a sampled evaluation: "HR@k ci95", "Recall@k ci95", "NDCG@k ci95",
+                             "users evaluated", "users in split")}, ...},
      ...extra top-level keys (e.g. "n_users")}
 """
 from __future__ import annotations
@@ -27,6 +29,20 @@ class ReportFormatError(ValueError):
     """A report (or a models mapping) does not have the expected shape."""
 
 
+#: what a sampled evaluation (``--eval-users``: ``export.evaluate``) adds to a model's row: the 95% confidence
+#: half-width of a metric ("NDCG@10 ci95"; coverage and entropy have none) and the sample's size
+CI_SUFFIX = " ci95"
+CI_METRICS: tuple[str, ...] = ("HR", "Recall", "NDCG")  # ``metrics.RankingAccumulator.confidence``'s
+SAMPLE_KEYS: tuple[str, ...] = ("users evaluated", "users in split")
+
+
+def sample_keys(keys: list[str], metrics: Mapping[str, float]) -> list[str]:
+    """The sampled-evaluation keys ``metrics`` has, in canonical order: the half-widths of ``keys``' HR, Recall
+    and NDCG, then ``SAMPLE_KEYS``."""
+    ci = [f"{key}{CI_SUFFIX}" for key in keys if key.split("@")[0] in CI_METRICS]
+    return [k for k in ci + list(SAMPLE_KEYS) if k in metrics]
+
+
 def metric_keys(models: Mapping[str, Mapping[str, float]]) -> list[str]:
     """Return the canonical metric key order shared by all models, e.g. ``metric_names(10)``.
 
@@ -44,11 +60,13 @@ def metric_keys(models: Mapping[str, Mapping[str, float]]) -> list[str]:
         if len(ks) != 1:
             raise ReportFormatError(f"model {name!r}: metric names must be '<metric>@<k>' with one k; got {sorted(metrics)}")
         keys = metric_names(int(ks.pop()))
-        if set(metrics) != set(keys):
-            raise ReportFormatError(f"model {name!r}: expected metrics {keys}; got {sorted(metrics)}")
+        if not set(keys) <= set(metrics) or set(metrics) - set(keys) - set(sample_keys(keys, metrics)):
+            raise ReportFormatError(f"model {name!r}: expected metrics {keys} (and, from a sampled evaluation, "
+                                    f"their '{CI_SUFFIX.strip()}' half-widths and {list(SAMPLE_KEYS)}); "
+                                    f"got {sorted(metrics)}")
         if expected is not None and keys != expected:
             raise ReportFormatError(f"model {name!r}: uses {keys[0]} but other models use {expected[0]}")
-        for key in keys:
+        for key in keys + sample_keys(keys, metrics):
             value = metrics[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ReportFormatError(f"model {name!r}: {key} must be a finite number; got {value!r}")
@@ -58,14 +76,18 @@ def metric_keys(models: Mapping[str, Mapping[str, float]]) -> list[str]:
 
 
 def format_table(models: Mapping[str, Mapping[str, float]], title: str) -> str:
-    """Fixed-width text table: title line, header, one row per model, values with 4 decimals."""
+    """Fixed-width text table: title line, header, one row per model, values with 4 decimals; a sampled
+    evaluation's half-widths get a column each (blank for the models measured on every user)."""
     keys = metric_keys(models)
+    shown = {k for m in models.values() for k in sample_keys(keys, m)}
+    keys = keys + [k for k in (f"{key}{CI_SUFFIX}" for key in keys) if k in shown]
     name_w = max(len("model"), *(len(n) for n in models))
     col_w = [max(len(k), 10) for k in keys]
     header = "model".ljust(name_w) + "".join(f"  {k:>{w}}" for k, w in zip(keys, col_w))
     lines = [title, header, "-" * len(header)]
     for name, metrics in models.items():
-        cells = "".join(f"  {float(metrics[k]):>{w}.4f}" for k, w in zip(keys, col_w))
+        cells = "".join(f"  {float(metrics[k]):>{w}.4f}" if k in metrics else "  " + " " * w
+                        for k, w in zip(keys, col_w))
         lines.append(name.ljust(name_w) + cells)
     return "\n".join(lines)
 
@@ -86,7 +108,7 @@ def write_report(
     report: dict[str, Any] = {
         "dataset": dataset,
         "protocol": protocol,
-        "models": {name: {k: float(m[k]) for k in keys} for name, m in models.items()},
+        "models": {name: {k: float(m[k]) for k in keys + sample_keys(keys, m)} for name, m in models.items()},
     }
     clash = set(extra or {}) & set(REQUIRED_KEYS)
     if clash:
@@ -146,6 +168,7 @@ __all__ = [
     "format_table",
     "markdown_table",
     "metric_keys",
+    "sample_keys",
     "read_report",
     "validate_report",
     "write_report",

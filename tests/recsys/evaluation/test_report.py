@@ -86,3 +86,32 @@ def test_markdown_table():
         "|---|---:|---:|---:|---:|---:|\n"
         "| Pop\\|ularity | 0.5000 | 0.2500 | 0.3333 | 0.0100 | 3.0000 |"
     )
+
+
+SAMPLED = {**MODELS["ItemCF"], "NDCG@10 ci95": 0.02, "HR@10 ci95": 0.03, "Recall@10 ci95": 0.025,
+           "users evaluated": 2000.0, "users in split": 464143.0}
+
+
+def test_a_sampled_evaluations_half_widths_and_sample_size_are_kept_and_shown(tmp_path):
+    """--eval-users rows carry '<metric> ci95' and the sample's size: written, read back, and shown beside
+    rows measured on every user (the 1M rung's RetrievalEvaluator failed on them at its table)."""
+    models = {"Popularity": MODELS["Popularity"], "ItemCF": SAMPLED}
+    path = tmp_path / "r.json"
+    write_report(path, "d", "p", models)
+    assert list(json.loads(path.read_text())["models"]["ItemCF"]) == KEYS + [
+        "HR@10 ci95", "Recall@10 ci95", "NDCG@10 ci95", "users evaluated", "users in split"]
+    assert read_report(path)["models"] == models
+    lines = format_table(models, "t").splitlines()
+    assert lines[1].split() == ["model", *KEYS, "HR@10", "ci95", "Recall@10", "ci95", "NDCG@10", "ci95"]
+    assert lines[3].split() == ["Popularity", "0.5000", "0.2500", "0.3333", "0.0100", "3.0000"]
+    assert lines[4].split()[-3:] == ["0.0300", "0.0250", "0.0200"]
+    assert len({len(line) for line in lines[1:]}) == 1  # fixed width, blanks included
+    assert markdown_table({"dataset": "d", "protocol": "p", "models": models}).splitlines()[0].count("|") == 7
+
+
+@pytest.mark.parametrize("extra, message", [({"coverage@10 ci95": 0.1, "NDCG@10 ci95": 0.1}, "expected metrics"),
+                                            ({"users sampled": 5.0}, "expected metrics"),
+                                            ({"NDCG@10 ci95": float("nan")}, "finite number")])
+def test_other_extra_keys_are_still_refused(tmp_path, extra, message):
+    with pytest.raises(ReportFormatError, match=message):
+        write_report(tmp_path / "r.json", "d", "p", {"m": {**MODELS["ItemCF"], **extra}})
