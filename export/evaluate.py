@@ -14,6 +14,7 @@ gets from the model server.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from typing import Callable, Collection
@@ -141,6 +142,11 @@ def evaluate_split(examples_uri: str, split: str, protocol: str, model_dirs: dic
             top = saved_model_topk(model_dir, rows.histories, masked, pos, k=k, order_pos=rows.history_order_pos,
                                    user_ids=rows.user_ids if by_user else None)
             results[name + suffix] = metrics.ranking_metrics(top, targets, n, k=k, **ci)
+            # the loaded SavedModel is in reference cycles: collected now, its memory is reused by the next load
+            # (the 1M rung's dual_retrieval, 5.1 GB resident once loaded, loaded twice more: +0.7 GB a reload with
+            # a collection, +2.1 GB without: benchmarks/saved_model_reload_memory.py); the DualHeadEvaluator's
+            # fifth load was killed at 22.5 GB (issue 14)
+            gc.collect()
             progress(f"[evaluate] {split}: {name + suffix} done in {time.time() - t0:.1f}s")
     if sampled:
         for values in results.values():
