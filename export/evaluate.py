@@ -29,6 +29,18 @@ from recsys.names import LEAVE_LAST_ORDER_OUT, LEAVE_ONE_OUT
 
 _log = logging.getLogger("recsys.export")
 K = 10
+#: requests per call to a SavedModel in ``saved_model_topk`` (256 unless ``evaluate_split``'s ``batch_sizes`` says)
+BATCH_SIZE = 256
+#: float32 values of one generative call's beam masks, at most (1 GiB): ``beam_batch_size``
+BEAM_MASK_FLOATS = 2 ** 28
+
+
+def beam_batch_size(num_items: int, beam_width: int, most: int = BATCH_SIZE) -> int:
+    """Requests per call to a ``generative`` SavedModel: its constrained beam search keeps a [requests, beams,
+    items] mask (``trainer.constrained_beam``), 256 × 20 × 1M floats (20 GB) at 1M items (issue 14). ``most``
+    (256: MovieLens' and Instacart's calls, as before) or as many as keep the mask within ``BEAM_MASK_FLOATS``
+    (13 at 1M items and 20 beams)."""
+    return max(1, min(most, BEAM_MASK_FLOATS // max(1, beam_width * num_items)))
 BASELINES = ("popularity", "item_cf", "item_knn", "user_most_frequent")  # the rows ``baselines=True`` adds
 UNMASKED = " (unmasked)"  # label suffix of a sequence model's row evaluated without the history mask
 
@@ -43,7 +55,7 @@ def _pad(rows: list[list[str]]) -> np.ndarray:
 
 
 def saved_model_topk(model_dir: str, histories: list[list[str]], exclude_history: bool, pos: dict[str, int],
-                     k: int = K, batch_size: int = 256, order_pos: list[list[int]] | None = None,
+                     k: int = K, batch_size: int = BATCH_SIZE, order_pos: list[list[int]] | None = None,
                      user_ids: list[str] | None = None) -> np.ndarray:
     """Top-k catalogue positions [R, k] from a retrieval SavedModel's serving signature (-1 = no item).
 
@@ -86,7 +98,7 @@ def evaluate_split(examples_uri: str, split: str, protocol: str, model_dirs: dic
                    k: int = K, progress: Callable[[str], None] = print,
                    user_models: Collection[str] = (), baselines: bool = True,
                    training: dict | None = None, sample_users: int = 0,
-                   sample_seed: int = 0) -> dict[str, dict[str, float]]:
+                   sample_seed: int = 0, batch_sizes: dict[str, int] | None = None) -> dict[str, dict[str, float]]:
     """Metrics of the baselines and of every model in ``model_dirs`` on ``split``.
 
     ``user_models``: models asked by user id (``recommend_user``); they are not sequence
@@ -99,6 +111,7 @@ def evaluate_split(examples_uri: str, split: str, protocol: str, model_dirs: dic
     same numbers), still ranking the whole catalogue for each; every row then also holds the 95% confidence
     half-widths of HR, Recall and NDCG (``"NDCG@10 ci95"``, ``metrics.RankingAccumulator.confidence``) and
     ``"users evaluated"`` / ``"users in split"``. 0 (default): every user, the rows as before.
+    ``batch_sizes``: requests per call for some of ``model_dirs`` (``BATCH_SIZE`` for the others).
     """
     if protocol not in (LEAVE_ONE_OUT, LEAVE_LAST_ORDER_OUT):
         raise ValueError(f"Unknown protocol {protocol!r}")
@@ -140,7 +153,8 @@ def evaluate_split(examples_uri: str, split: str, protocol: str, model_dirs: dic
         for masked, suffix in modes[:1] if by_user else modes:
             t0 = time.time()
             top = saved_model_topk(model_dir, rows.histories, masked, pos, k=k, order_pos=rows.history_order_pos,
-                                   user_ids=rows.user_ids if by_user else None)
+                                   user_ids=rows.user_ids if by_user else None,
+                                   batch_size=(batch_sizes or {}).get(name, BATCH_SIZE))
             results[name + suffix] = metrics.ranking_metrics(top, targets, n, k=k, **ci)
             # the loaded SavedModel is in reference cycles: collected now, its memory is reused by the next load
             # (the 1M rung's dual_retrieval, 5.1 GB resident once loaded, loaded twice more: +0.7 GB a reload with

@@ -35,14 +35,27 @@ def test_every_model_of_an_evaluator_is_asked_for_the_sampled_users_only(monkeyp
     monkeypatch.setattr(examples_io, "read_rows", lambda uri, split: rows)
     asked = {}
 
-    def topk(model_dir, histories, masked, pos, k, order_pos=None, user_ids=None):
+    batches = {}
+
+    def topk(model_dir, histories, masked, pos, k, order_pos=None, user_ids=None, batch_size=None):
         asked.setdefault(model_dir, []).append(len(histories))
+        batches.setdefault(model_dir, set()).add(batch_size)
         return np.zeros((len(histories), k), np.int64)
 
     monkeypatch.setattr(evaluate, "saved_model_topk", topk)
     out = evaluate.evaluate_split("uri", "eval", evaluate.LEAVE_ONE_OUT,
                                   {"dual_retrieval": "/s", "generative": "/g"}, baselines=False, sample_users=7,
-                                  progress=lambda m: None)
+                                  progress=lambda m: None, batch_sizes={"generative": 3})
     assert asked == {"/s": [7, 7], "/g": [7, 7]}  # masked and unmasked, 7 of the 30 users each time
+    assert batches == {"/s": {evaluate.BATCH_SIZE}, "/g": {3}}
     assert out["generative"]["users evaluated"] == 7 and out["generative"]["users in split"] == 30
     assert len(metrics.sample_rows(users, 7)) == 7
+
+
+def test_generative_calls_keep_the_beam_masks_within_a_gib():
+    """[requests, beams, items] float32 masks: 256 requests up to 52,428 items at 20 beams (MovieLens' and
+    Instacart's calls as before), 13 at 1M items, never fewer than 1."""
+    assert evaluate.beam_batch_size(1_682, 20) == evaluate.beam_batch_size(14_190, 20) == 256
+    assert evaluate.beam_batch_size(1_000_000, 20) == 13
+    assert 13 * 20 * 1_000_000 <= evaluate.BEAM_MASK_FLOATS < 14 * 20 * 1_000_000
+    assert evaluate.beam_batch_size(10 ** 9, 20) == 1

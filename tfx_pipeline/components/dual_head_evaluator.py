@@ -54,11 +54,17 @@ def DualHeadEvaluator(  # noqa: N802
     dirs = {student: os.path.join(bruteforce_model.uri, N.SERVING_SUBDIR),
             f"{student}_scann": os.path.join(scann_model.uri, N.SERVING_SUBDIR)}
     generative_dir = os.path.join(generative_model.uri, N.SERVING_SUBDIR)
+    batch_sizes = {}
     if fileio.exists(os.path.join(generative_dir, "saved_model.pb")):
+        from export.evaluate import beam_batch_size
+        from tfx_pipeline.components.dual_head_exporter import REPORT_FILE
+
         dirs[TEACHER] = generative_dir
+        exported = fileio.read_json(os.path.join(scann_model.uri, REPORT_FILE))
+        batch_sizes[TEACHER] = beam_batch_size(exported["catalog_items"], exported["generative"]["beam_width"])
     # the spine's two-tower (and baselines) beside the new models
     out = evaluate_splits(examples, dirs, evaluation.uri, known=spine_rows(baseline_evaluation.uri),
-                          sample_users=eval_users)
+                          sample_users=eval_users, batch_sizes=batch_sizes)
     val = out["validation"]["models"]
     passed, failed = VERDICTS[student]
     Gate(student, GATE_MODEL, min_lift, passed=passed, failed=failed).apply(val, retrieval_blessing)

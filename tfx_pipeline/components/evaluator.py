@@ -48,14 +48,16 @@ def spine_rows(evaluation_uri: str) -> dict:
 
 
 def evaluate_splits(examples, dirs: dict[str, str], evaluation_uri: str, known: dict | None = None,
-                    user_models: tuple[str, ...] = (), sample_users: int = 0) -> dict:
+                    user_models: tuple[str, ...] = (), sample_users: int = 0,
+                    batch_sizes: dict[str, int] | None = None) -> dict:
     """Baselines + the SavedModels in ``dirs`` on validation and test; prints and writes ``METRICS_FILE``.
 
     ``known``: rows already measured by another evaluator ({label: {model: metrics}}), added beside ours;
     the baselines are then not measured again (the spine's are on the same splits, from the same
     training interactions). ``user_models``: models asked by user id (``export.evaluate.evaluate_split``).
     ``sample_users`` > 0: that many users of each split, the same ones in every evaluator (``evaluate_split``; the
-    pipeline's ``eval_users``), with 95% confidence half-widths in the rows.
+    pipeline's ``eval_users``), with 95% confidence half-widths in the rows. ``batch_sizes``: requests per call
+    for some models (``export.evaluate.evaluate_split``).
     """
     from export.evaluate import BASELINES, evaluate_split
     from recsys.evaluation import report
@@ -68,7 +70,7 @@ def evaluate_splits(examples, dirs: dict[str, str], evaluation_uri: str, known: 
     out = {}
     for split, label in ((F.EVAL, "validation"), (F.TEST, "test")):
         models = evaluate_split(examples.uri, split, protocol, dirs, user_models=user_models, baselines=baselines,
-                                training=training, sample_users=sample_users)
+                                training=training, sample_users=sample_users, batch_sizes=batch_sizes)
         shown = (known or {}).get(label, {})
         # the table's order as when every evaluator measured its baselines: baselines, ours, the rest shown
         models = {**{n: shown[n] for n in BASELINES if n in shown and n not in models}, **models}
