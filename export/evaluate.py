@@ -31,16 +31,19 @@ _log = logging.getLogger("recsys.export")
 K = 10
 #: requests per call to a SavedModel in ``saved_model_topk`` (256 unless ``evaluate_split``'s ``batch_sizes`` says)
 BATCH_SIZE = 256
-#: float32 values of one generative call's beam masks, at most (1 GiB): ``beam_batch_size``
-BEAM_MASK_FLOATS = 2 ** 28
+#: requests × catalogue items of one generative call, at most: ``beam_batch_size``
+BEAM_CALL_CELLS = 2 ** 26
 
 
-def beam_batch_size(num_items: int, beam_width: int, most: int = BATCH_SIZE) -> int:
-    """Requests per call to a ``generative`` SavedModel: its constrained beam search keeps a [requests, beams,
-    items] mask (``trainer.constrained_beam``), 256 × 20 × 1M floats (20 GB) at 1M items (issue 14). ``most``
-    (256: MovieLens' and Instacart's calls, as before) or as many as keep the mask within ``BEAM_MASK_FLOATS``
-    (13 at 1M items and 20 beams)."""
-    return max(1, min(most, BEAM_MASK_FLOATS // max(1, beam_width * num_items)))
+def beam_batch_size(num_items: int, most: int = BATCH_SIZE) -> int:
+    """Requests per call to a ``generative`` SavedModel. A call holds [requests, items] tables: the allowed
+    items and, in the constrained beam search, their prefix sums (``trainer.constrained_beam``); with the
+    request's exclusions about 20 bytes a cell. ``most`` (256) up to 262,144 items, then as many as keep a call
+    within ``BEAM_CALL_CELLS`` (67 at 1M items, about 1.3 GB). The first search kept a [requests, beams, items]
+    mask, and this was 13 at 1M items and 20 beams (issue 14)."""
+    return max(1, min(most, BEAM_CALL_CELLS // max(1, num_items)))
+
+
 BASELINES = ("popularity", "item_cf", "item_knn", "user_most_frequent")  # the rows ``baselines=True`` adds
 UNMASKED = " (unmasked)"  # label suffix of a sequence model's row evaluated without the history mask
 

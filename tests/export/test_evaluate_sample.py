@@ -52,10 +52,11 @@ def test_every_model_of_an_evaluator_is_asked_for_the_sampled_users_only(monkeyp
     assert len(metrics.sample_rows(users, 7)) == 7
 
 
-def test_generative_calls_keep_the_beam_masks_within_a_gib():
-    """[requests, beams, items] float32 masks: 256 requests up to 52,428 items at 20 beams (MovieLens' and
-    Instacart's calls as before), 13 at 1M items, never fewer than 1."""
-    assert evaluate.beam_batch_size(1_682, 20) == evaluate.beam_batch_size(14_190, 20) == 256
-    assert evaluate.beam_batch_size(1_000_000, 20) == 13
-    assert 13 * 20 * 1_000_000 <= evaluate.BEAM_MASK_FLOATS < 14 * 20 * 1_000_000
-    assert evaluate.beam_batch_size(10 ** 9, 20) == 1
+def test_generative_calls_keep_their_catalogue_tables_bounded():
+    """[requests, items] tables a call: 256 requests up to 262,144 items (MovieLens' and Instacart's calls as
+    before), 67 at 1M items, never fewer than 1."""
+    assert evaluate.beam_batch_size(1_682) == evaluate.beam_batch_size(14_190) == 256
+    assert evaluate.beam_batch_size(262_144) == 256 and evaluate.beam_batch_size(262_145) == 255
+    assert evaluate.beam_batch_size(1_000_000) == 67
+    assert 67 * 1_000_000 <= evaluate.BEAM_CALL_CELLS < 68 * 1_000_000
+    assert evaluate.beam_batch_size(10 ** 9) == 1

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.constrained_beam import PrefixTrie, constrained_beam_search, level_sizes
+from trainer.constrained_beam import (PrefixTrie, code_trie, constrained_beam_search, level_sizes,
+                                      masked_beam_search)
 
 IDS = np.array([[0, 0], [0, 2], [1, 1], [2, 0], [2, 1]])
 
@@ -51,8 +52,8 @@ def _exhaustive(allowed_row):
 
 def test_wide_beam_equals_exhaustive_ranking_and_respects_exclusions():
     allowed = np.array([[True] * 5, [True, False, True, True, False]])
-    items, scores = constrained_beam_search(_fixed_step(TABLES), tf.constant(IDS), tf.constant(allowed),
-                                            level_sizes(IDS), beam_width=6)
+    items, scores = constrained_beam_search(_fixed_step(TABLES), code_trie(IDS), tf.constant(allowed),
+                                            beam_width=6)
     for row in range(2):
         order, exact = _exhaustive(allowed[row])
         got = [i for i in items.numpy()[row].tolist() if i >= 0]
@@ -65,8 +66,8 @@ def test_wide_beam_equals_exhaustive_ranking_and_respects_exclusions():
 def test_narrow_beam_never_returns_an_id_that_does_not_exist():
     # unconstrained, the second-best tuple would be (0, 1), which does not exist;
     # logits: (0, 2) 2 + 3, (2, 1) 1 + 1.5, (0, 0) 2 + 0.4 (before normalisation)
-    items, scores = constrained_beam_search(_fixed_step(TABLES), tf.constant(IDS), tf.ones([1, 5], tf.bool),
-                                            level_sizes(IDS), beam_width=2)
+    items, scores = constrained_beam_search(_fixed_step(TABLES), code_trie(IDS), tf.ones([1, 5], tf.bool),
+                                            beam_width=2)
     got = items.numpy()[0].tolist()
     assert got == [1, 4]
     existing = {tuple(r) for r in IDS.tolist()}
@@ -74,8 +75,8 @@ def test_narrow_beam_never_returns_an_id_that_does_not_exist():
 
 
 def test_every_item_excluded_gives_no_result():
-    items, scores = constrained_beam_search(_fixed_step(TABLES), tf.constant(IDS), tf.zeros([1, 5], tf.bool),
-                                            level_sizes(IDS), beam_width=3)
+    items, scores = constrained_beam_search(_fixed_step(TABLES), code_trie(IDS), tf.zeros([1, 5], tf.bool),
+                                            beam_width=3)
     assert items.numpy().tolist() == [[-1, -1, -1]]
     assert np.all(np.isneginf(scores.numpy()))
 
@@ -103,7 +104,7 @@ def test_prefix_dependent_decoder_matches_brute_force():
         out = tf.numpy_function(fn, [prefix], tf.float32)
         return tf.nn.log_softmax(tf.reshape(out, [b, width, sizes[t]]))
 
-    items, scores = constrained_beam_search(step, tf.constant(ids), tf.ones([1, len(ids)], tf.bool), sizes,
+    items, scores = constrained_beam_search(step, code_trie(ids), tf.ones([1, len(ids)], tf.bool),
                                             beam_width=len(ids))
 
     def lsm(x):
@@ -112,3 +113,47 @@ def test_prefix_dependent_decoder_matches_brute_force():
     exact = {n: sum(lsm(logits(row[:t], t))[row[t]] for t in range(3)) for n, row in enumerate(ids.tolist())}
     assert items.numpy()[0].tolist() == sorted(exact, key=lambda n: -exact[n])
     np.testing.assert_allclose(scores.numpy()[0], sorted(exact.values(), reverse=True), rtol=1e-5)
+
+
+def test_code_trie_arrays():
+    trie = code_trie(np.array([[2, 1], [0, 2], [2, 0], [0, 0], [1, 1]]))
+    assert trie.order.tolist() == [3, 1, 4, 2, 0]          # (0,0) (0,2) (1,1) (2,0) (2,1)
+    assert trie.sizes == (3, 3)
+    assert trie.keys.tolist() == [[0, 0, 1, 2, 2], [0, 2, 4, 6, 7]]
+    assert trie.children.tolist() == [[0, 0, 1, 2, 2], [0, 1, 2, 3, 4]]
+
+
+def test_code_trie_rejects_duplicates_and_codes_past_the_sizes():
+    with pytest.raises(ValueError, match="unique"):
+        code_trie([[1, 2], [0, 0], [1, 2]])
+    with pytest.raises(ValueError, match="0..K_t - 1"):
+        code_trie([[1, 2]], sizes=(2, 2))
+    with pytest.raises(ValueError, match=r"\[N, T\]"):
+        code_trie([1, 2])
+
+
+def _random_step(rng, sizes, dim=6):
+    """A decoder whose log-probs depend on the whole prefix (a hash of it into a fixed table)."""
+    tables = [tf.constant(rng.normal(size=(97, k)).astype(np.float32) * 3) for k in sizes]
+
+    def step(prefix, t):
+        h = tf.reduce_sum(prefix * tf.constant([7, 31, 101, 13][: max(t, 1)])[:t], axis=2) % 97   # [B, W]
+        return tf.nn.log_softmax(tf.gather(tables[t], h))
+    return step
+
+
+@pytest.mark.parametrize("seed,beam_width", [(0, 1), (1, 5), (2, 20), (3, 200)])
+def test_trie_search_equals_the_masked_search(seed, beam_width):
+    """Same items, same scores, bit for bit, as the [B, W, N]-mask reference, with exclusions and ties."""
+    rng = np.random.default_rng(seed)
+    grid = np.array(list(itertools.product(range(5), range(4), range(6), range(3))))
+    ids = grid[rng.permutation(len(grid))[:150]]
+    allowed = rng.random((7, len(ids))) < np.array([1.0, 0.9, 0.5, 0.1, 0.02, 0.0, 1.0])[:, None]
+    step = _random_step(rng, level_sizes(ids))
+    got = constrained_beam_search(step, code_trie(ids), tf.constant(allowed), beam_width)
+    want = masked_beam_search(step, tf.constant(ids), tf.constant(allowed), level_sizes(ids), beam_width)
+    np.testing.assert_array_equal(got[0].numpy(), want[0].numpy())
+    np.testing.assert_array_equal(got[1].numpy(), want[1].numpy())
+    items = got[0].numpy()
+    assert all(allowed[r, i] for r in range(len(items)) for i in items[r] if i >= 0)
+    assert (items[5] == -1).all()

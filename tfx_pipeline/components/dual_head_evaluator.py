@@ -61,7 +61,7 @@ def DualHeadEvaluator(  # noqa: N802
 
         dirs[TEACHER] = generative_dir
         exported = fileio.read_json(os.path.join(scann_model.uri, REPORT_FILE))
-        batch_sizes[TEACHER] = beam_batch_size(exported["catalog_items"], exported["generative"]["beam_width"])
+        batch_sizes[TEACHER] = beam_batch_size(exported["catalog_items"])
     # the spine's two-tower (and baselines) beside the new models
     out = evaluate_splits(examples, dirs, evaluation.uri, known=spine_rows(baseline_evaluation.uri),
                           sample_users=eval_users, batch_sizes=batch_sizes)

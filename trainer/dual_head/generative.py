@@ -134,15 +134,16 @@ class GenerativeHead(tf.keras.layers.Layer):
 
     def beam_search(self, memory, allowed, beam_width: int):
         """Top ``beam_width`` allowed items [B, W] and log-likelihoods [B, W] (constrained beam search)."""
-        catalogue_codes = self.codes[: self.num_items]
+        return constrained_beam_search(self.beam_step(memory), self.item_tables.trie, allowed, beam_width)
 
+    def beam_step(self, memory):
+        """The decoder as a beam search's ``StepFn`` for these requests' memory [B, M, D]."""
         def step(prefix, t):
             b, w = tf.shape(prefix)[0], tf.shape(prefix)[1]
             flat = tf.reshape(prefix, [b * w, t])
             logits = self.decode(tf.repeat(memory, w, axis=0), flat)[t]
             return tf.reshape(tf.nn.log_softmax(logits), [b, w, self.sizes[t]])
-
-        return constrained_beam_search(step, catalogue_codes, allowed, self.sizes, beam_width)
+        return step
 
     def ordered_variables(self) -> list:
         """Trainable variables: the layers', then the memory queries and BOS."""

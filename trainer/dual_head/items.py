@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.base import frozen_table
+from trainer.constrained_beam import CodeTrie, code_trie, level_sizes
 from trainer.dual_head.config import DualHeadConfig
 from trainer.dual_head.data import ItemSpace
 from trainer.dual_head.losses import multi_positive_infonce
@@ -33,7 +34,8 @@ class ItemTables:
     """Constant per-item tables over N + 2 rows (catalogue, OOV, PAD), shared by the model and its item block.
 
     codes int32 [N+2, T]; content float32 [N+2, Dc] (L2-normalised rows, zero for OOV/PAD);
-    known float32 [N+2] (1 = seen in training: has an ID residual).
+    known float32 [N+2] (1 = seen in training: has an ID residual); trie: the catalogue's Semantic IDs as a
+    ``CodeTrie`` of frozen tables, for the generative head's beam search (``None`` without one).
 
     They are non-trainable variables (``trainer.base.frozen_table``: out of ``saved_model.pb``, which stops at
     2 GB; content alone is items x 213 floats on Instacart), held in this dataclass, which Keras does not track:
@@ -45,9 +47,10 @@ class ItemTables:
     codes: tf.Tensor
     content: tf.Tensor
     known: tf.Tensor
+    trie: CodeTrie | None = None
 
     @classmethod
-    def from_space(cls, items: ItemSpace) -> "ItemTables":
+    def from_space(cls, items: ItemSpace, trie: bool = False) -> "ItemTables":
         n_rows = items.num_items + 2  # + OOV + PAD
         codes = np.zeros((n_rows, items.codes.shape[1]), np.int32)
         codes[: items.num_items] = items.codes
@@ -56,10 +59,16 @@ class ItemTables:
         content[: items.num_items] = items.content / np.maximum(norms, 1e-8)
         known = np.zeros(n_rows, np.float32)
         known[: items.num_items] = (items.train_count > 0).astype(np.float32)
-        return cls(items.num_items, frozen_table(codes), frozen_table(content), frozen_table(known))
+        code_tables = None
+        if trie:
+            arrays = code_trie(items.codes, level_sizes(items.codes))
+            code_tables = CodeTrie(frozen_table(arrays.order), frozen_table(arrays.keys),
+                                   frozen_table(arrays.children), arrays.sizes)
+        return cls(items.num_items, frozen_table(codes), frozen_table(content), frozen_table(known), code_tables)
 
     def variables(self) -> tuple:
-        return self.codes, self.content, self.known
+        tables = (self.codes, self.content, self.known)
+        return tables if self.trie is None else tables + (self.trie.order, self.trie.keys, self.trie.children)
 
     @property
     def rows(self) -> int:

@@ -35,7 +35,7 @@ class DualHeadModel(tf.keras.Model):
         self.num_items = items.num_items
         self.sizes = level_sizes(items.codes)
         self.content_dim = items.content.shape[1]
-        tables = ItemTables.from_space(items)
+        tables = ItemTables.from_space(items, trie=config.has_generative_head)
         self.item_tables = tables  # not tracked: not weights (see ItemTables)
         d = config.d_model
         block = ITEM_BLOCKS[item_block or config.variant] if not isinstance(item_block, type) else item_block
