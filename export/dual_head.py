@@ -113,6 +113,9 @@ class StoredHistories(tf.Module):
     Tables [U+1, H] (the last row, all padding, answers an unknown user); ``(ids, order_pos, events)`` of
     ``user_id`` [B] is what ``HistoryInput`` takes, so a stored user is encoded exactly as training encoded the
     same history (its day/basket structure and click/purchase types), not as a history-only request would be.
+    Item ids and behaviours are stored as int32 positions in one table of their distinct strings (``strings``; 0
+    is ""): a tf.string cell takes 24 bytes or more, and the 1M rung's 464,143 users × 50 × 2 string cells held
+    about 5 GB once the SavedModel was loaded (issue 14).
     """
 
     def __init__(self, users: list[str], histories: list[list[str]], order_pos: list[list[int]],
@@ -122,24 +125,27 @@ class StoredHistories(tf.Module):
             raise ValueError(f"{len(users)} users, {len(histories)} histories, {len(order_pos)} order position lists "
                              f"and {len(event_types)} behaviour lists: one each per user")
         width = max(1, min(max_history, max([len(h) for h in histories] + [1])))
-        ids = np.full((len(users) + 1, width), b"", dtype=object)
+        strings = {"": 0}
+        ids = np.zeros((len(users) + 1, width), np.int32)
         pos = np.zeros((len(users) + 1, width), np.int64)
-        events = np.full((len(users) + 1, width), b"", dtype=object)
+        events = np.zeros((len(users) + 1, width), np.int32)
         for i, (u, h, p, e) in enumerate(zip(users, histories, order_pos, event_types)):
             if not len(h) == len(p) == len(e):
                 raise ValueError(f"user {u!r}: {len(h)} history items, {len(p)} order positions, {len(e)} behaviours")
             n = min(len(h), width)
-            ids[i, :n] = [x.encode() for x in h[len(h) - n:]]
+            ids[i, :n] = [strings.setdefault(x, len(strings)) for x in h[len(h) - n:]]
             pos[i, :n] = p[len(p) - n:]
-            events[i, :n] = [x.encode() for x in e[len(e) - n:]]
+            events[i, :n] = [strings.setdefault(x, len(strings)) for x in e[len(e) - n:]]
         self.lookup = export.string_table(users, default=len(users))
-        self.ids = frozen_table(ids.astype(bytes))
+        self.strings = frozen_table([x.encode() for x in strings], tf.string)
+        self.ids = frozen_table(ids)
         self.order_pos = frozen_table(pos)
-        self.events = frozen_table(events.astype(bytes))
+        self.events = frozen_table(events)
 
     def __call__(self, user_id):
         row = self.lookup.lookup(user_id)
-        return tf.gather(self.ids, row), tf.gather(self.order_pos, row), tf.gather(self.events, row)
+        return (tf.gather(self.strings, tf.gather(self.ids, row)), tf.gather(self.order_pos, row),
+                tf.gather(self.strings, tf.gather(self.events, row)))
 
 
 class UserEncoder(tf.Module):

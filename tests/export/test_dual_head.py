@@ -282,6 +282,11 @@ def test_stored_histories_keep_the_latest_items_and_refuse_ragged_input():
     ids, pos, ev = (t.numpy() for t in stored(tf.constant(["a"])))
     assert ids.astype(str).tolist() == [["i2", "i3"]] and pos.tolist() == [[1, 1]]
     assert ev.astype(str).tolist() == [["cart", "purchase"]]
+    assert stored.strings.numpy().astype(str).tolist() == ["", "i2", "i3", "cart", "purchase"]
+    assert stored.ids.dtype == stored.events.dtype == tf.int32
+    assert stored.ids.numpy().tolist() == [[1, 2], [0, 0]] and stored.events.numpy().tolist() == [[3, 4], [0, 0]]
+    unknown = [t.numpy() for t in stored(tf.constant(["b", "a"]))]
+    assert unknown[0].astype(str).tolist() == [["", ""], ["i2", "i3"]] and unknown[2][0].tolist() == [b"", b""]
     with pytest.raises(ValueError, match="user 'a': 2 history items, 2 order positions, 1 behaviours"):
         StoredHistories(["a"], [["i1", "i2"]], [[0, 1]], [["click"]], max_history=2)
     with pytest.raises(ValueError, match="one each per user"):
