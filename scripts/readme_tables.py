@@ -17,7 +17,8 @@ listed in several files, e.g. a shared baseline, once; it must have the same met
 report's five, e.g. ``long_tail@10``), or ``semantic_ids`` for Semantic-ID quality
 reports (then the first word is a comma-separated list of them), or ``latency``
 for the serving-latency report, or ``scann_sweep`` / ``scann_defaults`` / ``scann_raw`` for
-``benchmarks/scann_scale.py``'s report. ``tests/test_readme_tables.py`` fails when a
+``benchmarks/scann_scale.py``'s report, or ``pipeline_scale`` for ``benchmarks/pipeline_scale.py``'s per-component
+table of a whole run. ``tests/test_readme_tables.py`` fails when a
 table differs from its JSON.
 """
 from __future__ import annotations
@@ -149,6 +150,18 @@ def scann_scale_table(path: str, key: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pipeline_scale_table(path: str) -> str:
+    """``benchmarks/pipeline_scale.py``'s table (its ``table``, as ``--table`` prints it) of a run's result JSON."""
+    import importlib.util
+
+    code = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("pipeline_scale", os.path.join(code, "benchmarks", "pipeline_scale.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        return module.table(json.load(f)) + "\n"
+
+
 def _table(source: str, key: str) -> str:
     if key.startswith("wide:"):
         return wide_table(_rows(source, key[len("wide:"):]))
@@ -158,6 +171,8 @@ def _table(source: str, key: str) -> str:
         return semantic_ids_table(source.split(","))
     if key.startswith("scann_"):
         return scann_scale_table(source, key)
+    if key == "pipeline_scale":
+        return pipeline_scale_table(source)
     return markdown(_rows(source, key))
 
 
