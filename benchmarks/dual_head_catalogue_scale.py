@@ -30,22 +30,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.proc_memory import reset_peak, status_mb  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATHS = ("per_item", "whole_table")
-
-
-def _status(key: str) -> float:
-    """``/proc/self/status`` ``key`` (VmRSS, VmHWM) in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) / 1024
-    raise KeyError(key)
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current RSS
-        f.write("5")
 
 
 def _measure(args) -> dict:
@@ -57,11 +45,12 @@ def _measure(args) -> dict:
     from trainer import dual_head as D
     from trainer.dual_head import items as item_blocks
     from trainer.dual_head.sampler import PairSampler
+    from trainer.semantic_ids import disambiguate
 
     item_blocks.WHOLE_TABLE_ROWS = 2 ** 62 if args.path == "whole_table" else 0
     rng = np.random.default_rng(0)
     n = args.items
-    codes = np.stack([rng.integers(0, 256, n) for _ in range(3)] + [np.arange(n) % 256], axis=1).astype(np.int32)
+    codes = disambiguate(rng.integers(0, 256, (n, 3))).astype(np.int32)  # unique, as the generative head needs
     items = D.ItemSpace(np.array([f"item{j:07d}" for j in range(n)], dtype=object), codes,
                         rng.normal(size=(n, args.content_dim)).astype(np.float32),
                         (np.arange(n) % 50).astype(np.int32), rng.integers(0, 20, n).astype(np.float32))
@@ -86,24 +75,24 @@ def _measure(args) -> dict:
     batches = [{k: tf.constant(v) for k, v in sampler.batch(pairs[s:s + config.batch_size]).items()}
                for s in range(0, config.batch_size * args.steps, config.batch_size)]
     probe = tf.constant(hist[:64])
-    built = _status("VmRSS")
+    built = status_mb("VmRSS")
     trainer = D.Trainer(model, config)
-    _reset_peak()
+    reset_peak()
     seconds = []
     for batch in batches:
         start = time.perf_counter()
         trainer.train_step(batch, distill=True)
         seconds.append(time.perf_counter() - start)
-    train_peak = _status("VmHWM") - built
-    before = _status("VmRSS")
-    _reset_peak()
+    train_peak = status_mb("VmHWM") - built
+    before = status_mb("VmRSS")
+    reset_peak()
     start = time.perf_counter()
     vectors = D.user_vectors(model, data.rows(list(range(min(args.users, rows)))))
     user_s = time.perf_counter() - start
     return {"path": args.path, "built_rss_mb": round(built), "first_step_s": round(seconds[0], 2),
             "step_s": round(float(np.median(seconds[1:])), 3), "steps": len(seconds),
             "train_peak_added_mb": round(train_peak), "user_vectors_s": round(user_s, 2),
-            "user_vectors_rows": len(vectors), "user_vectors_peak_added_mb": round(_status("VmHWM") - before),
+            "user_vectors_rows": len(vectors), "user_vectors_peak_added_mb": round(status_mb("VmHWM") - before),
             "item_input_probe": model.item_input(probe).numpy()[:, :, :8].tolist()}
 
 

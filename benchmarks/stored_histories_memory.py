@@ -22,16 +22,10 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.proc_memory import status_mb  # noqa: E402
+
 LAYOUTS = ("positions", "strings")
 PROBE = ["user0000000", "user0000001", "user0000077", "nobody"]
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    raise KeyError("VmRSS")
 
 
 def _save(args) -> dict:
@@ -81,10 +75,10 @@ def _load(args) -> dict:
     import recsys  # noqa: F401
     import tensorflow as tf
 
-    before = _rss_mb()
+    before = status_mb("VmRSS")
     loaded = tf.saved_model.load(args.path)
     out = loaded.signatures["serving_default"](user_id=tf.constant(PROBE))
-    return {"loaded_rss_added_mb": round(_rss_mb() - before),
+    return {"loaded_rss_added_mb": round(status_mb("VmRSS") - before),
             "probe": {k: v.numpy().astype(str).tolist() for k, v in out.items()}}
 
 

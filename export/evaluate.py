@@ -39,8 +39,8 @@ def beam_batch_size(num_items: int, most: int = BATCH_SIZE) -> int:
     """Requests per call to a ``generative`` SavedModel. A call holds [requests, items] tables: the allowed
     items and, in the constrained beam search, their prefix sums (``trainer.constrained_beam``); with the
     request's exclusions about 20 bytes a cell. ``most`` (256) up to 262,144 items, then as many as keep a call
-    within ``BEAM_CALL_CELLS`` (67 at 1M items, about 1.3 GB). The first search kept a [requests, beams, items]
-    mask, and this was 13 at 1M items and 20 beams (issue 14)."""
+    within ``BEAM_CALL_CELLS`` (67 at 1M items: +1.1 GB a call in ``benchmarks/constrained_beam_scale.py``). The
+    first search kept a [requests, beams, items] mask, and this was 13 at 1M items and 20 beams (issue 14)."""
     return max(1, min(most, BEAM_CALL_CELLS // max(1, num_items)))
 
 

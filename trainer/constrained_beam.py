@@ -101,7 +101,11 @@ def code_trie(ids: np.ndarray | Sequence[Sequence[int]], sizes: Sequence[int] | 
         keys.append(key)
         children.append(node)
     if len(ids) and node[-1] != len(ids) - 1:
-        raise ValueError("Semantic IDs must be unique to be decoded back to items")
+        shared = np.nonzero(key[1:] == key[:-1])[0]
+        first = sorted(order[shared[0]:shared[0] + 2].tolist())
+        raise ValueError(f"Semantic IDs must be unique to be decoded back to items: {len(ids) - 1 - int(node[-1]):,} "
+                         f"of {len(ids):,} items repeat another's (items {first[0]} and {first[1]}: "
+                         f"{rows[shared[0]].tolist()}); give them a disambiguating last code")
     return CodeTrie(order.astype(np.int32), np.stack(keys), np.stack(children).astype(np.int32), sizes)
 
 

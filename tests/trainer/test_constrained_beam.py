@@ -124,8 +124,8 @@ def test_code_trie_arrays():
 
 
 def test_code_trie_rejects_duplicates_and_codes_past_the_sizes():
-    with pytest.raises(ValueError, match="unique"):
-        code_trie([[1, 2], [0, 0], [1, 2]])
+    with pytest.raises(ValueError, match=r"unique.*1 of 4 items repeat another's \(items 0 and 2: \[1, 2\]\)"):
+        code_trie([[1, 2], [0, 0], [1, 2], [0, 1]])
     with pytest.raises(ValueError, match="0..K_t - 1"):
         code_trie([[1, 2]], sizes=(2, 2))
     with pytest.raises(ValueError, match=r"\[N, T\]"):
