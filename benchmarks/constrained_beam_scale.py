@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.proc_memory import reset_peak, status_mb  # noqa: E402
+from benchmarks.proc_memory import child_json, reset_peak, status_mb  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEARCHES = ("trie", "mask")
@@ -127,11 +126,7 @@ def main(argv=None) -> dict:
             a for a in argv if a not in ("--no-write", "--only-trie")]
         print(f"[{search}] {args.items:,} items, {args.requests} requests × {args.beam_width} beams a call, "
               f"{args.calls} calls (a fresh process)", flush=True)
-        run = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
-        if run.returncode != 0:
-            sys.stderr.write(run.stderr[-4000:])
-            raise SystemExit(f"[{search}] failed with return code {run.returncode}")
-        out[search] = json.loads(run.stdout.strip().splitlines()[-1])
+        out[search] = child_json(cmd, search)
         r = out[search]
         print(f"  model built at {r['built_rss_mb']:,} MB; {r['call_s']:.3f} s a call ({r['request_ms']:.1f} ms a "
               f"request; first call {r['first_call_s']:.1f} s), +{r['peak_added_mb']:,} MB peak while searching",

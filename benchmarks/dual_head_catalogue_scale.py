@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.proc_memory import reset_peak, status_mb  # noqa: E402
+from benchmarks.proc_memory import child_json, reset_peak, status_mb  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATHS = ("per_item", "whole_table")
@@ -119,11 +118,7 @@ def main(argv=None) -> dict:
             a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-write"]
         print(f"[{path}] {args.items:,} items × {args.content_dim}-d content: {args.steps} training steps, "
               f"{args.users:,} user vectors (a fresh process)", flush=True)
-        run = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
-        if run.returncode != 0:
-            sys.stderr.write(run.stderr[-4000:])
-            raise SystemExit(f"[{path}] failed with return code {run.returncode}")
-        out[path] = json.loads(run.stdout.strip().splitlines()[-1])
+        out[path] = child_json(cmd, path)
         r = out[path]
         print(f"  model built at {r['built_rss_mb']:,} MB; step {r['step_s']:.3f} s (first {r['first_step_s']:.1f} s), "
               f"+{r['train_peak_added_mb']:,} MB peak while training; user vectors {r['user_vectors_s']:.2f} s, "

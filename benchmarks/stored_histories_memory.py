@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.proc_memory import status_mb  # noqa: E402
+from benchmarks.proc_memory import child_json, status_mb  # noqa: E402
 
 LAYOUTS = ("positions", "strings")
 PROBE = ["user0000000", "user0000001", "user0000077", "nobody"]
@@ -102,12 +101,7 @@ def main(argv=None) -> dict:
             row = {}
             for step in ("save", "load"):
                 cmd = [sys.executable, os.path.abspath(__file__), "--layout", layout, "--path", path, "--step", step]
-                run = subprocess.run(cmd + argv, capture_output=True, text=True,
-                                     env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
-                if run.returncode != 0:
-                    sys.stderr.write(run.stderr[-4000:])
-                    raise SystemExit(f"[{layout}] {step} failed with return code {run.returncode}")
-                row.update(json.loads(run.stdout.strip().splitlines()[-1]))
+                row.update(child_json(cmd + argv, f"{layout} {step}"))
             out[layout] = row
             print(f"[{layout}] {args.users:,} users × {args.history} items: SavedModel {row['saved_mb']:,} MB on "
                   f"disk; loading it adds {row['loaded_rss_added_mb']:,} MB resident", flush=True)

@@ -148,12 +148,8 @@ def constrained_beam_search(step: StepFn, trie: CodeTrie, allowed: tf.Tensor,
         hi = tf.reshape(tf.searchsorted(keys[t][None], query, side="right"), [batch, width * k])
         present = tf.gather(below, hi, batch_dims=1) > tf.gather(below, lo, batch_dims=1)
         total = beam_lp[:, :, None] + tf.where(tf.reshape(present, [batch, width, k]), log_probs, neg_inf)
-        new_width = min(beam_width, width * k)
-        top = tf.math.top_k(tf.reshape(total, [batch, width * k]), new_width)
-        parent = top.indices // k                                             # [B, W']
-        code = top.indices % k
-        beam_lp = top.values
-        prefix = tf.concat([tf.gather(prefix, parent, batch_dims=1), code[:, :, None]], axis=2)
+        top, _, _, prefix = _best_children(total, prefix, width, k, beam_width)  # [B, W'], prefix [B, W', t+1]
+        beam_lp, new_width = top.values, min(beam_width, width * k)
         # a chosen child's first row names its node; a child with no rows only carries -inf from here on
         first = tf.minimum(tf.gather(lo, top.indices, batch_dims=1), last)
         node = tf.cast(tf.gather(children[t], first), tf.int64)
@@ -182,12 +178,8 @@ def masked_beam_search(step: StepFn, codes: tf.Tensor, allowed: tf.Tensor, sizes
             tf.transpose(consistent, [2, 0, 1]), codes[:, t], num_segments=k)  # [K, B, w]
         present = tf.transpose(present, [1, 2, 0]) > 0.0                       # [B, w, K]
         total = beam_lp[:, :, None] + tf.where(present, log_probs, neg_inf)   # [B, w, K]
-        new_width = min(beam_width, width * k)
-        top = tf.math.top_k(tf.reshape(total, [batch, width * k]), new_width)
-        parent = top.indices // k                                             # [B, W']
-        code = top.indices % k
-        beam_lp = top.values
-        prefix = tf.concat([tf.gather(prefix, parent, batch_dims=1), code[:, :, None]], axis=2)
+        top, parent, code, prefix = _best_children(total, prefix, width, k, beam_width)  # [B, W'], prefix [B, W', t+1]
+        beam_lp, new_width = top.values, min(beam_width, width * k)
         consistent = tf.gather(consistent, parent, batch_dims=1) * tf.cast(
             tf.equal(codes[None, None, :, t], code[:, :, None]), tf.float32)  # [B, W', N]
         width = new_width
@@ -195,6 +187,14 @@ def masked_beam_search(step: StepFn, codes: tf.Tensor, allowed: tf.Tensor, sizes
     items = tf.where(found, tf.cast(tf.argmax(consistent, axis=2), tf.int32), -1)
     scores = tf.where(found, beam_lp, neg_inf)
     return _pad(items, scores, width, beam_width)
+
+
+def _best_children(total: tf.Tensor, prefix: tf.Tensor, width: int, k: int, beam_width: int):
+    """The best ``min(beam_width, width * k)`` children in total [B, width, k]: ``top_k`` of the flattened scores,
+    each kept child's parent beam and code [B, W'], and the prefixes extended [B, W', t + 1]."""
+    top = tf.math.top_k(tf.reshape(total, [tf.shape(total)[0], width * k]), min(beam_width, width * k))
+    parent, code = top.indices // k, top.indices % k
+    return top, parent, code, tf.concat([tf.gather(prefix, parent, batch_dims=1), code[:, :, None]], axis=2)
 
 
 def _pad(items, scores, width: int, beam_width: int):
